@@ -1,0 +1,60 @@
+# The two promises: `make demo` (set up + run the main job) and `make test` (set up + pass the tests).
+# Both create or reuse .venv and reinstall only when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+export PIP_PROGRESS_BAR ?= off
+
+.PHONY: demo test lint typecheck check browser install install-dev bench clean help
+
+help:
+	@echo "make demo   set up, then harvest, index and serve the demo collection on 127.0.0.1"
+	@echo "make test   set up, then ruff, mypy and pytest"
+	@echo "make bench  run the benchmarks in bench/ (prints JSON)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Browser tests drive Debian's Chromium; install it when missing and we may (root, apt available).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null) \
+		|| echo "warning: could not install chromium; browser tests will be skipped"; \
+	else echo "warning: chromium not found and cannot be installed here; browser tests will be skipped"; fi
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+check: lint typecheck
+
+test: $(VENV)/.installed-dev browser check
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
+
+demo: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/iconosearch demo
+
+bench: $(VENV)/.installed-dev
+	@for b in bench/*.py; do echo "== $$b"; HF_HUB_OFFLINE=1 $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

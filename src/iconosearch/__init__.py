@@ -1,0 +1,3 @@
+"""iconosearch: image–text search for heritage collections published through IIIF."""
+
+__version__ = "0.1.0"

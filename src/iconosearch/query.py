@@ -1,0 +1,107 @@
+"""What a researcher asks and what comes back: the contract between the query engine, the CLI and the API.
+
+A query is a weighted combination of terms (text, image bytes, an indexed item, an image URL), plus filters,
+an optional keyword clause (matched on captions and fused with visual similarity), a score threshold and
+cursor paging. Validation errors are typed so that the API can map them to 4xx problem responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from iconosearch.records import ImageRecord, RightsClass
+
+TermKind = Literal["text", "image", "item", "url"]
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One part of a combined query. Negative weights push results away from the term."""
+
+    kind: TermKind
+    value: str | bytes
+    """Text, image bytes, record id, or http(s) URL, according to ``kind``."""
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    collections: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()
+    """Institution/provider labels (any language) to keep."""
+    year_from: int | None = None
+    year_to: int | None = None
+    rights: tuple[RightsClass, ...] = ()
+    languages: tuple[str, ...] = ()
+    """Keep records with a caption in one of these languages."""
+    has_caption: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    terms: tuple[Term, ...] = ()
+    filters: Filters = field(default_factory=Filters)
+    keywords: str | None = None
+    """Keyword clause matched on captions (FTS5) and fused with visual similarity."""
+    min_score: float | None = None
+    k: int = 24
+    cursor: str | None = None
+    collapse_duplicates: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    record: ImageRecord
+    score: float
+    """Cosine similarity of the query vector and the image (or the fused score for hybrid queries)."""
+    duplicates: tuple[str, ...] = ()
+    """Ids of near-identical images collapsed into this hit (same image in other manifests)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: tuple[Hit, ...]
+    next_cursor: str | None
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+    index_version: str | None = None
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+class QueryError(ValueError):
+    """A query the engine cannot answer as asked; the message says why, for the user."""
+
+    code = "invalid-query"
+
+
+class EmptyQueryError(QueryError):
+    code = "empty-query"
+
+
+class InvalidFilterError(QueryError):
+    code = "invalid-filter"
+
+
+class UnknownCollectionError(QueryError):
+    code = "unknown-collection"
+
+
+class UnknownItemError(QueryError):
+    code = "unknown-item"
+
+
+class LimitExceededError(QueryError):
+    code = "limit-exceeded"
+
+
+class InvalidCursorError(QueryError):
+    code = "invalid-cursor"
+
+
+class InvalidImageError(QueryError):
+    code = "invalid-image"
+
+
+class UrlNotAllowedError(QueryError):
+    code = "url-not-allowed"
