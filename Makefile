@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 export PIP_PROGRESS_BAR ?= off
 
-.PHONY: demo test lint typecheck check browser install install-dev bench clean help
+.PHONY: demo test lint typecheck check browser install install-dev bench clean help web
 
 help:
 	@echo "make demo   set up, then harvest, index and serve the demo collection on 127.0.0.1"
@@ -38,6 +38,15 @@ browser:
 		|| echo "warning: could not install chromium; browser tests will be skipped"; \
 	else echo "warning: chromium not found and cannot be installed here; browser tests will be skipped"; fi
 
+# The web UI's one npm dependency (OpenSeadragon, deep zoom); without npm the UI shows plain images instead.
+web: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error \
+		|| echo "warning: npm ci failed; the web UI falls back to plain images (no deep zoom)"; \
+	else echo "warning: npm not found; the web UI falls back to plain images (no deep zoom)"; fi
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -47,10 +56,10 @@ typecheck: $(VENV)/.installed-dev
 
 check: lint typecheck
 
-test: $(VENV)/.installed-dev browser check
+test: $(VENV)/.installed-dev browser web check
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed web
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/iconosearch demo
 
 bench: $(VENV)/.installed-dev

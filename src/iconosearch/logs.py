@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -40,7 +41,10 @@ def setup_logging(*, json_lines: bool = False, level: int = logging.INFO) -> Non
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     else:
-        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        # Logs go to stderr so that `--json` output on stdout stays machine-readable.
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(handler)
     root.setLevel(level)

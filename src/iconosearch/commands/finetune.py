@@ -1,14 +1,299 @@
-"""`iconosearch finetune`."""
+"""`iconosearch finetune`: adapt a model to a harvested collection's image–caption pairs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-from iconosearch.commands._common import not_implemented
+from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+
+if TYPE_CHECKING:
+    from iconosearch.evaluation.pairs import PairSet
+    from iconosearch.training.finetune import FinetuneResult
+
+
+def load_pairs(
+    settings_data_dir: Path, collections: list[str], pairs_file: Path | None, *, known: set[str]
+) -> PairSet:
+    """Pairs of harvested collections (and/or a JSON-lines file); refuses unknown collection names."""
+    from iconosearch.evaluation.pairs import PairSet, pairs_from_harvest, pairs_from_jsonl
+
+    if not collections and pairs_file is None:
+        fail("name at least one harvested collection, or give --pairs FILE", code=2)
+    unknown = [c for c in collections if c not in known]
+    if unknown:
+        fail(
+            f"unknown collection(s) {', '.join(unknown)}: harvested ones are "
+            f"{', '.join(sorted(known)) or 'none'} (run 'iconosearch harvest' first)",
+            code=2,
+        )
+    harvested = pairs_from_harvest(settings_data_dir / "state.sqlite", collections) if collections else None
+    extra = None
+    if pairs_file is not None:
+        try:
+            extra = pairs_from_jsonl(pairs_file)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read pairs from {pairs_file}: {exc}", code=2)
+    parts = [p for p in (harvested, extra) if p is not None]
+    excluded: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.excluded.items():
+            excluded[k] = excluded.get(k, 0) + v
+    return PairSet(pairs=tuple(x for p in parts for x in p.pairs), excluded=excluded)
+
+
+def harvested_collections(data_dir: Path) -> set[str]:
+    db = data_dir / "state.sqlite"
+    if not db.is_file():
+        return set()
+    from iconosearch.harvest.state import HarvestState
+
+    with HarvestState(db) as st:
+        return {c.name for c in st.collections()}
+
+
+def _summary(result: FinetuneResult) -> dict[str, Any]:
+    from iconosearch.evaluation.report import result_as_dict
+
+    return {
+        "spec": result.spec,
+        "output_dir": str(result.output_dir),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "counts": result.counts,
+        "base_val_loss": result.base_val_loss,
+        "val_loss": [h.val_loss for h in result.history],
+        "val_mean_recall": [h.val_mean_recall for h in result.history],
+        "base_val_mean_recall": result.base_val_mean_recall,
+        "wall_s": result.wall_s,
+        "train_s": result.train_s,
+        "feature_s": result.feature_s,
+        "examples_per_s": result.examples_per_s,
+        "test": result_as_dict(result.test) if result.test else None,
+    }
 
 
 def register(app: typer.Typer) -> None:
     @app.command("finetune")
-    def finetune() -> None:
-        """Fine-tune a model on a harvested collection's image–caption pairs."""
-        not_implemented("finetune")
+    def finetune(
+        ctx: typer.Context,
+        collections: Annotated[
+            list[str] | None,
+            typer.Argument(help="Harvested collections whose image–caption pairs to train on."),
+        ] = None,
+        model: Annotated[
+            str | None, typer.Option("--model", "-m", help="Base model spec (default: config).")
+        ] = None,
+        mode: Annotated[
+            str, typer.Option(help="heads | lit (image tower locked) | text-locked | full.")
+        ] = "heads",
+        unlocked_layers: Annotated[
+            int, typer.Option(help="text-locked mode: last N text layers left trainable.")
+        ] = 1,
+        output: Annotated[
+            Path | None,
+            typer.Option("--output", "-o", help="Model folder (default: <data_dir>/models/<name>)."),
+        ] = None,
+        name: Annotated[str | None, typer.Option(help="Model name under <data_dir>/models/.")] = None,
+        pairs_file: Annotated[
+            Path | None, typer.Option("--pairs", help="Extra pairs from a JSON-lines file (see the docs).")
+        ] = None,
+        holdout: Annotated[
+            list[str] | None, typer.Option(help="Collections kept out of training entirely (held-out test).")
+        ] = None,
+        split_file: Annotated[
+            Path | None, typer.Option("--split", help="Reuse a saved split.json instead of making one.")
+        ] = None,
+        val_fraction: Annotated[float, typer.Option(help="Share of pairs for validation.")] = 0.1,
+        test_fraction: Annotated[float, typer.Option(help="Share of pairs for the test split.")] = 0.1,
+        min_eval_pairs: Annotated[int, typer.Option(help="Fewest pairs validation and test may have.")] = 10,
+        epochs: Annotated[int, typer.Option(help="Most epochs (early stopping may end sooner).")] = 30,
+        batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 256,
+        accumulation: Annotated[
+            int, typer.Option(help="Batches per optimizer step (gradient accumulation).")
+        ] = 1,
+        lr: Annotated[float, typer.Option(help="Learning rate of heads and temperature.")] = 1e-3,
+        tower_lr: Annotated[float, typer.Option(help="Learning rate of unlocked tower weights.")] = 1e-5,
+        weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+        warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs.")] = 1.0,
+        patience: Annotated[
+            int, typer.Option(help="Stop after N epochs without better validation recall.")
+        ] = 6,
+        seed: Annotated[int, typer.Option(help="Seed of the split, batches and dropout.")] = 0,
+        precision: Annotated[
+            str, typer.Option(help="auto | fp32 | bf16 | fp16 (mixed precision on GPU).")
+        ] = "auto",
+        device: Annotated[
+            str | None, typer.Option(help="cpu or cuda (default: cuda when available).")
+        ] = None,
+        threads: Annotated[
+            int | None, typer.Option(help="CPU threads (default: 1 for heads, torch's default otherwise).")
+        ] = None,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Continue an interrupted run in --output.")
+        ] = False,
+        resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the test comparison.")] = 1000,
+    ) -> None:
+        """Fine-tune a model on a harvested collection's image–caption pairs; writes a model usable as a spec.
+
+        The pairs are split by manifest (pages of one book never straddle train and test); the split is saved
+        as split.json beside the model. The result is compared with the base on the test split (paired
+        bootstrap CIs) and documented in MODEL_CARD.md and DATASHEET.md.
+        """
+        from iconosearch.evaluation.pairs import Split, TooFewPairsError, split_by_group
+        from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
+        from iconosearch.training.finetune import (
+            MODES,
+            FinetuneConfig,
+            FinetuneError,
+            check_trainable_offline,
+        )
+
+        st = state(ctx)
+        settings = st.settings()
+        spec = model or settings.model
+        if mode not in MODES:
+            fail(f"unknown --mode {mode!r}: choose one of {', '.join(MODES)}", code=2)
+        try:
+            config = FinetuneConfig(
+                mode=mode,
+                unlocked_text_layers=unlocked_layers,
+                epochs=epochs,
+                batch_size=batch_size,
+                accumulation_steps=accumulation,
+                lr=lr,
+                tower_lr=tower_lr,
+                weight_decay=weight_decay,
+                warmup_epochs=warmup_epochs,
+                patience=patience,
+                seed=seed,
+                precision=precision,  # type: ignore[arg-type]
+                max_pixels=settings.limits.image_max_pixels,
+                threads=threads,
+            )
+        except ValueError as exc:
+            fail(str(exc), code=2)
+        try:
+            check_trainable_offline(spec)
+        except (ModelSpecError, ModelUnavailableError) as exc:
+            fail(str(exc), code=2)
+
+        data_dir = settings.data_dir
+        names = list(collections or [])
+        pair_set = load_pairs(
+            data_dir, names + list(holdout or []), pairs_file, known=harvested_collections(data_dir)
+        )
+        for why, n in sorted(pair_set.excluded.items()):
+            err_console.print(f"[yellow]excluded[/] {n} records: {why}", highlight=False)
+        try:
+            if split_file is not None:
+                split = Split.load(split_file)
+            else:
+                split = split_by_group(
+                    pair_set.pairs,
+                    val_fraction=val_fraction,
+                    test_fraction=test_fraction,
+                    seed=seed,
+                    min_eval_pairs=min_eval_pairs,
+                    heldout_collections=holdout or (),
+                )
+        except TooFewPairsError as exc:
+            fail(str(exc), code=2)
+        except (OSError, ValueError, KeyError) as exc:
+            fail(f"cannot use split file {split_file}: {exc}", code=2)
+        train = split.select(pair_set.pairs, "train")
+        val = split.select(pair_set.pairs, "val")
+        test = split.select(pair_set.pairs, "test")
+        if not train or not val:
+            fail(
+                f"the split leaves {len(train)} training and {len(val)} validation pairs; nothing to train",
+                code=2,
+            )
+        label = name or f"{'-'.join(names) or (pairs_file.stem if pairs_file else 'model')}-{mode}"
+        out_dir = (output or data_dir / "models" / label).resolve()
+
+        from iconosearch.models.embedder import load_embedder
+
+        try:
+            base = load_embedder(spec, device=device)
+        except (ModelSpecError, ModelUnavailableError) as exc:
+            fail(str(exc), code=2)
+        from iconosearch.training.finetune import finetune as run_finetune
+
+        if not st.quiet and not st.json_output:
+            err_console.print(
+                f"fine-tuning [bold]{spec}[/] ({mode}) on {len(train)} pairs; validation {len(val)}, "
+                f"test {len(test)} (split by manifest) → {out_dir}",
+                highlight=False,
+            )
+        try:
+            result = _with_progress(
+                st.quiet or st.json_output,
+                lambda progress, on_epoch: run_finetune(
+                    base,
+                    train,
+                    val,
+                    test,
+                    split,
+                    out_dir,
+                    config,
+                    device=device,
+                    feature_cache=data_dir / "cache" / "features",
+                    resume=resume,
+                    progress=progress,
+                    on_epoch=on_epoch,
+                    n_resamples=resamples,
+                    excluded=pair_set.excluded,
+                ),
+            )
+        except FinetuneError as exc:
+            fail(str(exc), code=2)
+        except KeyboardInterrupt:
+            fail(f"interrupted; continue with the same command plus --resume --output {out_dir}", code=130)
+        summary = _summary(result)
+        if st.json_output:
+            emit_json(summary)
+            return
+        out_console.print(
+            f"model written to [bold]{out_dir}[/]; use it as the model spec [bold]{result.spec}[/]"
+        )
+        if result.test is not None:
+            for m in result.test.models:
+                out_console.print(f"  {m.verdict}", highlight=False)
+        out_console.print(f"  best epoch {result.best_epoch}; {result.wall_s:.0f} s; see MODEL_CARD.md")
+
+
+def _with_progress(quiet: bool, run: Any) -> Any:
+    """Run ``run(progress, on_epoch)`` under a rich progress display (or silently)."""
+    if quiet:
+        return run(None, None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            key = "epoch" if stage.startswith("epoch") else stage
+            if key not in tasks:
+                tasks[key] = bar.add_task(stage, total=total)
+            bar.update(tasks[key], completed=done, total=total, description=stage)
+
+        def on_epoch(log: Any) -> None:
+            bar.console.print(
+                f"epoch {log.epoch}: train loss {log.train_loss:.3f}, val loss {log.val_loss:.3f}, "
+                f"val mean recall {log.val_mean_recall:.1%} ({log.seconds:.1f} s)",
+                highlight=False,
+            )
+
+        return run(progress, on_epoch)

@@ -1,14 +1,151 @@
-"""`iconosearch models`."""
+"""`iconosearch models`: list model specs; `iconosearch models build-lite`: rebuild the embedded default."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from iconosearch.commands._common import not_implemented
+from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+
+
+def model_rows() -> list[dict[str, Any]]:
+    """The models ``iconosearch models`` lists (cheap: reads configs, loads no weights)."""
+    from iconosearch.models.embedder import hub_cached
+    from iconosearch.models.lite import BUILTIN_DIR, read_checkpoint, tower_files
+    from iconosearch.models.specs import (
+        KNOWN_HUB_MODELS,
+        LITE_NAME,
+        ModelUnavailableError,
+        hub_offline,
+        parse_spec,
+    )
+
+    rows: list[dict[str, Any]] = []
+    try:
+        config, _tensors, _sha = read_checkpoint(BUILTIN_DIR)
+        tower_files()
+        lite_ok, dim, prep, note = True, config.dim, config.describe_preprocessing(), ""
+    except ModelUnavailableError as exc:
+        lite_ok, dim, prep, note = False, None, "-", f" (unavailable: {exc})"
+    rows.append(
+        {
+            "spec": LITE_NAME,
+            "dim": dim,
+            "preprocessing": prep,
+            "license": "heads: Apache-2.0; towers: Apache-2.0 (EfficientNet-Lite0, all-MiniLM-L6-v2)",
+            "offline": lite_ok,
+            "description": "embedded default: EfficientNet-Lite0 + MiniLM-L6, LiT heads trained on "
+            "public-domain clip art, fused with an ImageNet concept bridge; English only" + note,
+        }
+    )
+    offline = hub_offline()
+    for spec, dim, prep, license_, description in KNOWN_HUB_MODELS:
+        cached = hub_cached(parse_spec(spec))
+        rows.append(
+            {
+                "spec": spec,
+                "dim": dim,
+                "preprocessing": prep,
+                "license": license_,
+                "offline": cached,
+                "description": description
+                + (
+                    ""
+                    if cached
+                    else " (needs the Hugging Face hub" + (", which is offline)" if offline else ")")
+                ),
+            }
+        )
+    return rows
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("models")
-    def models() -> None:
-        """List available models and build the embedded default."""
-        not_implemented("models")
+    models_app = typer.Typer(
+        help="List available models (spec, dim, preprocessing, license, offline) and build the default.",
+        invoke_without_command=True,
+        no_args_is_help=False,
+    )
+    app.add_typer(models_app, name="models")
+
+    @models_app.callback()
+    def models(ctx: typer.Context) -> None:
+        """List model specs usable in config, CLI and API; `build-lite` rebuilds iconosearch-lite."""
+        if ctx.invoked_subcommand is not None:
+            return
+        rows = model_rows()
+        if state(ctx).json_output:
+            emit_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title="Models (spec strings for 'model' in the config or --model)")
+        for column in ("spec", "dim", "preprocessing", "license", "offline", "description"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(
+                row["spec"],
+                str(row["dim"] or "?"),
+                row["preprocessing"],
+                row["license"],
+                "yes" if row["offline"] else "no",
+                row["description"],
+            )
+        out_console.print(table)
+        out_console.print(
+            "Other forms: 'ARCH/PRETRAINED' (any open_clip pair), 'hf-hub:ORG/REPO', 'local-dir:PATH', "
+            "or the path of a fine-tuned checkpoint folder.",
+            highlight=False,
+        )
+
+    @models_app.command("build-lite")
+    def build_lite_command(
+        ctx: typer.Context,
+        out: Annotated[
+            Path,
+            typer.Option("--out", "-o", help="Output folder (default: a new folder, not the shipped model)."),
+        ] = Path("build/iconosearch-lite"),
+        cache_dir: Annotated[
+            Path | None,
+            typer.Option(help="Corpus + feature cache (default: ~/.cache/iconosearch/corpus)."),
+        ] = None,
+        epochs: Annotated[int, typer.Option(min=1, help="Training epochs per variant.")] = 40,
+    ) -> None:
+        """Rebuild iconosearch-lite: corpus from Debian packages, split, features, heads, model card."""
+        import torch
+
+        from iconosearch.models.build_lite import build_lite, write_model_card
+        from iconosearch.models.corpus import CorpusError
+        from iconosearch.models.specs import ModelUnavailableError
+
+        st = state(ctx)
+        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+
+        def log(message: str) -> None:
+            if not st.quiet:
+                err_console.print(message, highlight=False)
+
+        from rich.progress import Progress
+
+        with Progress(disable=st.quiet, console=err_console, transient=True) as bar:
+            task = bar.add_task("tower features", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                report = build_lite(out, cache_dir=cache_dir, epochs=epochs, log=log, progress=progress)
+            except (CorpusError, ModelUnavailableError) as exc:
+                fail(str(exc))
+        write_model_card(report)
+        if st.json_output:
+            emit_json({"out": str(report.out_dir), "metrics": report.metrics})
+        else:
+            test = report.metrics["test"]
+            out_console.print(
+                f"wrote {report.out_dir} ({report.variant}, epoch {report.best_epoch}, bridge weight "
+                f"{report.bridge_weight}); test t2i R@10 {test['t2i']['R@10']:.3f}, "
+                f"i2t R@10 {test['i2t']['R@10']:.3f}",
+                highlight=False,
+            )

@@ -1,14 +1,229 @@
-"""`iconosearch search`."""
+"""`iconosearch search`: query an index from the command line."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from iconosearch.commands._common import not_implemented
+from iconosearch.commands._common import emit_json, fail, out_console, state
+from iconosearch.query import Filters, InvalidFilterError
+from iconosearch.records import RightsClass
+
+FILTER_HELP = (
+    "KEY=VALUE, repeatable: collection=NAME, provider=NAME, year=1600-1700 (or 1650, 1600.., ..1700; "
+    "-50 is 50 BCE), rights=open|restricted|unknown, lang=en, has_caption=yes|no. Repeating a key ORs values."
+)
+
+
+def parse_filters(specs: list[str]) -> Filters:
+    """``["collection=maps", "year=1600-1700"]`` → :class:`Filters`; raises InvalidFilterError."""
+    collections: list[str] = []
+    providers: list[str] = []
+    rights: list[RightsClass] = []
+    languages: list[str] = []
+    year_from: int | None = None
+    year_to: int | None = None
+    has_caption: bool | None = None
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key, value = key.strip().lower().replace("-", "_"), value.strip()
+        if not sep or not value:
+            raise InvalidFilterError(f"filter {spec!r} is not KEY=VALUE")
+        if key in ("collection", "collections"):
+            collections.append(value)
+        elif key in ("provider", "institution"):
+            providers.append(value)
+        elif key == "rights":
+            if value not in ("open", "restricted", "unknown"):
+                raise InvalidFilterError(f"rights must be open, restricted or unknown, not {value!r}")
+            rights.append(value)  # type: ignore[arg-type]
+        elif key in ("lang", "language"):
+            languages.append(value)
+        elif key == "has_caption":
+            if value.lower() not in ("yes", "no", "true", "false", "1", "0"):
+                raise InvalidFilterError(f"has_caption must be yes or no, not {value!r}")
+            has_caption = value.lower() in ("yes", "true", "1")
+        elif key in ("year", "date"):
+            m = re.fullmatch(r"(-?\d{1,5})?\s*(?:(\.\.|/|–| - |-(?=\d|$)))?\s*(-?\d{1,5})?", value)
+            if m is None or (m.group(1) is None and m.group(3) is None):
+                raise InvalidFilterError(f"year filter {value!r} is not YEAR, FROM-TO, FROM.. or ..TO")
+            start, sep_range, end = m.groups()
+            if sep_range is None:
+                year_from = year_to = int(start)
+            else:
+                year_from = int(start) if start else None
+                year_to = int(end) if end else None
+        elif key in ("year_from", "from"):
+            year_from = _int(value, key)
+        elif key in ("year_to", "to"):
+            year_to = _int(value, key)
+        else:
+            raise InvalidFilterError(
+                f"unknown filter {key!r}; use collection, provider, year, rights, lang, has_caption"
+            )
+    return Filters(
+        collections=tuple(collections),
+        providers=tuple(providers),
+        year_from=year_from,
+        year_to=year_to,
+        rights=tuple(rights),
+        languages=tuple(languages),
+        has_caption=has_caption,
+    )
+
+
+def _int(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidFilterError(f"{key} must be a year, not {value!r}") from exc
+
+
+def _label(record: Any) -> str:
+    for labels in (record.canvas_label, record.manifest_label):
+        for lang in ("en", "none", *labels):
+            if labels.get(lang):
+                return str(labels[lang][0])
+    return record.id
 
 
 def register(app: typer.Typer) -> None:
     @app.command("search")
-    def search() -> None:
+    def search(
+        ctx: typer.Context,
+        text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+        image: Annotated[
+            list[Path] | None, typer.Option("--image", help="Query image file (repeatable).")
+        ] = None,
+        item: Annotated[
+            list[str] | None, typer.Option("--item", help="'More like this' record id (repeatable).")
+        ] = None,
+        negative: Annotated[
+            list[str] | None, typer.Option("--not", help="Text to push results away from (weight −0.5).")
+        ] = None,
+        keywords: Annotated[
+            str | None, typer.Option("--keywords", "-w", help="Words the caption must contain.")
+        ] = None,
+        filters: Annotated[list[str] | None, typer.Option("--filter", "-f", help=FILTER_HELP)] = None,
+        k: Annotated[int, typer.Option("--k", "-k", help="Results per page.", min=1)] = 10,
+        min_score: Annotated[
+            float | None, typer.Option("--min-score", help="Drop results below this cosine.")
+        ] = None,
+        cursor: Annotated[str | None, typer.Option("--cursor", help="Continue from a previous page.")] = None,
+        no_collapse: Annotated[
+            bool, typer.Option("--no-collapse", help="Show near-duplicates separately.")
+        ] = False,
+        name: Annotated[str, typer.Option("--name", help="Index name.")] = "default",
+    ) -> None:
         """Search an index from the command line."""
-        not_implemented("search")
+        from iconosearch.index.engine import IndexNotReadyError, ModelMismatchError, SearchEngine
+        from iconosearch.index.store import IndexStoreError
+        from iconosearch.query import Query, QueryError, Term
+
+        st = state(ctx)
+        settings = st.settings()
+        terms: list[Term] = []
+        if text and text.strip():
+            terms.append(Term("text", text))
+        for path in image or []:
+            try:
+                terms.append(Term("image", path.read_bytes()))
+            except OSError as exc:
+                fail(f"cannot read image {path}: {exc.strerror or exc}", code=2)
+        terms.extend(Term("item", rid) for rid in item or [])
+        terms.extend(Term("text", t, -0.5) for t in negative or [])
+        try:
+            query = Query(
+                terms=tuple(terms),
+                filters=parse_filters(filters or []),
+                keywords=keywords,
+                min_score=min_score,
+                k=k,
+                cursor=cursor,
+                collapse_duplicates=not no_collapse,
+            )
+            engine = SearchEngine.open(
+                settings.data_dir,
+                name,
+                limits=settings.limits,
+                allow_url_queries=settings.server.allow_url_queries,
+            )
+            page = engine.search(query)
+        except QueryError as exc:
+            fail(str(exc), code=2)
+        except (IndexNotReadyError, IndexStoreError, ModelMismatchError) as exc:
+            fail(str(exc))
+        except Exception as exc:
+            from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
+
+            if isinstance(exc, ModelSpecError | ModelUnavailableError):
+                fail(f"cannot load the index's model: {exc}")
+            raise
+        if st.json_output:
+            from iconosearch.records import record_to_dict
+
+            emit_json(
+                {
+                    "hits": [
+                        {
+                            "score": h.score,
+                            "duplicates": list(h.duplicates),
+                            "record": record_to_dict(h.record),
+                        }
+                        for h in page.hits
+                    ],
+                    "next_cursor": page.next_cursor,
+                    "facets": page.facets,
+                    "index_version": page.index_version,
+                    "embed_ms": page.embed_ms,
+                    "search_ms": page.search_ms,
+                    "query": {k: v for k, v in asdict(query).items() if k != "terms"},
+                }
+            )
+            return
+        from rich.table import Table
+
+        table = Table(
+            title=f"{len(page.hits)} result(s) — index {name} {page.index_version}", title_justify="left"
+        )
+        table.add_column("#", justify="right")
+        table.add_column("score", justify="right")
+        table.add_column("title", overflow="fold", max_width=48)
+        table.add_column("collection")
+        table.add_column("date")
+        table.add_column("rights")
+        table.add_column("id")
+        table.add_column("dups", justify="right")
+        from iconosearch.rights import rights_class
+
+        for rank, hit in enumerate(page.hits, start=1):
+            r = hit.record
+            date = (
+                ""
+                if r.date is None
+                else (
+                    str(r.date.start_year)
+                    if r.date.start_year == r.date.end_year
+                    else f"{r.date.start_year}–{r.date.end_year}"
+                )
+            )
+            table.add_row(
+                str(rank),
+                f"{hit.score:.3f}",
+                _label(r),
+                r.collection,
+                date,
+                rights_class(r.rights),
+                r.id,
+                str(len(hit.duplicates)) if hit.duplicates else "",
+            )
+        out_console.print(table)
+        out_console.print(
+            f"[dim]embed {page.embed_ms:.1f} ms, search {page.search_ms:.1f} ms[/]"
+            + (f"\nnext page: --cursor {page.next_cursor}" if page.next_cursor else ""),
+            highlight=False,
+        )

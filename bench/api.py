@@ -1,0 +1,215 @@
+"""Latency and throughput of ``GET /api/search`` under 1, 8 and 32 concurrent clients (loopback only).
+
+The server is the real ``iconosearch serve`` in its own process, serving the demo index: an existing
+data dir (``--data-dir``, default ``data/`` when it holds an index) or, failing that, the small test
+index built from the demo collection with the default model. Every request asks a different text (so
+the query-embedding cache never answers), 24 results per page. Prints JSON.
+
+    python bench/api.py [--data-dir data] [--seconds 8] [--concurrency 1 8 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORDS = [
+    "map",
+    "harbour",
+    "portrait",
+    "woman",
+    "man",
+    "ship",
+    "sea",
+    "church",
+    "flower",
+    "vase",
+    "bird",
+    "dog",
+    "horse",
+    "tree",
+    "river",
+    "city",
+    "street",
+    "night",
+    "moon",
+    "sun",
+    "record",
+    "music",
+    "cat",
+    "dinosaur",
+    "flag",
+    "house",
+    "tower",
+    "garden",
+    "mountain",
+    "book",
+    "letter",
+    "king",
+    "queen",
+]
+
+
+def _query(i: int) -> str:
+    n = len(WORDS)
+    return f"a {WORDS[i % n]} with a {WORDS[(i * 7 + 3) % n]} {i}"
+
+
+def _has_index(data_dir: Path) -> bool:
+    return (data_dir / "indexes" / "default" / "CURRENT").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _prepare(data_dir: Path | None) -> tuple[Path, int, str]:
+    """A data dir with an index, the port to serve it on, and where it came from."""
+    if data_dir is not None and _has_index(data_dir):
+        return data_dir, _free_port(), str(data_dir)
+    from tests.helpers.demo_index import build_demo_index
+
+    port = _free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="iconosearch-bench-"))
+    build_demo_index(tmp, f"http://127.0.0.1:{port}")
+    return tmp, port, "demo collection (test index)"
+
+
+async def _level(base: str, concurrency: int, seconds: float, offset: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    counter = offset
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+
+        async def worker() -> None:
+            nonlocal counter, errors
+            while time.perf_counter() < deadline:
+                counter += 1
+                start = time.perf_counter()
+                try:
+                    r = await client.get("/api/search", params={"q": _query(counter), "k": 24})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        if not latencies:
+            return float("nan")
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
+        "throughput_rps": round(len(latencies) / elapsed, 2),
+        "seconds": round(elapsed, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    seconds = min(max(args.seconds, 1.0), 60.0)  # bounded run
+
+    data_dir, port, source = _prepare(args.data_dir)
+    env = {**os.environ, "ICONOSEARCH_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "iconosearch"),
+            "--quiet",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"server did not become ready: {server.stderr.read() if server.stderr else ''}"
+                )
+            time.sleep(0.2)
+        info = httpx.get(f"{base}/api/collections", timeout=10).json()
+        # Warm up: load the model and touch the index before measuring.
+        for i in range(5):
+            httpx.get(f"{base}/api/search", params={"q": f"warm up {i}"}, timeout=120).raise_for_status()
+        levels = []
+        for n, c in enumerate(args.concurrency):
+            levels.append(asyncio.run(_level(base, c, seconds, offset=n * 1_000_000)))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    print(
+        json.dumps(
+            {
+                "bench": "api.search",
+                "endpoint": "GET /api/search?q=<unique text>&k=24",
+                "index": source,
+                "index_count": info.get("count"),
+                "model": info.get("model"),
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "server": "iconosearch serve (uvicorn, 1 process)",
+                "levels": levels,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""How a record is shown to clients: thumbnails, viewer links and the result documents (pure functions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from iconosearch.api import schemas as s
+from iconosearch.api.content_state import content_state, encode_content_state
+from iconosearch.config import ViewerConfig
+from iconosearch.iiif.image_api import choose_size, image_url
+from iconosearch.records import DateRange, ImageRecord
+
+THUMB_PX = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Presenter:
+    """What result documents need to know about the deployment."""
+
+    base_url: str
+    """Absolute URL of the service root, without a trailing slash."""
+    viewers: ViewerConfig
+
+    def result(self, record: ImageRecord, score: float, duplicates: tuple[str, ...]) -> s.Result:
+        return s.Result(**self._common(record, score, duplicates))
+
+    def item(self, record: ImageRecord, duplicates: tuple[str, ...]) -> s.Item:
+        return s.Item(
+            **self._common(record, None, duplicates),
+            manifest_label=record.manifest_label,
+            canvas_label=record.canvas_label,
+            summary=record.summary,
+            metadata=[s.MetadataEntry(label=m.label, value=m.value) for m in record.metadata],
+            part_of=list(record.part_of),
+            width=record.width,
+            height=record.height,
+        )
+
+    def viewer_links(self, record: ImageRecord) -> s.ViewerLinks:
+        state = content_state(
+            record.manifest_id, record.canvas_id, record.region, id=f"{self.base_url}/api/items/{record.id}"
+        )
+        encoded = encode_content_state(state)
+        manifest = quote(record.manifest_id, safe="")
+
+        def fill(template: str) -> str | None:
+            if not template:
+                return None
+            return template.replace("{content_state}", encoded).replace("{manifest}", manifest)
+
+        return s.ViewerLinks(
+            content_state=encoded,
+            mirador=fill(self.viewers.mirador),
+            universal_viewer=fill(self.viewers.universal_viewer),
+        )
+
+    def _common(self, record: ImageRecord, score: float | None, duplicates: tuple[str, ...]) -> dict:
+        thumb = thumbnail(record)
+        service = record.service
+        return {
+            "id": record.id,
+            "score": round(score, 4) if score is not None else None,
+            "caption": record.caption,
+            "label": record.canvas_label or record.manifest_label,
+            "collection": record.collection,
+            "thumbnail": thumb,
+            "aspect_ratio": aspect_ratio(record),
+            "image_service": s.ImageServiceOut(
+                id=service.id,
+                api_version=service.api_version,
+                level=service.level,
+                info_url=f"{service.id}/info.json",
+            )
+            if service is not None
+            else None,
+            "image_url": record.static_url,
+            "manifest": record.manifest_id,
+            "canvas": record.canvas_id,
+            "canvas_index": record.canvas_index,
+            "region": record.region,
+            "rights": record.rights,
+            "attribution": s.Attribution(
+                label=record.required_statement.label, value=record.required_statement.value
+            )
+            if record.required_statement is not None
+            else None,
+            "providers": [
+                s.ProviderOut(label=p.label, id=p.id, homepage=p.homepage, logo=p.logo)
+                for p in record.providers
+            ],
+            "date": date_out(record.date) if record.date is not None else None,
+            "homepage": [s.LinkOut(id=h.id, label=h.label, format=h.format) for h in record.homepage],
+            "duplicates": s.DuplicateGroup(size=len(duplicates) + 1, ids=list(duplicates)),
+            "viewers": self.viewer_links(record),
+            "links": s.ItemLinks(
+                item=f"{self.base_url}/api/items/{record.id}",
+                similar=f"{self.base_url}/api/items/{record.id}/similar",
+                permalink=f"{self.base_url}/?item={record.id}",
+            ),
+        }
+
+
+def parse_region(region: str | None) -> tuple[int, int, int, int] | None:
+    if not region:
+        return None
+    try:
+        x, y, w, h = (int(float(v)) for v in region.split(","))
+    except ValueError:
+        return None
+    return (x, y, w, h) if w > 0 and h > 0 else None
+
+
+def image_size(record: ImageRecord) -> tuple[int, int] | None:
+    """Pixel size of what the record shows: the region when there is one, else the image."""
+    region = parse_region(record.region)
+    if region is not None:
+        return region[2], region[3]
+    width = record.width or (record.service.width if record.service else None)
+    height = record.height or (record.service.height if record.service else None)
+    if width and height:
+        return width, height
+    return None
+
+
+def aspect_ratio(record: ImageRecord) -> float | None:
+    size = image_size(record)
+    return round(size[0] / size[1], 5) if size else None
+
+
+def thumbnail(record: ImageRecord, target: int = THUMB_PX) -> s.Thumbnail:
+    """A thumbnail of about ``target`` px on the long side, from the image service when possible.
+
+    Sizes follow what the service promises (level-0 trees serve only their listed sizes), as the
+    harvester's image requests do (:mod:`iconosearch.iiif.image_api`).
+    """
+    size = image_size(record)
+    svc = record.service
+    region = parse_region(record.region)
+    usable = svc is not None and not (svc.level == 0 and not svc.sizes and record.thumbnail)
+    if svc is not None and usable:
+        quality = "native" if svc.api_version == 1 else "default"
+        if region is not None and svc.level != 0:
+            w, h = _fit((region[2], region[3]), target)
+            return s.Thumbnail(url=f"{svc.id}/{record.region}/{w},/0/{quality}.jpg", width=w, height=h)
+        # Level 0 cannot crop: a region's thumbnail is the whole image.
+        choice = choose_size(svc, target)
+        full = (svc.width, svc.height) if svc.width and svc.height else None
+        if choice.width is not None and choice.height is not None:
+            dims: tuple[int, int] | None = (choice.width, choice.height)
+        elif choice.width is not None and full:
+            dims = (choice.width, max(1, round(choice.width * full[1] / full[0])))
+        else:
+            dims = full
+        return s.Thumbnail(
+            url=image_url(svc, target), width=dims[0] if dims else None, height=dims[1] if dims else None
+        )
+    fallback = record.thumbnail or record.static_url
+    tw, th = _fit(size, target) if size else (None, None)
+    return s.Thumbnail(url=fallback, width=tw, height=th)
+
+
+def _fit(size: tuple[int, int], target: int) -> tuple[int, int]:
+    w, h = size
+    scale = min(1.0, target / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def date_out(date: DateRange) -> s.DateOut:
+    def year(y: int) -> str:
+        return f"{-y} BCE" if y < 0 else str(y)
+
+    display = (
+        year(date.start_year)
+        if date.start_year == date.end_year
+        else f"{year(date.start_year)}–{year(date.end_year)}"
+    )
+    return s.DateOut(
+        start_year=date.start_year, end_year=date.end_year, century=date.century, display=display
+    )

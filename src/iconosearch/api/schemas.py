@@ -1,0 +1,233 @@
+"""Request and response models of the HTTP API: the documented contract (OpenAPI, with examples)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LangMap = dict[str, list[str]]
+
+EXAMPLE_ID = "3f2a9c0d41b7e615"
+EXAMPLE_MANIFEST = "https://iiif.example.org/manifests/map-of-paris"
+EXAMPLE_CANVAS = "https://iiif.example.org/manifests/map-of-paris/canvas/1"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Thumbnail(_Out):
+    url: str | None = Field(description="Thumbnail URL (IIIF Image API when the image has a service).")
+    width: int | None = None
+    height: int | None = None
+
+
+class ImageServiceOut(_Out):
+    id: str
+    api_version: int
+    level: int | None = None
+    info_url: str = Field(description="The service's info.json, for deep-zoom viewers such as OpenSeadragon.")
+
+
+class Attribution(_Out):
+    label: LangMap
+    value: LangMap = Field(description="The attribution to show verbatim (IIIF requiredStatement).")
+
+
+class ProviderOut(_Out):
+    label: LangMap
+    id: str | None = None
+    homepage: str | None = None
+    logo: str | None = None
+
+
+class LinkOut(_Out):
+    id: str
+    label: LangMap = Field(default_factory=dict)
+    format: str | None = None
+
+
+class DateOut(_Out):
+    start_year: int
+    end_year: int
+    century: int
+    display: str = Field(examples=["1850–1899"])
+
+
+class DuplicateGroup(_Out):
+    size: int = Field(description="Number of images in the group, this one included (1: no duplicates).")
+    ids: list[str] = Field(description="Ids of the other, near-identical images collapsed into this result.")
+
+
+class ViewerLinks(_Out):
+    content_state: str = Field(
+        description="IIIF Content State (base64url, no padding) selecting the canvas and region; "
+        "pass it to any viewer as ?iiif-content=…"
+    )
+    mirador: str | None = None
+    universal_viewer: str | None = None
+
+
+class ItemLinks(_Out):
+    item: str
+    similar: str
+    permalink: str = Field(description="The web UI with this item open.")
+
+
+class Result(_Out):
+    id: str = Field(examples=[EXAMPLE_ID])
+    score: float = Field(description="Cosine similarity to the query (fused score for hybrid queries).")
+    caption: LangMap = Field(description="Caption per language (BCP-47 tag or 'none').")
+    label: LangMap = Field(description="Canvas label, else manifest label.")
+    collection: str
+    thumbnail: Thumbnail
+    aspect_ratio: float | None = Field(description="Width / height of the image (or region), when known.")
+    image_service: ImageServiceOut | None = None
+    image_url: str | None = Field(
+        default=None, description="Direct image URL when there is no image service."
+    )
+    manifest: str
+    canvas: str
+    canvas_index: int
+    region: str | None = Field(
+        default=None, description="x,y,w,h on the canvas when the image is a fragment."
+    )
+    rights: str | None = Field(default=None, description="Rights statement or licence URI.")
+    attribution: Attribution | None = None
+    providers: list[ProviderOut]
+    date: DateOut | None = None
+    homepage: list[LinkOut]
+    duplicates: DuplicateGroup
+    viewers: ViewerLinks
+    links: ItemLinks
+
+
+class MetadataEntry(_Out):
+    label: LangMap
+    value: LangMap
+
+
+class Item(Result):
+    score: float | None = Field(default=None, description="Not a search: no score.")  # type: ignore[assignment]
+    manifest_label: LangMap
+    canvas_label: LangMap
+    summary: LangMap
+    metadata: list[MetadataEntry]
+    part_of: list[str]
+    width: int | None = None
+    height: int | None = None
+
+
+class Timings(_Out):
+    embed_ms: float
+    search_ms: float
+    total_ms: float
+
+
+class SearchResponse(_Out):
+    results: list[Result]
+    next_cursor: str | None = Field(description="Pass as `cursor` with the same query for the next page.")
+    index_version: str | None = None
+    timings: Timings
+    facets: dict[str, dict[str, int]] | None = Field(
+        default=None, description="Counts per facet value for the filters (when asked with facets=true)."
+    )
+
+
+class CollectionOut(_Out):
+    name: str
+    label: str | None = None
+    kind: str | None = None
+    source: str | None = Field(default=None, description="URL or folder the collection is harvested from.")
+    institutions: list[str]
+    count: int = Field(description="Images of this collection in the served index.")
+    last_harvest: str | None = None
+
+
+class CollectionsResponse(_Out):
+    collections: list[CollectionOut]
+    index_version: str | None
+    model: str | None
+    model_fingerprint: str | None = None
+    dim: int | None = None
+    count: int
+    created: str | None = None
+
+
+class FacetsResponse(_Out):
+    facets: dict[str, dict[str, int]] = Field(
+        examples=[{"collection": {"demo": 40}, "rights": {"open": 38, "unknown": 2}, "century": {"19": 12}}]
+    )
+    index_version: str | None = None
+
+
+class Health(_Out):
+    status: Literal["ok", "not-ready"]
+    index_version: str | None = None
+    count: int | None = None
+
+
+class AdminResponse(_Out):
+    status: str
+    detail: str
+    index_version: str | None = None
+
+
+# ---------------------------------------------------------------- requests
+
+
+class TermIn(_In):
+    kind: Literal["text", "image", "item", "url"] = Field(
+        description="text: words; image: base64 (or data: URL) of an image; item: an indexed record id; "
+        "url: an image URL fetched by the server (only when enabled; private addresses are refused)."
+    )
+    value: str = Field(min_length=1)
+    weight: float = Field(
+        default=1.0, ge=-4.0, le=4.0, description="Relative weight; negative pushes results away ('less of')."
+    )
+
+
+class FiltersIn(_In):
+    collections: list[str] = Field(default_factory=list, max_length=64)
+    institutions: list[str] = Field(default_factory=list, max_length=64)
+    year_from: int | None = Field(default=None, ge=-10_000, le=10_000)
+    year_to: int | None = Field(default=None, ge=-10_000, le=10_000)
+    rights: list[Literal["open", "restricted", "unknown"]] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list, max_length=32)
+    has_caption: bool | None = None
+
+
+class SearchRequest(_In):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "terms": [
+                        {"kind": "text", "value": "a map of a harbour", "weight": 1.0},
+                        {"kind": "text", "value": "ships", "weight": -0.5},
+                    ],
+                    "filters": {"rights": ["open"], "year_from": 1600, "year_to": 1799},
+                    "k": 24,
+                }
+            ]
+        },
+    )
+
+    terms: list[TermIn] = Field(default_factory=list, max_length=16)  # = params.MAX_TERMS
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    keywords: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Words matched on captions and fused with visual similarity.",
+    )
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    k: int = Field(default=24, ge=1, description="Results per page (at most limits.k_max).")
+    cursor: str | None = Field(default=None, max_length=4096)
+    collapse_duplicates: bool = True
+    facets: bool = Field(default=False, description="Also return facet counts for the filters.")

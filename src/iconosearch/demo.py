@@ -1,0 +1,214 @@
+"""The main job on the bundled demo collection: build its IIIF, serve it, harvest it over HTTP, index, serve.
+
+The demo goes through exactly the path a real institution's collection takes: the local folder becomes
+static IIIF (Presentation 3 + level-0 Image API), the API serves it at ``/iiif/local/``, the harvester
+fetches it over HTTP like any remote collection, and the index is built with the embedded default model.
+The server is started first, with an empty index, and picks the new index version up without restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from iconosearch.config import CollectionConfig, Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_COLLECTION = "demo"
+INDEX_NAME = "default"
+EXAMPLE_QUERIES = ("a map of the world", "a sailing ship", "flowers")
+
+Step = Callable[[str], None]
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run; the message says why and what to do."""
+
+
+def find_demo_collection(start: Path | None = None) -> Path:
+    """The bundled demo collection: ``demo/collection`` of the source checkout, or below ``start``."""
+    candidates = []
+    if start is not None:
+        candidates.append(start / "demo" / "collection")
+    candidates.append(Path(__file__).resolve().parents[2] / "demo" / "collection")
+    candidates.append(Path.cwd() / "demo" / "collection")
+    for path in candidates:
+        if (path / "metadata.csv").is_file():
+            return path
+    raise DemoError(
+        "the demo collection (demo/collection with metadata.csv) was not found; run the demo from a "
+        "checkout of the iconosearch repository"
+    )
+
+
+class BackgroundServer:
+    """uvicorn serving an ASGI app in a thread, stopped cleanly by :meth:`stop`."""
+
+    def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
+        import uvicorn
+
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{port}", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise DemoError(f"the server did not start on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C ends it)."""
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class ExampleResult:
+    query: str
+    titles: list[str]
+
+
+@dataclass
+class DemoRun:
+    url: str
+    server: BackgroundServer
+    timings: dict[str, float] = field(default_factory=dict)
+    harvest: dict[str, Any] = field(default_factory=dict)
+    indexed: int = 0
+    index_version: str = ""
+    examples: list[ExampleResult] = field(default_factory=list)
+
+
+def demo_settings(settings: Settings, base_url: str) -> Settings:
+    """The settings with the demo collection added: a IIIF collection served by our own API."""
+    url = f"{base_url}/iiif/local/{DEMO_COLLECTION}/collection.json"
+    demo = CollectionConfig(kind="collection", url=url, label="iconosearch demo collection")
+    collections = {**settings.collections, DEMO_COLLECTION: demo}
+    server = settings.server.model_copy(update={"public_url": base_url})
+    # Our own server on loopback: no politeness delay needed (remote collections keep theirs).
+    limits = settings.limits.model_copy(update={"harvest_delay_s": 0.0, "harvest_concurrency": 8})
+    return settings.model_copy(update={"collections": collections, "server": server, "limits": limits})
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    collection_dir: Path | None = None,
+    port: int | None = None,
+    step: Step | None = None,
+    progress: Any = None,
+) -> DemoRun:
+    """Build, serve, harvest over HTTP, index; returns with the server running (call ``server.stop()``)."""
+    from iconosearch.api import create_app
+    from iconosearch.datadir import DataDir
+    from iconosearch.harvest.harvester import run_harvest
+    from iconosearch.iiif.local import build_local_iiif
+    from iconosearch.index.builder import build_index
+    from iconosearch.models.embedder import load_embedder
+
+    say = step or (lambda _msg: None)
+    folder = collection_dir or find_demo_collection()
+    host = settings.server.host
+    port = port or settings.server.port
+    if not port_is_free(host, port):
+        raise DemoError(f"port {port} on {host} is in use; choose another with --port")
+    base_url = f"http://{host}:{port}"
+    settings = demo_settings(settings, base_url)
+    data = DataDir(settings.data_dir).ensure()
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    say(f"building the demo collection's static IIIF from {folder}")
+    built = build_local_iiif(
+        folder,
+        data.local_iiif / DEMO_COLLECTION,
+        base_url=f"{base_url}/iiif/local/{DEMO_COLLECTION}",
+        label="iconosearch demo collection",
+        max_pixels=settings.limits.image_max_pixels,
+    )
+    timings["build_iiif_s"] = time.perf_counter() - t
+    say(f"{built.manifests} manifests, {len(built.skipped)} images skipped")
+
+    t = time.perf_counter()
+    server = BackgroundServer(create_app(settings, reload_interval_s=1.0), host, port).start()
+    timings["start_server_s"] = time.perf_counter() - t
+    run = DemoRun(url=base_url, server=server, timings=timings)
+    try:
+        say(f"server up on {base_url}; harvesting {settings.collections[DEMO_COLLECTION].url} over HTTP")
+        t = time.perf_counter()
+        summary = run_harvest(settings, DEMO_COLLECTION, progress=progress)
+        timings["harvest_s"] = time.perf_counter() - t
+        run.harvest = summary.as_dict()
+
+        say(f"loading model {settings.model}")
+        t = time.perf_counter()
+        embedder = load_embedder(settings.model)
+        timings["load_model_s"] = time.perf_counter() - t
+
+        say("embedding and indexing")
+        t = time.perf_counter()
+        version = build_index(settings, INDEX_NAME, [DEMO_COLLECTION], embedder, progress=progress)
+        timings["index_s"] = time.perf_counter() - t
+        run.index_version = version.version
+        run.indexed = version.manifest.count
+
+        t = time.perf_counter()
+        _wait_ready(base_url, version.version)
+        timings["pick_up_index_s"] = time.perf_counter() - t
+        run.examples = [_example(base_url, q) for q in EXAMPLE_QUERIES]
+    except BaseException:
+        server.stop()
+        raise
+    return run
+
+
+def _wait_ready(base_url: str, version: str, timeout_s: float = 60.0) -> None:
+    """Poll until the running API serves ``version`` (it watches for new versions; no restart)."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        while time.monotonic() < deadline:
+            resp = client.get("/readyz")
+            if resp.status_code == 200 and version in resp.text:
+                return
+            time.sleep(0.2)
+    raise DemoError(f"the API did not pick up index version {version} within {timeout_s:.0f} s")
+
+
+def _example(base_url: str, query: str) -> ExampleResult:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        resp = client.get("/api/search", params={"q": query, "k": 5})
+        resp.raise_for_status()
+        hits = resp.json()["results"]
+    titles = []
+    for hit in hits:
+        caption = hit.get("caption") or {}
+        text = next(iter(caption.values()), [""])[0] if caption else ""
+        titles.append(text[:70])
+    return ExampleResult(query=query, titles=titles)

@@ -1,0 +1,1 @@
+"""Retrieval evaluation: metrics, paired bootstrap, image–caption pairs and their split, reports."""

@@ -1,0 +1,1 @@
+"""The harvest job: polite fetching, resumable state in SQLite, and the orchestration of both."""

@@ -1,0 +1,355 @@
+"""FAISS index choice, building, tuning and searching (inner product on unit vectors = cosine).
+
+Choice by size and memory budget (overridable with ``kind``):
+
+- ``flat``: exact search (``IndexIDMap2(IndexFlatIP)``) up to ``exact_max`` (20k) vectors — 10k × 512
+  takes ~1 ms a query on one thread, 100k × 512 ~16 ms, and exact is always right.
+- ``ivf-sq8`` beyond: inverted lists of 8-bit scalar-quantised vectors (1 byte/dim) when ``dim·n``
+  bytes fit the memory budget, else ``ivf-pq`` (product quantisation, as many bytes as fit).
+  ``nlist ≈ 4·√n`` (power of two), k-means trained on a sample of ``40·nlist`` vectors; ``nprobe``
+  is then raised until recall@10 against exact search on sample queries reaches the target, and
+  that measured recall goes into the manifest. Measured at 1M × 512 on one thread (bench/search.py):
+  SQ8 reaches recall@10 0.96 at nprobe 128 in 3.5 ms p50, where ``ivf-flat`` (full float vectors, 4× the
+  memory traffic) needs ~3× longer for 0.975 — so ``ivf-flat`` is only built on request. Scores of
+  SQ8 indexes are the quantised inner products (cosine within ~1e-3).
+- ``hnsw``: HNSW graph (``IndexHNSWFlat``, M=32) on request; cannot delete, so incremental updates
+  of an HNSW index rebuild it from the stored vectors.
+
+All indexes carry the stable 64-bit record ids (``records.id_to_int64``) as FAISS ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KINDS = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq", "hnsw")
+DEFAULT_EXACT_MAX = 20_000
+DEFAULT_MEMORY_BUDGET = 8 * 1024**3
+DEFAULT_RECALL_TARGET = 0.95
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+@dataclass(frozen=True, slots=True)
+class FaissSpec:
+    """How to build (and search) one FAISS index."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_spec(
+    n: int,
+    dim: int,
+    *,
+    kind: str | None = None,
+    exact_max: int = DEFAULT_EXACT_MAX,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> FaissSpec:
+    """The index for ``n`` vectors of ``dim`` floats under ``memory_budget`` bytes (see module doc)."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown FAISS index kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind is None:
+        if n <= exact_max:
+            kind = "flat"
+        elif dim * n <= memory_budget:
+            kind = "ivf-sq8"
+        else:
+            kind = "ivf-pq"
+    if kind == "flat":
+        return FaissSpec("flat")
+    if kind == "hnsw":
+        return FaissSpec("hnsw", {"M": 32, "efConstruction": 80, "efSearch": 64})
+    nlist = int(2 ** round(math.log2(max(4.0 * math.sqrt(max(n, 1)), 16.0))))
+    nlist = max(1, min(nlist, 65536, n // 39 if n >= 39 * 16 else 16))
+    params: dict[str, Any] = {"nlist": nlist, "nprobe": min(8, nlist)}
+    if kind == "ivf-pq":
+        # Largest sub-quantizer count that divides dim and fits the budget (8 bits each).
+        per_vector = max(1, memory_budget // max(n, 1))
+        m = max((c for c in range(1, dim + 1) if dim % c == 0 and c <= min(per_vector, 64)), default=1)
+        params["m"] = m
+    return FaissSpec(kind, params)
+
+
+def _new_index(spec: FaissSpec, dim: int) -> Any:
+    faiss = _faiss()
+    ip = faiss.METRIC_INNER_PRODUCT
+    if spec.kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if spec.kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(dim, int(spec.params["M"]), ip)
+        hnsw.hnsw.efConstruction = int(spec.params["efConstruction"])
+        hnsw.hnsw.efSearch = int(spec.params["efSearch"])
+        return faiss.IndexIDMap2(hnsw)
+    nlist = int(spec.params["nlist"])
+    quantizer = faiss.IndexFlatIP(dim)
+    if spec.kind == "ivf-flat":
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
+    elif spec.kind == "ivf-sq8":
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
+    elif spec.kind == "ivf-pq":
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, int(spec.params["m"]), 8, ip)
+    else:  # pragma: no cover - choose_spec validated the kind
+        raise ValueError(spec.kind)
+    index.own_fields = True
+    quantizer.this.disown()
+    return index
+
+
+def build(vectors: np.ndarray, ids: np.ndarray, spec: FaissSpec, *, seed: int = 0) -> Any:
+    """A trained FAISS index holding ``vectors`` (unit rows) under ``ids`` (int64)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    dim = vectors.shape[1]
+    index = _new_index(spec, dim)
+    if not index.is_trained:
+        # 10 k-means iterations instead of FAISS's 25: the centroids barely move after that, nprobe
+        # tuning meets the recall target anyway, and training is the slowest step of a 1M build.
+        _faiss().extract_index_ivf(index).cp.niter = 10
+        nlist = int(spec.params["nlist"])
+        n_train = min(len(vectors), max(40 * nlist, 10_000))
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
+        index.train(sample)
+    add(index, vectors, ids)
+    set_search_params(index, spec)
+    return index
+
+
+def add(index: Any, vectors: np.ndarray, ids: np.ndarray, *, batch: int = 65536) -> None:
+    for start in range(0, len(vectors), batch):
+        index.add_with_ids(
+            np.ascontiguousarray(vectors[start : start + batch], dtype=np.float32),
+            np.ascontiguousarray(ids[start : start + batch], dtype=np.int64),
+        )
+
+
+def remove(index: Any, ids: np.ndarray) -> int:
+    """Remove ids; returns how many went. HNSW cannot remove (the builder rebuilds it instead)."""
+    faiss = _faiss()
+    if len(ids) == 0:
+        return 0
+    return int(index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))))
+
+
+def set_search_params(index: Any, spec: FaissSpec) -> None:
+    faiss = _faiss()
+    if spec.kind.startswith("ivf"):
+        faiss.extract_index_ivf(index).nprobe = int(spec.params["nprobe"])
+    elif spec.kind == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = int(spec.params["efSearch"])
+
+
+def search_params(spec: FaissSpec, *, selector: Any = None, fraction: float = 1.0) -> Any:
+    """FAISS search parameters for one search; with a selector keeping ``fraction`` of the vectors,
+    IVF probes proportionally more lists (else selective filters would come back short of k)."""
+    faiss = _faiss()
+    if spec.kind.startswith("ivf"):
+        nlist = int(spec.params["nlist"])
+        nprobe = int(spec.params["nprobe"])
+        if fraction < 1.0:
+            nprobe = min(nlist, math.ceil(nprobe / max(fraction, 1e-9)))
+        return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
+    if spec.kind == "hnsw":
+        ef = int(spec.params["efSearch"])
+        if fraction < 1.0:
+            ef = min(4096, math.ceil(ef / max(fraction, 1e-9)))
+        return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
+    return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+
+def search(index: Any, queries: np.ndarray, k: int, *, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, ids)`` of shape (nq, k'); missing results (id -1) are dropped per row by callers."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, index.d)
+    k = max(1, min(k, max(index.ntotal, 1)))
+    if params is None:
+        scores, ids = index.search(queries, k)
+    else:
+        scores, ids = index.search(queries, k, params=params)
+    return scores, ids
+
+
+def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product: ``(scores, row indices)``."""
+    faiss = _faiss()
+    scores, rows = faiss.knn(
+        np.ascontiguousarray(queries, dtype=np.float32),
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        min(k, len(vectors)),
+        metric=faiss.METRIC_INNER_PRODUCT,
+    )
+    return scores, rows
+
+
+def sample_queries(vectors: np.ndarray, n: int = 200, *, noise: float = 0.5, seed: int = 1) -> np.ndarray:
+    """Held-out-like queries: random stored vectors moved off the data by Gaussian noise and renormalised
+    (``noise`` is the noise norm relative to the unit vector), so recall is not measured on exact hits."""
+    rng = np.random.default_rng(seed)
+    picks = vectors[rng.choice(len(vectors), min(n, len(vectors)), replace=False)].astype(np.float32)
+    jitter = rng.standard_normal(picks.shape).astype(np.float32)
+    jitter *= noise / np.linalg.norm(jitter, axis=1, keepdims=True)
+    q = picks + jitter
+    result: np.ndarray = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return result
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:
+    """Mean fraction of the exact top-k found in the approximate top-k."""
+    hits = 0
+    for a, e in zip(approx_ids[:, :k], exact_ids[:, :k], strict=True):
+        hits += len(set(a.tolist()) & set(e.tolist()))
+    return hits / float(exact_ids[:, :k].size)
+
+
+def measure_recall(
+    index: Any, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, spec: FaissSpec, k: int = 10
+) -> float:
+    """Recall@k of ``index`` (as ``spec`` searches it) against exact search over ``vectors``."""
+    _, rows = exact_knn(vectors, queries, k)
+    exact_ids = ids[rows]
+    _, approx = search(index, queries, k, params=search_params(spec))
+    return recall_at_k(approx, exact_ids, k)
+
+
+def tune(
+    index: Any,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    spec: FaissSpec,
+    *,
+    target: float = DEFAULT_RECALL_TARGET,
+    n_queries: int = 200,
+) -> tuple[FaissSpec, float | None]:
+    """Raise nprobe (IVF) or efSearch (HNSW) until measured recall@10 reaches ``target``.
+
+    Returns the tuned spec and its measured recall (``None`` for exact indexes).
+    """
+    if spec.kind == "flat":
+        return spec, None
+    queries = sample_queries(vectors, n_queries)
+    _, rows = exact_knn(vectors, queries, 10)
+    exact_ids = ids[rows]
+    key, limit = ("nprobe", int(spec.params["nlist"])) if spec.kind.startswith("ivf") else ("efSearch", 4096)
+    value = int(spec.params[key])
+    while True:
+        tuned = FaissSpec(spec.kind, {**spec.params, key: value})
+        _, approx = search(index, queries, 10, params=search_params(tuned))
+        recall = recall_at_k(approx, exact_ids, 10)
+        if recall >= target or value >= limit:
+            set_search_params(index, tuned)
+            return tuned, round(recall, 4)
+        # 8, 12, 16, 24, 32, 48, 64, 96, 128, 192…: fine enough not to overshoot the target by 2×.
+        value = min(limit, max(value + 1, value * 3 // 2 if value & (value - 1) == 0 else value * 4 // 3))
+
+
+def write(index: Any, path: Path) -> None:
+    _faiss().write_index(index, str(path))
+
+
+def read(path: Path, spec: FaissSpec) -> Any:
+    index = _faiss().read_index(str(path))
+    set_search_params(index, spec)
+    return index
+
+
+def ids_of(index: Any) -> np.ndarray:
+    """All FAISS ids stored in ``index`` (for the consistency check)."""
+    faiss = _faiss()
+    if isinstance(index, faiss.IndexIDMap) or hasattr(index, "id_map"):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    out: list[np.ndarray] = []
+    for lst in range(invlists.nlist):
+        size = invlists.list_size(lst)
+        if size:
+            ptr = invlists.get_ids(lst)
+            out.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64).copy())
+            invlists.release_ids(lst, ptr)
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+FILTER_STRATEGIES = ("auto", "subset", "selector", "overfetch")
+DEFAULT_SUBSET_MAX = 10_000
+
+
+def filtered_search(
+    index: Any,
+    spec: FaissSpec,
+    vectors: np.ndarray,
+    query: np.ndarray,
+    allowed_ids: np.ndarray,
+    allowed_rows: np.ndarray,
+    depth: int,
+    *,
+    strategy: str = "auto",
+    subset_max: int = DEFAULT_SUBSET_MAX,
+    selector: Any = None,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Top ``depth`` of ``query`` among ``allowed_ids`` only: ``(scores, ids, exhausted)``.
+
+    Strategies (``auto`` picks ``subset`` up to ``subset_max`` allowed vectors, else ``selector``).
+    Measured with bench/search.py (ivf-sq8, 512 dims, one thread, p50, all three fill k): 1 % of 100k
+    allowed — subset 0.12 ms, selector 1.3 ms, over-fetch 14 ms; 1 % of 1M — 10 / 16 / 97 ms;
+    0.1 % of 1M — 0.19 / 11 / 106 ms; subset vs selector on a flat 100k index: 5 % 1.8 / 2.6 ms,
+    20 % 21 / 14 ms.
+    So over-fetch never wins (it must search k/selectivity deep, and on IVF also probe more lists
+    or come back short), and the exact subset beats the selector up to ~10k allowed vectors:
+
+    - ``subset``: exact scores of the allowed rows of the stored vectors (one matrix-vector product);
+    - ``selector``: FAISS ``IDSelectorBatch`` in the search, IVF probing lists in proportion to
+      the filter's selectivity so selective filters still fill k;
+    - ``overfetch``: unfiltered search for ``depth / selectivity`` results, filtered afterwards,
+      doubling until enough are found.
+
+    ``exhausted`` is True when no further results exist beyond those returned.
+    """
+    faiss = _faiss()
+    n_allowed = len(allowed_ids)
+    total = max(int(index.ntotal), 1)
+    if n_allowed == 0:
+        return np.empty(0, np.float32), np.empty(0, np.int64), True
+    if strategy == "auto":
+        strategy = "subset" if n_allowed <= subset_max else "selector"
+    q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+    if strategy == "subset":
+        # FAISS's exhaustive kernel, not numpy: a BLAS gemv goes multi-threaded at ~1000×512 and,
+        # on shared cores, took 12–20 ms where this takes well under 1 ms (bench/search.py).
+        sub = np.ascontiguousarray(vectors[np.asarray(allowed_rows)], dtype=np.float32)
+        take = min(depth, n_allowed)
+        scores, rows = exact_knn(sub, q.reshape(1, -1), take)
+        keep = rows[0] >= 0
+        return scores[0][keep], np.asarray(allowed_ids, dtype=np.int64)[rows[0][keep]], take >= n_allowed
+    fraction = n_allowed / total
+    if strategy == "selector":
+        sel = selector if selector is not None else faiss.IDSelectorBatch(np.asarray(allowed_ids, np.int64))
+        s, i = search(
+            index, q, min(depth, n_allowed), params=search_params(spec, selector=sel, fraction=fraction)
+        )
+        keep = i[0] >= 0
+        found = int(keep.sum())
+        return s[0][keep], i[0][keep], found < depth or found >= n_allowed
+    if strategy == "overfetch":
+        sorted_ids = np.sort(np.asarray(allowed_ids, np.int64))
+        fetch = min(total, math.ceil(depth / fraction * 1.2) + 10)
+        params = search_params(spec, fraction=fraction)
+        while True:
+            s, i = search(index, q, fetch, params=params)
+            s, i = s[0], i[0]
+            valid = i >= 0
+            pos = np.searchsorted(sorted_ids, i).clip(0, len(sorted_ids) - 1)
+            keep = valid & (sorted_ids[pos] == i)
+            if keep.sum() >= depth or fetch >= total or valid.sum() < fetch:
+                ks, ki = s[keep][:depth], i[keep][:depth]
+                return ks, ki, len(ki) < depth or len(ki) >= n_allowed
+            fetch = min(total, fetch * 2)
+    raise ValueError(f"unknown filter strategy {strategy!r}; choose one of {', '.join(FILTER_STRATEGIES)}")

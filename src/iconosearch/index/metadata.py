@@ -1,0 +1,301 @@
+"""SQLite metadata of one index version: records, the columns filters use, FTS5 over captions.
+
+Keyed by the FAISS id (``records.id_to_int64``). The full record is stored as JSON
+(``records.record_to_dict``); the filter columns are derived from it once, at build time:
+
+- ``collection``; providers (all labels, any language, case-insensitive) in ``providers``;
+- ``year_start``/``year_end`` from the record's date range (navDate or parsed metadata dates);
+- ``rights_class`` from the rights URI (``rights.rights_class``: open / restricted / unknown);
+- caption languages in ``languages`` (full tag and primary subtag, lower case); ``has_caption``;
+- ``dup_group``: near-duplicate group label (records with the same label are near-identical).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from iconosearch.query import Filters, InvalidFilterError
+from iconosearch.records import NO_LANG, ImageRecord, id_to_int64, record_from_dict, record_to_dict
+from iconosearch.rights import rights_class
+
+SCHEMA = """
+CREATE TABLE records (
+    int_id INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    row INTEGER NOT NULL,
+    collection TEXT NOT NULL,
+    institution TEXT,
+    rights_class TEXT NOT NULL,
+    year_start INTEGER,
+    year_end INTEGER,
+    century INTEGER,
+    has_caption INTEGER NOT NULL,
+    dup_group INTEGER NOT NULL,
+    content_hash TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX records_collection ON records(collection);
+CREATE INDEX records_rights ON records(rights_class);
+CREATE INDEX records_year ON records(year_start, year_end);
+CREATE INDEX records_group ON records(dup_group);
+CREATE UNIQUE INDEX records_row ON records(row);
+CREATE TABLE providers (int_id INTEGER NOT NULL, label TEXT NOT NULL COLLATE NOCASE);
+CREATE INDEX providers_label ON providers(label, int_id);
+CREATE INDEX providers_id ON providers(int_id);
+CREATE TABLE languages (int_id INTEGER NOT NULL, lang TEXT NOT NULL);
+CREATE INDEX languages_lang ON languages(lang, int_id);
+CREATE INDEX languages_id ON languages(int_id);
+CREATE VIRTUAL TABLE captions USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
+"""
+
+
+def _first(labels: dict[str, list[str]]) -> str | None:
+    for lang in ("en", NO_LANG, *labels):
+        values = labels.get(lang)
+        if values:
+            return values[0]
+    return None
+
+
+def caption_text(record: ImageRecord) -> str:
+    return "\n".join(v for values in record.caption.values() for v in values if v)
+
+
+def caption_languages(record: ImageRecord) -> set[str]:
+    langs: set[str] = set()
+    for tag, values in record.caption.items():
+        if tag == NO_LANG or not any(values):
+            continue
+        lower = tag.lower()
+        langs.add(lower)
+        langs.add(lower.split("-")[0])
+    return langs
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One stored record with what the engine needs besides the record itself."""
+
+    int_id: int
+    row: int
+    dup_group: int
+    content_hash: str | None
+
+
+class Metadata:
+    """One ``metadata.sqlite``: written once by the builder, then read-only for the engine."""
+
+    def __init__(self, path: Path, *, readonly: bool = True) -> None:
+        self.path = path
+        if readonly:
+            # immutable=1: committed versions never change, so SQLite may skip locking entirely.
+            uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+            self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self.conn = sqlite3.connect(path, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=OFF")
+            self.conn.execute("PRAGMA synchronous=OFF")
+
+    @classmethod
+    def create(cls, path: Path) -> Metadata:
+        meta = cls(path, readonly=False)
+        meta.conn.executescript(SCHEMA)
+        return meta
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- writing -------------------------------------------------------------------------------
+    def insert(self, items: Iterable[tuple[ImageRecord, int, int, str | None]]) -> None:
+        """Insert ``(record, row, dup_group, content_hash)`` tuples."""
+        cur = self.conn.cursor()
+        for record, row, group, content_hash in items:
+            iid = id_to_int64(record.id)
+            date = record.date
+            labels = {v for p in record.providers for values in p.label.values() for v in values if v}
+            institution = next(iter(_first(p.label) for p in record.providers if _first(p.label)), None)
+            text = caption_text(record)
+            cur.execute(
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    iid,
+                    record.id,
+                    row,
+                    record.collection,
+                    institution,
+                    rights_class(record.rights),
+                    date.start_year if date else None,
+                    date.end_year if date else None,
+                    date.century if date else None,
+                    1 if text.strip() else 0,
+                    group,
+                    content_hash,
+                    json.dumps(record_to_dict(record), ensure_ascii=False, separators=(",", ":")),
+                ),
+            )
+            cur.executemany("INSERT INTO providers VALUES (?,?)", [(iid, label) for label in sorted(labels)])
+            cur.executemany(
+                "INSERT INTO languages VALUES (?,?)",
+                [(iid, lang) for lang in sorted(caption_languages(record))],
+            )
+            if text.strip():
+                cur.execute("INSERT INTO captions(rowid, text) VALUES (?,?)", (iid, text))
+
+    def delete(self, int_ids: Sequence[int]) -> None:
+        cur = self.conn.cursor()
+        for table, col in (("records", "int_id"), ("providers", "int_id"), ("languages", "int_id")):
+            cur.executemany(f"DELETE FROM {table} WHERE {col} = ?", [(i,) for i in int_ids])  # noqa: S608
+        cur.executemany("DELETE FROM captions WHERE rowid = ?", [(i,) for i in int_ids])
+
+    def set_rows(self, rows: Iterable[tuple[int, int]]) -> None:
+        """Renumber ``(int_id, row)`` after vectors were compacted (two passes avoid UNIQUE clashes)."""
+        pairs = list(rows)
+        self.conn.execute("UPDATE records SET row = -row - 1")
+        self.conn.executemany("UPDATE records SET row = ? WHERE int_id = ?", [(r, i) for i, r in pairs])
+
+    def set_groups(self, groups: Iterable[tuple[int, int]]) -> None:
+        self.conn.executemany(
+            "UPDATE records SET dup_group = ? WHERE int_id = ?", [(g, i) for i, g in groups]
+        )
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def finish(self) -> None:
+        """Analyse and vacuum before the file becomes immutable."""
+        self.conn.commit()
+        self.conn.execute("INSERT INTO captions(captions) VALUES ('optimize')")
+        self.conn.execute("ANALYZE")
+        self.conn.commit()
+
+    # --- reading -------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
+
+    def all_int_ids(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT int_id FROM records ORDER BY int_id")]
+
+    def collections(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT collection FROM records ORDER BY 1")]
+
+    def rows_by_id(self) -> Iterator[tuple[int, int, str, str | None]]:
+        """``(int_id, row, record id, content_hash)`` of every record."""
+        yield from self.conn.execute("SELECT int_id, row, id, content_hash FROM records")
+
+    def lookup(self, int_ids: Sequence[int]) -> dict[int, Row]:
+        out: dict[int, Row] = {}
+        for chunk in _chunks(int_ids):
+            q = f"SELECT int_id, row, dup_group, content_hash FROM records WHERE int_id IN ({_marks(chunk)})"  # noqa: S608
+            for iid, row, group, h in self.conn.execute(q, chunk):
+                out[iid] = Row(iid, row, group, h)
+        return out
+
+    def records(self, int_ids: Sequence[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        for chunk in _chunks(int_ids):
+            q = f"SELECT int_id, data FROM records WHERE int_id IN ({_marks(chunk)})"  # noqa: S608
+            for iid, data in self.conn.execute(q, chunk):
+                out[iid] = record_from_dict(json.loads(data))
+        return out
+
+    def group_members(self, groups: Sequence[int]) -> dict[int, list[str]]:
+        """Record ids per duplicate group label, in id order."""
+        out: dict[int, list[str]] = {}
+        for chunk in _chunks(groups):
+            q = f"SELECT dup_group, id FROM records WHERE dup_group IN ({_marks(chunk)}) ORDER BY id"  # noqa: S608
+            for group, rid in self.conn.execute(q, chunk):
+                out.setdefault(group, []).append(rid)
+        return out
+
+    def shared_groups(self) -> dict[int, int]:
+        """``int_id → group`` for records that have near-duplicates (everyone else is alone)."""
+        sql = (
+            "SELECT int_id, dup_group FROM records WHERE dup_group IN "
+            "(SELECT dup_group FROM records GROUP BY dup_group HAVING count(*) > 1)"
+        )
+        return dict(self.conn.execute(sql).fetchall())
+
+    def filter_sql(self, filters: Filters) -> tuple[str, list[object]] | None:
+        """``WHERE`` clause (on table alias ``r``) and parameters for ``filters``; ``None``: no filter."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if filters.collections:
+            clauses.append(f"r.collection IN ({_marks(filters.collections)})")
+            params.extend(filters.collections)
+        if filters.providers:
+            marks = _marks(filters.providers)
+            clauses.append(f"r.int_id IN (SELECT int_id FROM providers WHERE label IN ({marks}))")  # noqa: S608
+            params.extend(p.strip() for p in filters.providers)
+        if filters.year_from is not None or filters.year_to is not None:
+            # Overlap of the record's span with the asked span; undated records do not match.
+            clauses.append("r.year_start IS NOT NULL")
+            if filters.year_to is not None:
+                clauses.append("r.year_start <= ?")
+                params.append(filters.year_to)
+            if filters.year_from is not None:
+                clauses.append("r.year_end >= ?")
+                params.append(filters.year_from)
+        if filters.rights:
+            clauses.append(f"r.rights_class IN ({_marks(filters.rights)})")
+            params.extend(filters.rights)
+        if filters.languages:
+            langs = [lang.strip().lower() for lang in filters.languages]
+            clauses.append(f"r.int_id IN (SELECT int_id FROM languages WHERE lang IN ({_marks(langs)}))")  # noqa: S608
+            params.extend(langs)
+        if filters.has_caption is not None:
+            clauses.append("r.has_caption = ?")
+            params.append(1 if filters.has_caption else 0)
+        if not clauses:
+            return None
+        return " AND ".join(clauses), params
+
+    def filtered(self, filters: Filters) -> tuple[list[int], list[int]] | None:
+        """``(int_ids, rows)`` of records matching ``filters`` (``None`` when nothing is filtered)."""
+        where = self.filter_sql(filters)
+        if where is None:
+            return None
+        sql, params = where
+        ids: list[int] = []
+        rows: list[int] = []
+        for iid, row in self.conn.execute(f"SELECT r.int_id, r.row FROM records r WHERE {sql}", params):  # noqa: S608
+            ids.append(iid)
+            rows.append(row)
+        return ids, rows
+
+    def keyword_ranking(self, match: str, filters: Filters, limit: int) -> list[int]:
+        """Ids whose caption matches the FTS5 expression ``match``, best (BM25) first, then by id."""
+        where = self.filter_sql(filters)
+        extra, params = (f" AND {where[0]}", where[1]) if where else ("", [])
+        sql = (
+            "SELECT c.rowid FROM captions c JOIN records r ON r.int_id = c.rowid "  # noqa: S608
+            f"WHERE captions MATCH ?{extra} ORDER BY bm25(captions), c.rowid LIMIT ?"
+        )
+        try:
+            return [r[0] for r in self.conn.execute(sql, [match, *params, limit])]
+        except sqlite3.OperationalError as exc:
+            raise InvalidFilterError(f"the keyword clause cannot be searched: {exc}") from exc
+
+    def facet_rows(
+        self, filters: Filters, int_ids: Sequence[int] | None = None
+    ) -> list[tuple[str, str | None, str, int | None]]:
+        """Facet source rows for records matching ``filters`` (restricted to ``int_ids`` if given)."""
+        where = self.filter_sql(filters)
+        sql, params = (where[0], list(where[1])) if where else ("1", [])
+        if int_ids is not None:
+            sql += " AND r.int_id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(int_ids)))
+        q = f"SELECT r.collection, r.institution, r.rights_class, r.century FROM records r WHERE {sql}"  # noqa: S608
+        return list(self.conn.execute(q, params))
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(values: Sequence[int], size: int = 900) -> Iterator[list[int]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])

@@ -1,0 +1,222 @@
+"""Pure ranking functions of the query engine: no I/O, testable on plain arrays.
+
+- :func:`combine_terms`: weighted query terms → one unit query vector.
+- :func:`reciprocal_rank_fusion`: fuse the visual and keyword rankings of a hybrid query.
+- :func:`collapse_duplicates`: group near-identical results under their best-ranked member.
+- :func:`encode_cursor` / :func:`decode_cursor`: opaque, validated paging cursors.
+- :func:`count_facets`: facet counts from (collection, institution, rights, century) rows.
+- :func:`fts_match_expression`: user keywords → a safe FTS5 MATCH expression.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from iconosearch.query import EmptyQueryError, InvalidCursorError, Query, QueryError
+
+RRF_K = 60
+"""The usual reciprocal-rank-fusion constant (Cormack et al. 2009): 1 / (RRF_K + rank)."""
+
+
+def combine_terms(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The query vector of weighted terms: the normalised sum of ``weight × unit(vector)``.
+
+    Each term vector is first made unit length so that weights alone decide each term's pull;
+    a negative weight subtracts its direction ("this − that"), pushing results away from it.
+    At least one weight must be positive (a query of only "not this" has no direction to rank by),
+    and the terms must not cancel out.
+    """
+    if not vectors:
+        raise EmptyQueryError("the query has no terms")
+    if len(vectors) != len(weights):
+        raise ValueError("one weight per term vector")
+    for w in weights:
+        if not math.isfinite(w):
+            raise QueryError(f"term weight {w!r} is not a finite number")
+    if not any(w > 0 for w in weights):
+        raise QueryError("at least one term needs a positive weight (all weights are zero or negative)")
+    total = np.zeros(np.asarray(vectors[0]).reshape(-1).shape[0], dtype=np.float64)
+    for vec, w in zip(vectors, weights, strict=True):
+        v = np.asarray(vec, dtype=np.float64).reshape(-1)
+        if v.shape != total.shape:
+            raise ValueError("term vectors differ in dimension")
+        norm = float(np.linalg.norm(v))
+        if norm == 0.0 or not math.isfinite(norm):
+            raise QueryError("a query term has no usable embedding")
+        total += w * (v / norm)
+    norm = float(np.linalg.norm(total))
+    if norm < 1e-6:
+        raise QueryError("the weighted terms cancel each other out")
+    return (total / norm).astype(np.float32)
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]], *, k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
+    """Fuse rankings (best first) into ``[(id, score)]`` best first; ties broken by id for stability."""
+    weights = weights if weights is not None else [1.0] * len(rankings)
+    scores: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights, strict=True):
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def sort_ranked(ids: Iterable[int], scores: Iterable[float]) -> list[tuple[int, float]]:
+    """Results in a deterministic order: score descending, then id — so pages are stable."""
+    id_arr = np.fromiter(ids, dtype=np.int64)
+    score_arr = np.fromiter(scores, dtype=np.float64)
+    if len(id_arr) != len(score_arr):
+        raise ValueError("one score per id")
+    order = np.lexsort((id_arr, -score_arr))
+    return list(zip(id_arr[order].tolist(), score_arr[order].tolist(), strict=True))
+
+
+class Collapsed(NamedTuple):
+    """One result after near-duplicate collapsing."""
+
+    id: int
+    score: float
+    group: int
+    """The duplicate group (equal to ``id``'s group label)."""
+
+
+def collapse_duplicates(
+    ranked: Sequence[tuple[int, float]], group_of: Mapping[int, int], *, limit: int | None = None
+) -> list[Collapsed]:
+    """Keep the best-ranked result of each near-duplicate group, in rank order (at most ``limit``).
+
+    ``group_of`` maps a result id to its group label; ids missing from it are their own group.
+    Collapsing a prefix of a ranking gives a prefix of collapsing the whole ranking, so cursor
+    pages over collapsed results stay consistent as the fetch depth grows.
+    """
+    seen: set[int] = set()
+    out: list[Collapsed] = []
+    for rid, score in ranked:
+        if limit is not None and len(out) >= limit:
+            break
+        group = group_of.get(rid, rid)
+        if group in seen:
+            continue
+        seen.add(group)
+        out.append(Collapsed(rid, score, group))
+    return out
+
+
+# --- cursors -------------------------------------------------------------------------------------
+
+
+def query_key(query: Query) -> str:
+    """Digest of everything that decides a query's ranking (not the page size or cursor)."""
+    h = hashlib.sha256()
+    for term in query.terms:
+        value = term.value if isinstance(term.value, bytes) else term.value.encode()
+        h.update(f"{term.kind}\x00{term.weight!r}\x00".encode())
+        h.update(hashlib.sha256(value).digest())
+    f = query.filters
+    h.update(
+        json.dumps(
+            [
+                sorted(f.collections),
+                sorted(p.casefold() for p in f.providers),
+                f.year_from,
+                f.year_to,
+                sorted(f.rights),
+                sorted(f.languages),
+                f.has_caption,
+                query.keywords,
+                query.min_score,
+                query.collapse_duplicates,
+            ]
+        ).encode()
+    )
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    version: str
+    offset: int
+    key: str
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    raw = json.dumps([cursor.version, cursor.offset, cursor.key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str, *, expected_key: str) -> Cursor:
+    """Parse and check a cursor made by :func:`encode_cursor` for the same query."""
+    if not text or len(text) > 512 or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        raise InvalidCursorError("the cursor is malformed")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        version, offset, key = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursorError("the cursor is malformed") from exc
+    if not isinstance(version, str) or not isinstance(offset, int) or not isinstance(key, str) or offset < 0:
+        raise InvalidCursorError("the cursor is malformed")
+    if key != expected_key:
+        raise InvalidCursorError("the cursor belongs to a different query")
+    return Cursor(version, offset, key)
+
+
+# --- facets --------------------------------------------------------------------------------------
+
+FACETS = ("collection", "institution", "rights", "century")
+
+
+def century_label(century: int | None) -> str:
+    """``19`` → ``"19th c."``, ``-1`` → ``"1st c. BCE"``, ``None`` → ``"unknown"``."""
+    if century is None:
+        return "unknown"
+    n = abs(century)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix} c." + (" BCE" if century < 0 else "")
+
+
+def count_facets(
+    rows: Iterable[tuple[str, str | None, str, int | None]],
+) -> dict[str, dict[str, int]]:
+    """Counts per facet value from ``(collection, institution, rights class, century)`` rows.
+
+    Values are ordered by count descending, then name, so the API can show them as they come.
+    """
+    counts: dict[str, dict[str, int]] = {f: {} for f in FACETS}
+    for collection, institution, rights, century in rows:
+        for facet, value in zip(
+            FACETS, (collection, institution or "unknown", rights, century_label(century)), strict=True
+        ):
+            counts[facet][value] = counts[facet].get(value, 0) + 1
+    return {f: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for f, c in counts.items()}
+
+
+# --- keywords ------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[\w]+(?:[-'’][\w]+)*", re.UNICODE)
+
+
+def fts_match_expression(keywords: str) -> str:
+    """An FTS5 MATCH expression requiring every word of ``keywords`` (each quoted: no FTS syntax
+    from user input reaches SQLite). A trailing ``*`` on a word keeps prefix matching."""
+    parts: list[str] = []
+    for m in re.finditer(r"(\S+)", keywords):
+        word = m.group(1)
+        prefix = word.endswith("*")
+        for tok in _TOKEN.findall(word):
+            parts.append('"' + tok.replace('"', '""') + '"')
+        if prefix and parts:
+            parts[-1] += "*"
+    if not parts:
+        raise EmptyQueryError("the keyword clause has no words")
+    return " ".join(parts)

@@ -1,0 +1,336 @@
+"""Embedders: one interface over iconosearch-lite and any open_clip model.
+
+``load_embedder(spec)`` returns an :class:`Embedder` whose vectors are float32 and L2-normalised, so inner
+product = cosine. Every embedder carries the exact ``spec`` and a ``fingerprint`` (hash of weights +
+preprocessing) that indexes record, so vectors of different models are never mixed.
+
+For training, the concrete classes expose the underlying parts: ``OpenClipEmbedder.model`` /
+``.preprocess`` / ``.tokenizer`` (an open_clip model, its eval transform and tokenizer); ``LiteEmbedder``
+additionally exposes ``.lite`` (:class:`~iconosearch.models.lite.LiteModel`) with frozen-feature access
+(``image_feature_batch`` / ``text_feature_batch`` here) for heads-only training on cached features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from iconosearch.models.specs import (
+    ModelSpec,
+    ModelUnavailableError,
+    hub_offline,
+    parse_spec,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from iconosearch.models.lite import LiteModel
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    spec: str
+    fingerprint: str
+    dim: int
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """RGB with transparency composited onto white (converting RGBA directly would give black)."""
+    from PIL import Image as PILImage
+
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PILImage.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+class _TorchEmbedder:
+    """Shared batching: preprocess → encode → normalise → float32 numpy."""
+
+    spec: str
+    fingerprint: str
+    dim: int
+    device: str
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    batch_size: int = 32
+
+    def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+
+        return torch.stack([self.preprocess(_rgb(im)) for im in images])
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = self.pixels(images[start : start + self.batch_size]).to(self.device)
+                out.append(self._encode_images(batch).float().cpu().numpy())
+        return _normalise(np.concatenate(out))
+
+    def embed_image_tensors(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed images already run through ``preprocess`` (n, 3, H, W); the pipeline's fast path (B2)."""
+        import torch
+
+        with torch.inference_mode():
+            out = self._encode_images(pixels.to(self.device, non_blocking=True))
+        return _normalise(out.float().cpu().numpy())
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size * 4):
+                tokens = self.tokenizer(list(texts[start : start + self.batch_size * 4])).to(self.device)
+                out.append(self._encode_texts(tokens).float().cpu().numpy())
+        return _normalise(np.concatenate(out))
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class LiteEmbedder(_TorchEmbedder):
+    """iconosearch-lite (built in, or a fine-tuned lite checkpoint folder)."""
+
+    def __init__(self, spec: str, lite: LiteModel, fingerprint: str, device: str, tokenizer: Any) -> None:
+        import open_clip
+
+        self.spec = spec
+        self.lite = lite
+        self.fingerprint = fingerprint
+        self.dim = lite.config.dim
+        self.device = device
+        cfg = lite.config
+        self.preprocess = open_clip.image_transform(
+            cfg.image_size,
+            is_train=False,
+            mean=cfg.mean,
+            std=cfg.std,
+            resize_mode=cfg.resize_mode,
+            interpolation=cfg.interpolation,
+            fill_color=cfg.fill_color,
+        )
+        self.tokenizer = tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The open_clip ``CustomTextCLIP`` (towers frozen, heads trainable)."""
+        return self.lite.clip
+
+    def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.lite.embed_image_features(self.lite.image_features(pixels))
+
+    def _encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lite.embed_text_features(self.lite.text_features(tokens))
+
+    def image_feature_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Frozen 1280-d tower features (what heads-only training caches), float32."""
+        import torch
+
+        with torch.inference_mode():
+            return self.lite.image_features(self.pixels(images).to(self.device)).float().cpu().numpy()
+
+    def text_feature_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Frozen 384-d MiniLM features (unnormalised mean pooling), float32."""
+        import torch
+
+        with torch.inference_mode():
+            return self.lite.text_features(self.tokenizer(list(texts)).to(self.device)).float().cpu().numpy()
+
+
+class OpenClipEmbedder(_TorchEmbedder):
+    """Any open_clip model (built-in architecture + tag/file, hf-hub, local-dir)."""
+
+    def __init__(self, spec: str, model: Any, preprocess: Any, tokenizer: Any, device: str) -> None:
+        self.spec = spec
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else 0
+        self.fingerprint = _state_fingerprint(model, preprocess)
+        if not self.dim:
+            self.dim = int(self.embed_texts(["dimension probe"]).shape[1])
+
+    def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+    def _encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+
+def _state_fingerprint(model: Any, preprocess: Any) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).numpy().view(np.uint8).tobytes())
+    digest.update(repr(preprocess).encode())
+    return digest.hexdigest()
+
+
+_CACHE: dict[tuple[str, str], Embedder] = {}
+_LOCK = threading.Lock()
+
+
+def load_embedder(spec: str, *, device: str | None = None) -> Embedder:
+    """Load (once per process, per spec and device) the embedder a spec names.
+
+    Raises :class:`~iconosearch.models.specs.ModelSpecError` for malformed specs and
+    :class:`~iconosearch.models.specs.ModelUnavailableError` when the model cannot be had here (hub model
+    offline and not cached, missing files, bad checksums) — quickly, without network retries.
+    """
+    parsed = parse_spec(spec)
+    dev = device or default_device()
+    key = (spec, dev)
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = _load(parsed, dev)
+            _CACHE[key] = cached
+        return cached
+
+
+def _load(spec: ModelSpec, device: str) -> Embedder:
+    if spec.kind == "lite":
+        return _load_lite(spec, None, device)
+    path = spec.path
+    if spec.kind == "checkpoint" or (spec.kind == "local-dir" and path is not None and _is_lite_dir(path)):
+        assert path is not None
+        if not path.exists():
+            raise ModelUnavailableError(f"model checkpoint {path} does not exist")
+        return _load_lite(spec, path, device)
+    return _load_open_clip(spec, device)
+
+
+def _is_lite_dir(path: Path) -> bool:
+    from iconosearch.models.lite import CONFIG_FILE, HEADS_FILE
+
+    return (path / CONFIG_FILE).is_file() and (path / HEADS_FILE).is_file()
+
+
+def _load_lite(spec: ModelSpec, path: Path | None, device: str) -> LiteEmbedder:
+    from open_clip.tokenizer import HFTokenizer
+
+    from iconosearch.models.lite import load_lite, tower_files
+
+    lite, fingerprint = load_lite(path, device=device)
+    tokenizer = HFTokenizer(
+        str(tower_files(verify=False).text_dir), context_length=lite.config.context_length
+    )
+    return LiteEmbedder(spec.raw, lite, fingerprint, device, tokenizer)
+
+
+def _load_open_clip(spec: ModelSpec, device: str) -> OpenClipEmbedder:
+    import open_clip
+
+    if spec.needs_hub:
+        _require_hub_files(spec)
+    if spec.kind == "local-dir" and spec.path is not None and not spec.path.is_dir():
+        raise ModelUnavailableError(f"local-dir model folder {spec.path} does not exist")
+    if spec.kind == "open_clip" and spec.name.replace("/", "-") not in open_clip.list_models():
+        raise ModelUnavailableError(
+            f"open_clip has no architecture {spec.name!r} (see open_clip.list_models())"
+        )
+    model_name = spec.raw.strip() if spec.kind in ("hf-hub", "local-dir") else spec.name
+    pretrained = spec.pretrained if spec.kind == "open_clip" else None
+    if spec.kind == "local-dir":
+        model_name = f"local-dir:{spec.path}"
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained, device=device
+        )
+        tokenizer = open_clip.get_tokenizer(model_name)
+    except Exception as exc:  # open_clip raises RuntimeError/OSError/ValueError variously
+        raise ModelUnavailableError(f"cannot load model {spec.raw!r}: {exc}") from exc
+    model.eval()
+    return OpenClipEmbedder(spec.raw, model, preprocess, tokenizer, device)
+
+
+def _require_hub_files(spec: ModelSpec) -> None:
+    """Fail fast when a hub model is needed but the hub is off and the files are not cached."""
+    if not hub_offline():
+        return
+    repo, filename = _hub_location(spec)
+    if repo is None:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, filename or "open_clip_config.json")
+    if not isinstance(cached, str):
+        raise ModelUnavailableError(
+            f"model {spec.raw!r} must be downloaded from the Hugging Face hub ({repo}), but the hub is "
+            "offline (HF_HUB_OFFLINE=1) and it is not in the local cache. Use 'iconosearch-lite' (built in, "
+            "works offline), a local checkpoint, or run once with network access to cache it."
+        )
+
+
+def _hub_location(spec: ModelSpec) -> tuple[str | None, str | None]:
+    if spec.kind == "hf-hub":
+        return spec.name, "open_clip_config.json"
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained or "")
+    if not cfg:
+        raise ModelUnavailableError(
+            f"open_clip has no pretrained tag {spec.pretrained!r} for {spec.name!r}; known tags: "
+            f"{', '.join(open_clip.list_pretrained_tags_by_model(spec.name)) or 'none'}"
+        )
+    repo = cfg.get("hf_hub")
+    if not repo:
+        return None, None
+    repo = repo.rstrip("/")
+    return repo, cfg.get("hf_weights_file") or "open_clip_pytorch_model.bin"
+
+
+def hub_cached(spec: ModelSpec) -> bool:
+    """Whether a hub spec's weights are already in the local Hugging Face cache."""
+    try:
+        repo, filename = _hub_location(spec)
+    except ModelUnavailableError:
+        return False
+    if repo is None:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, filename or "open_clip_config.json"), str)
+
+
+def describe(embedder: Embedder) -> dict[str, Any]:
+    """What an index manifest records about its model."""
+    return {"spec": embedder.spec, "fingerprint": embedder.fingerprint, "dim": embedder.dim}

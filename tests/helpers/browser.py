@@ -1,0 +1,85 @@
+"""Real browser and real server for the UI tests: Debian's Chromium via Playwright, uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str:
+    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(candidate).is_file():
+            return candidate
+    found = shutil.which("chromium")
+    if found:
+        return found
+    pytest.skip("Debian's chromium is not installed (make browser)")
+
+
+@contextmanager
+def live_server(app: Any, port: int) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread; yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.05)
+    httpx.get(f"{base}/healthz", timeout=5).raise_for_status()
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def chromium(user_data_dir: Path, **context_options: Any) -> Iterator[Any]:
+    """A headless Chromium context with a fresh profile; never downloads a browser."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(user_data_dir),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=context_options.pop("viewport", {"width": 1280, "height": 900}),
+            **context_options,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    return path

@@ -1,0 +1,117 @@
+"""How records become result documents: thumbnails, viewer links, dates (pure, no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from iconosearch.api.content_state import decode_content_state
+from iconosearch.api.presenting import Presenter, aspect_ratio, date_out, thumbnail
+from iconosearch.config import ViewerConfig
+from iconosearch.records import DateRange, ImageRecord, ImageService
+
+
+def _record(**kw: object) -> ImageRecord:
+    base: dict[str, object] = {
+        "id": "0123456789abcdef",
+        "collection": "c",
+        "manifest_id": "https://example.org/m.json",
+        "canvas_id": "https://example.org/m/canvas/1",
+        "image_id": "https://example.org/img/1",
+    }
+    base.update(kw)
+    return ImageRecord(**base)  # type: ignore[arg-type]
+
+
+def test_level2_v3_service_thumbnail_keeps_aspect_ratio() -> None:
+    svc = ImageService(
+        id="https://img.example.org/iiif/3/abc", api_version=3, level=2, width=4000, height=3000
+    )
+    t = thumbnail(_record(service=svc, width=4000, height=3000))
+    assert t.url == "https://img.example.org/iiif/3/abc/full/400,300/0/default.jpg"
+    assert (t.width, t.height) == (400, 300)
+
+
+def test_v2_service_uses_width_only_syntax() -> None:
+    svc = ImageService(
+        id="https://img.example.org/iiif/2/abc", api_version=2, level=1, width=1000, height=2000
+    )
+    t = thumbnail(_record(service=svc))
+    assert t.url == "https://img.example.org/iiif/2/abc/full/200,/0/default.jpg"
+    assert (t.width, t.height) == (200, 400)
+
+
+def test_level0_uses_only_listed_sizes() -> None:
+    svc = ImageService(
+        id="https://example.org/iiif/x",
+        api_version=3,
+        level=0,
+        width=1536,
+        height=1024,
+        sizes=((96, 64), (384, 256), (768, 512)),
+    )
+    t = thumbnail(_record(service=svc))
+    assert t.url == "https://example.org/iiif/x/full/384,256/0/default.jpg"
+    assert (t.width, t.height) == (384, 256)
+
+
+def test_region_thumbnail_crops_on_level1_servers() -> None:
+    svc = ImageService(
+        id="https://img.example.org/iiif/3/abc", api_version=3, level=1, width=4000, height=3000
+    )
+    rec = _record(service=svc, region="100,200,800,400")
+    t = thumbnail(rec)
+    assert t.url == "https://img.example.org/iiif/3/abc/100,200,800,400/400,/0/default.jpg"
+    assert (t.width, t.height) == (400, 200)
+    assert aspect_ratio(rec) == 2.0
+
+
+def test_without_service_falls_back_to_thumbnail_or_static_image() -> None:
+    t = thumbnail(_record(thumbnail="https://example.org/t.jpg", width=600, height=300))
+    assert t.url == "https://example.org/t.jpg" and (t.width, t.height) == (400, 200)
+    assert thumbnail(_record(static_url="https://example.org/full.jpg")).url == "https://example.org/full.jpg"
+    assert thumbnail(_record()).url is None
+
+
+def test_viewer_links_fill_the_templates_with_the_content_state() -> None:
+    viewers = ViewerConfig(
+        mirador="https://m.example/?iiif-content={content_state}", universal_viewer="https://uv/?m={manifest}"
+    )
+    p = Presenter(base_url="https://search.example.org", viewers=viewers)
+    links = p.viewer_links(_record(region="1,2,3,4"))
+    assert links.mirador == f"https://m.example/?iiif-content={links.content_state}"
+    assert links.universal_viewer == "https://uv/?m=https%3A%2F%2Fexample.org%2Fm.json"
+    state = decode_content_state(links.content_state)
+    assert state["target"] == {
+        "id": "https://example.org/m/canvas/1#xywh=1,2,3,4",
+        "type": "Canvas",
+        "partOf": [{"id": "https://example.org/m.json", "type": "Manifest"}],
+    }
+    assert state["id"] == "https://search.example.org/api/items/0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "display"),
+    [(1850, 1850, "1850"), (1850, 1899, "1850–1899"), (-50, -10, "50 BCE–10 BCE")],
+)
+def test_dates_read_naturally(start: int, end: int, display: str) -> None:
+    assert date_out(DateRange(start, end)).display == display
+
+
+def test_search_manifest_keeps_good_results_and_leaves_out_unusable_ones() -> None:
+    import iiif_prezi3
+
+    from iconosearch.api.iiif_search import search_manifest
+
+    p = Presenter(base_url="https://search.example.org", viewers=ViewerConfig())
+    svc = ImageService(id="https://img.example.org/iiif/3/abc", api_version=3, level=1, width=800, height=600)
+    good = p.result(_record(service=svc, width=800, height=600, caption={"en": ["a harbour"]}), 0.5, ())
+    bad = p.result(
+        _record(id="fedcba9876543210", canvas_id="not a url", static_url="also not a url"), 0.4, ()
+    )
+    doc = search_manifest("https://search.example.org/api/search.iiif?q=x", "x", [good, bad], next_url=None)
+    manifest = iiif_prezi3.Manifest(**doc)
+    assert len(manifest.items) == 1
+    canvas = doc["items"][0]
+    assert canvas["label"] == {"en": ["a harbour"]}
+    assert (canvas["width"], canvas["height"]) == (1000, 750)
+    assert canvas["items"][0]["items"][0]["body"]["service"][0]["id"] == svc.id

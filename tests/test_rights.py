@@ -1,0 +1,36 @@
+"""Rights classes of licence and rights-statement URIs."""
+
+from __future__ import annotations
+
+import pytest
+
+from iconosearch.rights import rights_class
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("http://creativecommons.org/publicdomain/zero/1.0/", "open"),
+        ("https://creativecommons.org/publicdomain/mark/1.0/", "open"),
+        ("https://creativecommons.org/licenses/by/4.0/", "open"),
+        ("http://creativecommons.org/licenses/by-sa/3.0/", "open"),
+        ("HTTPS://CreativeCommons.org/licenses/BY-SA/4.0", "open"),
+        ("http://rightsstatements.org/vocab/NoC-US/1.0/", "open"),
+        ("http://rightsstatements.org/vocab/NoC-OKLR/1.0/", "open"),
+        ("https://creativecommons.org/licenses/by-nc/4.0/", "restricted"),
+        ("https://creativecommons.org/licenses/by-nc-sa/4.0/", "restricted"),
+        ("https://creativecommons.org/licenses/by-nd/4.0/", "restricted"),
+        ("http://rightsstatements.org/vocab/InC/1.0/", "restricted"),
+        ("http://rightsstatements.org/vocab/InC-EDU/1.0/", "restricted"),
+        ("http://rightsstatements.org/page/InC-NC/1.0/?language=en", "restricted"),
+        ("http://www.europeana.eu/rights/rr-f/", "restricted"),
+        ("http://rightsstatements.org/vocab/CNE/1.0/", "unknown"),
+        ("http://rightsstatements.org/vocab/UND/1.0/", "unknown"),
+        ("http://www.europeana.eu/rights/out-of-copyright-non-commercial/", "unknown"),
+        ("http://hdl.handle.net/10107/Copyright_AllRightsReserved", "unknown"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_rights_class(uri: str | None, expected: str) -> None:
+    assert rights_class(uri) == expected
