@@ -57,6 +57,14 @@ def corpus_pairs_jsonl(part: str | None, path: Path) -> int:
     return len(items)
 
 
+def _short(path: Path) -> Path:
+    """The path relative to the repository when inside it (shorter, machine-independent report labels)."""
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
+
+
 def _cli(args: list[str], data_dir: Path) -> dict[str, object]:
     env = {
         **os.environ,
@@ -65,7 +73,7 @@ def _cli(args: list[str], data_dir: Path) -> dict[str, object]:
         "TRANSFORMERS_OFFLINE": "1",
     }
     cmd = [str(Path(sys.executable).parent / "iconosearch"), "--json", *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
@@ -106,12 +114,13 @@ def demo(work: Path, resamples: int) -> dict[str, object]:
         [
             "bench",
             "iconosearch-lite",
-            f"local-dir:{model_dir}",
-            "--pairs", str(pairs),
-            "--split", str(model_dir / "split.json"),
+            f"local-dir:{_short(model_dir)}",
+            "--pairs", str(_short(pairs)),
+            "--split", str(_short(model_dir / "split.json")),
             "--part", "test",
             "--output", str(report_dir),
             "--resamples", str(resamples),
+            "--threads", "1",
         ],
         work / "data",
     )  # fmt: skip

@@ -78,11 +78,8 @@ def test_image_query_returns_the_same_image_first(demo: DemoRun) -> None:
     top = resp.json()["results"][0]
     assert top["score"] > 0.95
     item = httpx.get(f"{demo.url}/api/items/{top['id']}").json()
-    # The manifest of the top hit is the one generated for this very file.
-    slug = Path(item["manifest"]).stem
-    assert slug.replace("-", "") in image.stem.replace("-", "").replace("_", "").lower() or image.stem in str(
-        item["metadata"]
-    )
+    # The manifest of the top hit is the one generated for this very file (its slug + a short hash).
+    assert Path(item["manifest"]).stem.startswith(image.stem.lower())
 
 
 def test_ui_renders_results_in_chromium(demo: DemoRun, tmp_path: Path) -> None:

@@ -346,6 +346,13 @@ def test_facets_count_filtered_records(small: tuple[Path, list[EmbeddedRecord]])
 
 class _ImageHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path in ("/to-file", "/loop", "/to-png"):
+            target = {"/to-file": "file:///etc/passwd", "/loop": "/loop", "/to-png": "/a.png"}[self.path]
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         buf = io.BytesIO()
         Image.new("RGB", (16, 16), (10, 120, 200)).save(buf, format="PNG")
         body = buf.getvalue() if self.path != "/big" else b"x" * 5000
@@ -401,6 +408,12 @@ def test_url_term_fetches_with_limits(small: tuple[Path, list[EmbeddedRecord]], 
     assert len(page.hits) == 3
     with pytest.raises(InvalidImageError, match="larger"):
         engine.search(Query(terms=(Term("url", f"{image_server}/big"),)))
+    # Redirects are followed, each hop checked again.
+    assert engine.search(Query(terms=(Term("url", f"{image_server}/to-png"),), k=3)).hits
+    with pytest.raises(UrlNotAllowedError, match="http"):
+        engine.search(Query(terms=(Term("url", f"{image_server}/to-file"),)))
+    with pytest.raises(UrlNotAllowedError, match="redirects"):
+        engine.search(Query(terms=(Term("url", f"{image_server}/loop"),)))
 
 
 def test_concurrent_readers_during_switches_never_error(tmp_path: Path) -> None:

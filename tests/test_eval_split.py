@@ -122,29 +122,15 @@ def test_captionless_and_duplicate_images_are_excluded_and_counted(tmp_path: Pat
 
 def test_pairs_from_a_real_harvest_state(tmp_path: Path) -> None:
     from iconosearch.evaluation.pairs import pairs_from_harvest
-    from iconosearch.harvest.state import HarvestState
+    from tests.helpers.finetune_data import fake_harvest
 
     db = tmp_path / "state.sqlite"
-    with HarvestState(db) as state:
-        run = state.start_run("maps", "https://example.org/maps.json")
-        for m in range(3):
-            manifest = f"https://example.org/iiif/{m}/manifest"
-            records = []
-            for c in range(2):
-                rec = _record(c, {"en": [f"Map {m}.{c}"]} if (m, c) != (2, 1) else {}, manifest)
-                records.append((rec, f"https://example.org/img/{m}/{c}.png"))
-            state.save_manifest_records("maps", manifest, records, run)
-            for rec, url in records:
-                img = tmp_path / f"{rec.id}.png"
-                img.write_bytes(rec.id.encode())
-                state.save_image(
-                    "maps", rec.id, url=url, content_hash=rec.id, path=img, width=1, height=1, fmt="png",
-                    size=16, etag=None, last_modified=None,
-                )  # fmt: skip
+    assert fake_harvest(db, tmp_path / "img", "maps", manifests=3, pages=2) == 3
     result = pairs_from_harvest(db, ["maps"])
-    assert len(result.pairs) == 5
-    assert result.excluded == {"captionless": 1}
+    assert len(result.pairs) == 3
+    assert result.excluded == {"captionless": 3}
     assert {p.group for p in result.pairs} == {f"https://example.org/iiif/{m}/manifest" for m in range(3)}
+    assert {p.captions[0].text for p in result.pairs} == {f"Map {m}, sheet 0" for m in range(3)}
 
 
 def test_undecodable_evaluation_images_are_left_out_and_counted(tmp_path: Path) -> None:

@@ -140,6 +140,12 @@ def test_lit_mode_trains_the_text_tower_and_saves_it(setup) -> None:  # type: ig
     assert changed  # the text tower moved
     for a, b in zip(base.model.visual.trunk.parameters(), tuned.model.visual.trunk.parameters(), strict=True):
         assert torch.equal(a, b)  # the image tower is locked (LiT)
+    from iconosearch.training.finetune import Trainee
+
+    # features cached for the packaged towers must never be reused for fine-tuned ones
+    base_keys = Trainee(base, "cpu").tower_keys(448)
+    tuned_keys = Trainee(tuned, "cpu").tower_keys(448)
+    assert base_keys[0] != tuned_keys[0] and base_keys[1] != tuned_keys[1]
 
 
 def test_hub_model_cannot_be_trained_offline(monkeypatch: pytest.MonkeyPatch) -> None:

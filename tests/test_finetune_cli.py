@@ -122,3 +122,14 @@ def test_finetune_then_bench_through_the_cli(
         summary["test"]["models"][1]["metrics"]["t2i"]["R@5"]
     )
     assert {p.name for p in report.iterdir()} >= {"report.json", "REPORT.md", "recall.png", "difference.png"}
+
+
+def test_a_harvested_collection_too_small_to_split_is_refused(cli: CliRunner, tmp_path: Path) -> None:
+    from tests.helpers.finetune_data import fake_harvest
+
+    captioned = fake_harvest(tmp_path / "data" / "state.sqlite", tmp_path / "data" / "img", "maps", 4, 3)
+    result = cli.invoke(app, ["finetune", "maps", "--model", "iconosearch-lite"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, out
+    assert f"got {captioned} pairs from 4 manifests" in out and "at least 100 pairs" in out
+    assert "excluded 4 records: captionless" in out

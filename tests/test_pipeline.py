@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -204,6 +205,18 @@ def test_reduced_precision_close_and_cached_apart(tmp_path: Path) -> None:
     assert low.vectors.dtype == np.float32
     assert (low.vectors * full.vectors).sum(axis=1).min() > 0.98
     assert embed_images(embedder, items, cache_dir=tmp_path / "c", precision="bf16").cached == 4
+
+
+def test_thread_count_set_for_the_call_and_restored(tmp_path: Path, tiny: TinyEmbedder) -> None:
+    items = _good_images(tmp_path, 6)
+    before = torch.get_num_threads()
+    fixed = embed_images(tiny, items, cache_dir=None, batch_size=2, threads=1)
+    assert fixed.threads == 1 and torch.get_num_threads() == before
+    auto = embed_images(tiny, items, cache_dir=None, batch_size=1, threads="auto")
+    assert auto.threads in {1, max(1, len(os.sched_getaffinity(0)))}
+    assert torch.get_num_threads() == before
+    assert np.allclose(auto.vectors, fixed.vectors, atol=1e-5)
+    assert embed_images(tiny, items, cache_dir=None, threads=None).threads is None
 
 
 def test_empty_input(tiny: TinyEmbedder) -> None:

@@ -88,3 +88,38 @@ def finetune_world(tmp_path_factory: pytest.TempPathFactory) -> FinetuneWorld:
     clip, _ = build_clip(config, tower_files())  # fresh, untrained heads: a base that knows nothing
     save_lite(root / "base", config, head_state(clip))
     return FinetuneWorld(root, root / "base", shape_pairs(root / "images"))
+
+
+def fake_harvest(db: Path, images: Path, collection: str, manifests: int, pages: int) -> int:
+    """Records in a real harvest state database, each with a cached image; the last page of every manifest
+    has no caption. Returns the number of captioned records."""
+    from iconosearch.harvest.state import HarvestState
+    from iconosearch.records import ImageRecord, record_id
+
+    images.mkdir(parents=True, exist_ok=True)
+    with HarvestState(db) as state:
+        run = state.start_run(collection, "https://example.org/collection.json")
+        for m in range(manifests):
+            manifest = f"https://example.org/iiif/{m}/manifest"
+            records = []
+            for c in range(pages):
+                canvas, image = f"{manifest}/canvas/{c}", f"{manifest}/image/{c}"
+                caption = {"en": [f"Map {m}, sheet {c}"]} if c < pages - 1 else {}
+                rec = ImageRecord(
+                    id=record_id(manifest, canvas, image),
+                    collection=collection,
+                    manifest_id=manifest,
+                    canvas_id=canvas,
+                    image_id=image,
+                    caption=caption,
+                )
+                records.append((rec, f"https://example.org/img/{m}/{c}.png"))
+            state.save_manifest_records(collection, manifest, records, run)
+            for rec, url in records:
+                path = images / f"{rec.id}.png"
+                Image.new("RGB", (8, 8), (m * 10 % 255, c * 20 % 255, 90)).save(path)
+                state.save_image(
+                    collection, rec.id, url=url, content_hash=rec.id, path=path, width=8, height=8, fmt="png",
+                    size=path.stat().st_size, etag=None, last_modified=None,
+                )  # fmt: skip
+    return manifests * (pages - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -47,6 +48,10 @@ def register(app: typer.Typer) -> None:
         latency_queries: Annotated[
             int, typer.Option(help="Single queries timed for the latency figure.")
         ] = 20,
+        threads: Annotated[
+            int | None,
+            typer.Option(help="CPU threads for torch (default: torch's; 1 is faster on busy cores)."),
+        ] = None,
         device: Annotated[
             str | None, typer.Option(help="cpu or cuda (default: cuda when available).")
         ] = None,
@@ -98,6 +103,11 @@ def register(app: typer.Typer) -> None:
         if len(pairs) < 2:
             fail(f"{len(pairs)} decodable evaluation pairs: need at least 2", code=2)
         data = eval_set(pairs)
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        notes = (f"{torch.get_num_threads()} torch CPU threads; device {device or 'default'}",)
         quiet = st.quiet or st.json_output
         try:
             embedders = {s: load_embedder(s, device=device) for s in specs}
@@ -134,6 +144,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             split_name=split_name,
         )
+        result = replace(result, notes=notes)
         folder = output or data_dir / "reports" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
         files = write_report(result, folder)
         if st.json_output:

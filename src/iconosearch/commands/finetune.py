@@ -100,7 +100,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         name: Annotated[str | None, typer.Option(help="Model name under <data_dir>/models/.")] = None,
         pairs_file: Annotated[
-            Path | None, typer.Option("--pairs", help="Extra pairs from a JSON-lines file (see the docs).")
+            Path | None,
+            typer.Option("--pairs", help="Pairs from a JSON-lines file (docs/finetune-walkthrough.md)."),
         ] = None,
         holdout: Annotated[
             list[str] | None, typer.Option(help="Collections kept out of training entirely (held-out test).")

@@ -309,6 +309,9 @@ class SearchEngine:
         applies to the visual cosine before fusion). Results are ordered by score, then id, so the
         same query on the same version always pages the same way; a cursor names the version it was
         made on (the previous version stays usable for cursors after one switch).
+
+        ``page.facets`` (first page only, i.e. without a cursor) count the records the query ranks:
+        those matching the filters and, with a keyword clause, the keywords (not ``min_score``).
         """
         current = self._require()
         self._one_faiss_thread()

@@ -31,6 +31,7 @@ KINDS = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq", "hnsw")
 DEFAULT_EXACT_MAX = 20_000
 DEFAULT_MEMORY_BUDGET = 8 * 1024**3
 DEFAULT_RECALL_TARGET = 0.95
+RECALL_MARGIN = 0.01
 
 
 def _faiss() -> Any:
@@ -229,9 +230,11 @@ def tune(
     target: float = DEFAULT_RECALL_TARGET,
     n_queries: int = 200,
 ) -> tuple[FaissSpec, float | None]:
-    """Raise nprobe (IVF) or efSearch (HNSW) until measured recall@10 reaches ``target``.
+    """Raise nprobe (IVF) or efSearch (HNSW) until measured recall@10 reaches ``target`` + a margin.
 
-    Returns the tuned spec and its measured recall (``None`` for exact indexes).
+    The margin (``RECALL_MARGIN``) covers the sampling noise of ``n_queries`` queries: tuned to
+    exactly 0.95, 1M × 256 measured 0.9485 on other queries. Returns the tuned spec and its measured
+    recall (``None`` for exact indexes).
     """
     if spec.kind == "flat":
         return spec, None
@@ -244,7 +247,7 @@ def tune(
         tuned = FaissSpec(spec.kind, {**spec.params, key: value})
         _, approx = search(index, queries, 10, params=search_params(tuned))
         recall = recall_at_k(approx, exact_ids, 10)
-        if recall >= target or value >= limit:
+        if recall >= min(1.0, target + RECALL_MARGIN) or value >= limit:
             set_search_params(index, tuned)
             return tuned, round(recall, 4)
         # 8, 12, 16, 24, 32, 48, 64, 96, 128, 192…: fine enough not to overshoot the target by 2×.
