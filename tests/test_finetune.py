@@ -36,11 +36,15 @@ def setup(finetune_world: FinetuneWorld) -> tuple[Path, Embedder, list[Pair], Sp
 
 
 def _run(
-    setup: tuple[Path, Embedder, list[Pair], Split], out: str, config: FinetuneConfig, **kw: object
+    setup: tuple[Path, Embedder, list[Pair], Split],
+    out: str,
+    config: FinetuneConfig,
+    base: Embedder | None = None,
+    **kw: object,
 ) -> FinetuneResult:
-    root, base, pairs, split = setup
+    root, default_base, pairs, split = setup
     return finetune(
-        base,
+        base or default_base,
         split.select(pairs, "train"),
         split.select(pairs, "val"),
         split.select(pairs, "test"),
@@ -146,6 +150,15 @@ def test_lit_mode_trains_the_text_tower_and_saves_it(setup) -> None:  # type: ig
     base_keys = Trainee(base, "cpu").tower_keys(448)
     tuned_keys = Trainee(tuned, "cpu").tower_keys(448)
     assert base_keys[0] != tuned_keys[0] and base_keys[1] != tuned_keys[1]
+
+    # fine-tuning the fine-tuned model again keeps its text tower
+    again = _run(setup, "lit-then-heads", replace(CONFIG, epochs=1), base=tuned)
+    twice = load_embedder(again.spec, device="cpu")
+    assert isinstance(twice, LiteEmbedder)
+    for a, b in zip(
+        tuned.model.text.transformer.parameters(), twice.model.text.transformer.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
 
 
 def test_hub_model_cannot_be_trained_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,10 @@ Choice by size and memory budget (overridable with ``kind``):
   ``nlist ≈ 4·√n`` (power of two), k-means trained on a sample of ``40·nlist`` vectors; ``nprobe``
   is then raised until recall@10 against exact search on sample queries reaches the target, and
   that measured recall goes into the manifest. Measured at 1M × 512 on one thread (bench/search.py):
-  SQ8 reaches recall@10 0.96 at nprobe 128 in 3.5 ms p50, where ``ivf-flat`` (full float vectors, 4× the
-  memory traffic) needs ~3× longer for 0.975 — so ``ivf-flat`` is only built on request. Scores of
-  SQ8 indexes are the quantised inner products (cosine within ~1e-3).
+  SQ8 at nprobe 192 gives recall@10 0.978 in 4.6 ms p50 (0.96 at nprobe 128 in 2.8–3.5 ms), where
+  ``ivf-flat`` (full float vectors, 4× the memory traffic) took 7.8 ms for 0.93 and 24 ms for 0.975
+  — so ``ivf-flat`` is only built on request. Scores of SQ8 indexes are the quantised inner
+  products (cosine within ~1e-3).
 - ``hnsw``: HNSW graph (``IndexHNSWFlat``, M=32) on request; cannot delete, so incremental updates
   of an HNSW index rebuild it from the stored vectors.
 
@@ -302,8 +303,8 @@ def filtered_search(
 
     Strategies (``auto`` picks ``subset`` up to ``subset_max`` allowed vectors, else ``selector``).
     Measured with bench/search.py (ivf-sq8, 512 dims, one thread, p50, all three fill k): 1 % of 100k
-    allowed — subset 0.12 ms, selector 1.3 ms, over-fetch 14 ms; 1 % of 1M — 10 / 16 / 97 ms;
-    0.1 % of 1M — 0.19 / 11 / 106 ms; subset vs selector on a flat 100k index: 5 % 1.8 / 2.6 ms,
+    allowed — subset 0.12 ms, selector 1.3 ms, over-fetch 14 ms; 1 % of 1M — 4.2 / 10 / 70 ms;
+    0.1 % of 1M — 0.13 / 5.6 / 75 ms; subset vs selector on a flat 100k index: 5 % 1.8 / 2.6 ms,
     20 % 21 / 14 ms.
     So over-fetch never wins (it must search k/selectivity deep, and on IVF also probe more lists
     or come back short), and the exact subset beats the selector up to ~10k allowed vectors:

@@ -267,17 +267,21 @@ def _lock_hf_text(text: Any, unlocked_layers: int) -> None:
         module.requires_grad_(False)
 
 
-def _tower_override_digest(spec: str) -> str:
-    """Digest of a fine-tuned lite folder's tower weights (``towers.safetensors``), "" when it has none."""
+def _tower_override_file(spec: str) -> Path | None:
+    """A fine-tuned lite folder's tower weights (``towers.safetensors``), when the spec names one."""
     from iconosearch.models.lite import TOWERS_FILE
     from iconosearch.models.specs import parse_spec
 
     path = parse_spec(spec).path
     folder = path if path is None or path.is_dir() else path.parent
     towers = folder / TOWERS_FILE if folder is not None else None
-    if towers is None or not towers.is_file():
-        return ""
-    return hashlib.sha256(towers.read_bytes()).hexdigest()
+    return towers if towers is not None and towers.is_file() else None
+
+
+def _tower_override_digest(spec: str) -> str:
+    """Digest of the tower weights replacing the packaged ones, "" when there are none."""
+    towers = _tower_override_file(spec)
+    return hashlib.sha256(towers.read_bytes()).hexdigest() if towers is not None else ""
 
 
 def lite_tower_keys(config: Any, image_side: int, override: str = "") -> tuple[str, str]:
@@ -961,11 +965,16 @@ def save_model(trainee: Trainee, folder: Path, config: FinetuneConfig, *, best_e
             folder, replace(lite.config, extra=extra), head_state(lite.clip), class_text=lite.class_text
         )
         heads = set(head_state(lite.clip))
-        towers = {
-            n: p.detach().cpu().contiguous()
-            for n, p in lite.clip.named_parameters()
-            if p.requires_grad and n not in heads
-        }
+        params = dict(lite.clip.named_parameters())
+        # Tower weights the base already changed (a fine-tuned base) carry over, with this run's changes.
+        changed = {n for n, p in params.items() if p.requires_grad and n not in heads}
+        inherited = _tower_override_file(trainee.base_spec)
+        if inherited is not None:
+            from safetensors import safe_open
+
+            with safe_open(str(inherited), framework="pt") as fh:
+                changed |= set(fh.keys())
+        towers = {n: params[n].detach().cpu().contiguous() for n in sorted(changed)}
         tower_path = folder / TOWERS_FILE
         if towers:
             save_file(towers, str(tower_path), metadata={"format": "iconosearch-lite-towers/1"})
