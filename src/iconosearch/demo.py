@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from iconosearch.api.server import BackgroundServer
 from iconosearch.config import CollectionConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -48,36 +48,6 @@ def find_demo_collection(start: Path | None = None) -> Path:
         "the demo collection (demo/collection with metadata.csv) was not found; run the demo from a "
         "checkout of the iconosearch repository"
     )
-
-
-class BackgroundServer:
-    """uvicorn serving an ASGI app in a thread, stopped cleanly by :meth:`stop`."""
-
-    def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
-        import uvicorn
-
-        self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{port}", daemon=True)
-
-    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise DemoError(f"the server did not start on {self.url}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-    def wait(self) -> None:
-        """Block until the server stops (Ctrl-C ends it)."""
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.5)
 
 
 def port_is_free(host: str, port: int) -> bool:

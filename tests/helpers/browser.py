@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+
+from iconosearch.api.server import BackgroundServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -39,22 +38,12 @@ def chromium_path() -> str:
 @contextmanager
 def live_server(app: Any, port: int) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"uvicorn did not start on port {port}")
-        time.sleep(0.05)
-    httpx.get(f"{base}/healthz", timeout=5).raise_for_status()
+    server = BackgroundServer(app, "127.0.0.1", port).start()
+    httpx.get(f"{server.url}/healthz", timeout=5).raise_for_status()
     try:
-        yield base
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.stop()
 
 
 @contextmanager

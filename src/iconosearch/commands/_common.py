@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from iconosearch.config import ConfigError, Settings, load_settings
 
@@ -54,3 +56,28 @@ def not_implemented(job: str) -> NoReturn:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def progress_bars(*, quiet: bool, transient: bool = False) -> Progress:
+    """The progress display every long job uses: one bar per stage, on stderr, off with ``--quiet``."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=transient,
+    )
+
+
+def stage_updater(bars: Progress) -> Callable[[str, int, int | None], None]:
+    """A ``progress(stage, done, total)`` callback that keeps one bar per stage name."""
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    return update

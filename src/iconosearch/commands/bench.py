@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+from iconosearch.commands._common import emit_json, err_console, fail, out_console, progress_bars, state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -113,17 +113,8 @@ def register(app: typer.Typer) -> None:
             embedders = {s: load_embedder(s, device=device) for s in specs}
         except (ModelSpecError, ModelUnavailableError) as exc:
             fail(str(exc), code=2)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         embeddings: dict[str, ModelEmbeddings] = {}
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=quiet,
-        ) as bar:
+        with progress_bars(quiet=quiet) as bar:
             for s, emb in embedders.items():
                 task = bar.add_task(f"embedding with {s}", total=len(data.pairs) + len(data.texts))
                 embeddings[s] = embed_eval_set(

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+from iconosearch.commands._common import (
+    emit_json,
+    err_console,
+    fail,
+    out_console,
+    progress_bars,
+    stage_updater,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,15 +34,6 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Build, harvest, index and serve the bundled demo collection on 127.0.0.1."""
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskID,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
         from iconosearch.demo import DemoError, run_demo
         from iconosearch.harvest.harvester import HarvestError
         from iconosearch.index.store import IndexStoreError
@@ -48,25 +47,11 @@ def register(app: typer.Typer) -> None:
             if not cli.quiet:
                 err_console.print(f"[bold]demo:[/] {msg}", highlight=False)
 
-        bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=cli.quiet,
-            transient=True,
-        )
-        tasks: dict[str, TaskID] = {}
-
-        def progress(stage: str, done: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(str(stage), total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
         try:
-            with bars:
-                run = run_demo(settings, collection_dir=collection, port=port, step=say, progress=progress)
+            with progress_bars(quiet=cli.quiet, transient=True) as bars:
+                run = run_demo(
+                    settings, collection_dir=collection, port=port, step=say, progress=stage_updater(bars)
+                )
         except (DemoError, HarvestError, IndexStoreError, ModelUnavailableError, OSError) as exc:
             fail(str(exc))
         except KeyboardInterrupt:

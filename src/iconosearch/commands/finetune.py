@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+from iconosearch.commands._common import emit_json, err_console, fail, out_console, progress_bars, state
 
 if TYPE_CHECKING:
     from iconosearch.evaluation.pairs import PairSet
@@ -272,16 +272,7 @@ def _with_progress(quiet: bool, run: Any) -> Any:
     """Run ``run(progress, on_epoch)`` under a rich progress display (or silently)."""
     if quiet:
         return run(None, None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    ) as bar:
+    with progress_bars(quiet=False) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+from iconosearch.commands._common import emit_json, err_console, fail, out_console, progress_bars, state
 
 if TYPE_CHECKING:
     from iconosearch.harvest.harvester import HarvestSummary
@@ -81,14 +81,7 @@ def register(app: typer.Typer) -> None:
         """Harvest a configured collection (or a IIIF URL) into image records and cached images."""
         import asyncio
 
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskID,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import TaskID
 
         from iconosearch.harvest.harvester import HarvestError, Stage
         from iconosearch.harvest.harvester import harvest as run
@@ -104,15 +97,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), code=2)
         summaries: list[HarvestSummary] = []
         errors: list[str] = []
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=st.quiet or st.json_output,
-            transient=True,
-        )
+        progress = progress_bars(quiet=st.quiet or st.json_output, transient=True)
         with progress:
             for name in names:
                 tasks = {

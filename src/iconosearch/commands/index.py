@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
+from iconosearch.commands._common import (
+    emit_json,
+    err_console,
+    fail,
+    out_console,
+    progress_bars,
+    stage_updater,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -139,29 +147,19 @@ def _build(
     quiet: bool,
     model: str | None,
 ) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from iconosearch.index.builder import build_index
     from iconosearch.models.embedder import load_embedder
 
     embedder = load_embedder(model or settings.model)
     if quiet:
         return build_index(settings, name, collections, embedder, incremental=incremental, options=options)
-    with Progress(
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=max(total, 1))
-            bar.update(tasks[stage], completed=done, total=max(total, 1))
-
+    with progress_bars(quiet=quiet) as bars:
         return build_index(
-            settings, name, collections, embedder, incremental=incremental, progress=progress, options=options
+            settings,
+            name,
+            collections,
+            embedder,
+            incremental=incremental,
+            progress=stage_updater(bars),
+            options=options,
         )

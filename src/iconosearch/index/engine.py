@@ -581,13 +581,15 @@ class SearchEngine:
 
     def _image_vector(self, data: bytes, loaded: _Loaded) -> np.ndarray:
         from iconosearch.images import ImageRejectedError, open_image
+        from iconosearch.models.pipeline import DECODE_MAX_SIDE
 
         if not data:
             raise InvalidImageError("the query image is empty")
         if len(data) > self.limits.upload_max_bytes:
             raise LimitExceededError(f"the query image is larger than {self.limits.upload_max_bytes} bytes")
         try:
-            image = open_image(data, max_pixels=self.limits.image_max_pixels, max_side=1024)
+            # Decode exactly as the indexed images were, so an indexed image queried as itself scores ~1.
+            image = open_image(data, max_pixels=self.limits.image_max_pixels, max_side=DECODE_MAX_SIDE)
         except ImageRejectedError as exc:
             raise InvalidImageError(f"the query image cannot be used: {exc}") from exc
         return np.asarray(self._get_embedder(loaded).embed_images([image]), dtype=np.float32)[0]

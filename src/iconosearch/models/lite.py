@@ -215,6 +215,8 @@ def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, 
     cfg = config.model_cfg(towers.text_dir)
     # The MiniLM checkpoint carries an unused pooler; transformers' load report about it is noise.
     transformers.logging.set_verbosity_error()
+    # Its "Loading weights" bar would interleave with the CLI's own progress display.
+    transformers.logging.disable_progress_bar()
     try:
         model = CustomTextCLIP(
             embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"]
