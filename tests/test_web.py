@@ -60,6 +60,13 @@ def _search(page: Any, site: str, text: str) -> None:
     page.wait_for_selector("#grid .card")
 
 
+def _close_detail(page: Any) -> None:
+    """Escape closes the detail panel; its "close" event (URL and focus updates) runs after it is hidden."""
+    page.keyboard.press("Escape")
+    page.locator("dialog#detail").wait_for(state="hidden")
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('item')", timeout=5000)
+
+
 def test_type_a_query_and_see_results(page: Any, site: str, demo: DemoIndex) -> None:
     page.goto(f"{site}/")
     page.wait_for_selector(".message-welcome")
@@ -144,8 +151,7 @@ def test_detail_panel(page: Any, site: str) -> None:
     )
     page.wait_for_timeout(800)
     screenshot(page, "web-detail")
-    page.keyboard.press("Escape")
-    dialog.wait_for(state="hidden")
+    _close_detail(page)
     assert "item" not in _params(page)
 
 
@@ -192,8 +198,7 @@ def test_share_url_round_trip_and_history(page: Any, site: str, demo: DemoIndex)
     assert other.eval_on_selector_all("#grid .card", "els => els.map(e => e.dataset.id)") == shared_ids
     other.close()
     # Back/forward walk through the states.
-    page.keyboard.press("Escape")
-    page.locator("dialog#detail").wait_for(state="hidden")
+    _close_detail(page)
     page.fill("#q", "a flower")
     page.press("#q", "Enter")
     page.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'a flower'")
@@ -230,8 +235,8 @@ def test_keyboard_only(page: Any, site: str) -> None:
     page.keyboard.press("Enter")
     page.locator("dialog#detail").wait_for(state="visible")
     assert page.evaluate("() => document.activeElement.id") == "detail-close"
-    page.keyboard.press("Escape")
-    page.locator("dialog#detail").wait_for(state="hidden")
+    _close_detail(page)
+    page.wait_for_function("() => document.activeElement.closest('.card') !== null", timeout=5000)
     assert page.evaluate("() => document.activeElement.closest('.card')?.dataset.id") == rid
     # "More like this" by keyboard.
     page.keyboard.press("Tab")
