@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -90,6 +91,8 @@ def register(app: typer.Typer) -> None:
         out_console.print(
             f"\n[bold]serving on {run.url}/[/]  (API docs: {run.url}/docs) — Ctrl-C stops", highlight=False
         )
+        # A service manager's SIGTERM stops the demo as cleanly as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             run.server.wait()
         except KeyboardInterrupt:
@@ -97,3 +100,7 @@ def register(app: typer.Typer) -> None:
         finally:
             run.server.stop()
             out_console.print("stopped", highlight=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
