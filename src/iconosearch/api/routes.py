@@ -323,12 +323,7 @@ def _last_harvests(ctx: ApiContext, names: list[str]) -> dict[str, str]:
 async def facets(ctx: Ctx, params: Params) -> s.FacetsResponse:
     """Counts per collection, institution, rights class and century for the filters given."""
     counts = await ctx.call(ctx.engine.facets, params.query.filters)
-    version = None
-    try:
-        version = ctx.engine.info().version
-    except IndexNotReadyError:
-        version = None
-    return s.FacetsResponse(facets=counts, index_version=version)
+    return s.FacetsResponse(facets=counts, index_version=_version(ctx))
 
 
 ADMIN_RESPONSES = {**_problems(401, 403, 409)}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from iconosearch.iiif.document import DocumentSkippedError, Skip, describe, doc_id, doc_type
+from iconosearch.iiif.document import DocumentSkippedError, Skip, describe, doc_type, link_id
 
 ChangeAction = Literal["harvest", "delete"]
 
@@ -57,14 +57,6 @@ def parse_time(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _link(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, dict):
-        return doc_id(value)
-    return None
-
-
 def parse_activity(obj: Any) -> Activity | None:
     if not isinstance(obj, dict):
         return None
@@ -75,10 +67,10 @@ def parse_activity(obj: Any) -> Activity | None:
     )
     return Activity(
         type=typ,
-        object_id=_link(target),
+        object_id=link_id(target),
         object_type=doc_type(target).split(":")[-1] if isinstance(target, dict) else "",
         end_time=end,
-        target_id=_link(obj.get("target")),
+        target_id=link_id(obj.get("target")),
     )
 
 
@@ -91,8 +83,8 @@ def parse_stream(doc: Any, *, fallback_id: str | None = None) -> ChangeStream:
     total = doc.get("totalItems")
     return ChangeStream(
         id=info.id or fallback_id or "",
-        first=_link(doc.get("first")),
-        last=_link(doc.get("last")),
+        first=link_id(doc.get("first")),
+        last=link_id(doc.get("last")),
         total=total if isinstance(total, int) and not isinstance(total, bool) else None,
     )
 
@@ -109,8 +101,8 @@ def parse_page(doc: Any, *, fallback_id: str | None = None) -> ChangePage:
     )
     return ChangePage(
         id=info.id or fallback_id or "",
-        prev=_link(doc.get("prev")),
-        next=_link(doc.get("next")),
+        prev=link_id(doc.get("prev")),
+        next=link_id(doc.get("next")),
         activities=activities,
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from iconosearch.iiif.document import DocumentSkippedError, Skip, describe, doc_id, doc_type
+from iconosearch.iiif.document import DocumentSkippedError, Skip, describe, doc_id, doc_type, link_id
 from iconosearch.iiif.text import lang_map
 from iconosearch.records import LangMap
 
@@ -51,14 +51,6 @@ class CollectionPage:
     def name(self) -> str:
         """Display name used in records' ``part_of``: the first label value, else the id."""
         return next((v for vals in self.label.values() for v in vals), None) or self.id
-
-
-def _link(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, dict):
-        return doc_id(value)
-    return None
 
 
 def _ref_kind(item: dict[str, Any], default: RefKind | None) -> RefKind | None:
@@ -104,7 +96,7 @@ def parse_collection(doc: Any, *, fallback_id: str | None = None) -> CollectionP
         version=info.version or 2,
         label=lang_map(doc.get("label")),
         refs=tuple(refs.values()),
-        first=_link(doc.get("first")),
-        next=_link(doc.get("next")),
+        first=link_id(doc.get("first")),
+        next=link_id(doc.get("next")),
         total=total if isinstance(total, int) and not isinstance(total, bool) else None,
     )

@@ -80,6 +80,15 @@ def doc_id(doc: dict[str, Any]) -> str | None:
     return None
 
 
+def link_id(value: Any) -> str | None:
+    """Id of a reference that may be a bare URI string or an object with an id (``first``, ``next``, …)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, dict):
+        return doc_id(value)
+    return None
+
+
 def doc_type(obj: Any) -> str:
     if not isinstance(obj, dict):
         return ""

@@ -160,7 +160,7 @@ class SearchEngine:
         self._current: _Loaded | None = None
         self._previous: _Loaded | None = None
         self._embedder: Any = None
-        self._text_cache: dict[str, np.ndarray] = {}
+        self._texts: Any = None  # TextEmbeddingCache of the current embedder
         self.reload_if_changed()
 
     @classmethod
@@ -216,7 +216,7 @@ class SearchEngine:
                 or self._embedder.spec != loaded.manifest.model_spec
             ):
                 self._embedder = None
-                self._text_cache = {}
+                self._texts = None
             self._previous, self._current = current, loaded
             log.debug("serving index %s version %s (%d records)", self._store.name, name, loaded.count)
             return True
@@ -519,7 +519,10 @@ class SearchEngine:
                         f"(dim {embedder.dim}) but the index was built with {m.model_fingerprint[:12]} "
                         f"(dim {m.dim}); rebuild the index"
                     )
+                from iconosearch.models.pipeline import TextEmbeddingCache
+
                 self._embedder = embedder
+                self._texts = TextEmbeddingCache(embedder)
             return self._embedder
 
     def _query_vector(self, query: Query, loaded: _Loaded) -> np.ndarray:
@@ -544,16 +547,10 @@ class SearchEngine:
                 raise EmptyQueryError("a text term is empty")
             if len(text) > 1000:
                 raise QueryError("a text term is longer than 1000 characters")
-            with self._lock:
-                cached = self._text_cache.get(text)
-            if cached is not None:
-                return cached
-            vec = np.asarray(self._get_embedder(loaded).embed_texts([text]), dtype=np.float32)[0]
-            with self._lock:
-                if len(self._text_cache) >= 1024:
-                    self._text_cache.pop(next(iter(self._text_cache)))
-                self._text_cache[text] = vec
-            return vec
+            with self._lock:  # a reload may swap the embedder: take it and its cache together
+                self._get_embedder(loaded)
+                texts = self._texts
+            return np.asarray(texts.embed(text))
         if term.kind == "item":
             rid = term.value.decode() if isinstance(term.value, bytes) else term.value
             iid = _parse_id(rid.strip())
