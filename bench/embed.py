@@ -10,6 +10,7 @@
 - ``texts_per_s``: caption batches; ``query_latency_ms``: one uncached query text at a time (p50/p99)
   with one torch thread (the serving setting; ``query_latency_ms_default_threads`` with all of them),
   and a cache hit;
+- ``text_towers``: one-query latency of the registered text towers (``bench/text_tower.py``);
 - ``reduced_precision``: bfloat16 autocast (CPU) / float16 (GPU) speed and agreement with float32.
 
 Images: the committed demo collection (``demo/collection``), else generated photos-like JPEGs.
@@ -253,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         if not args.no_precision:
             report["reduced_precision"] = _precision(embedder, args.batch_size, device)
+    # Multilingual text towers (USE-m3): one-query latency, target ≤ 25 ms (issue 17).
+    from text_tower import main as text_tower_main
+
+    report["text_towers"] = text_tower_main(["--queries", str(args.queries)])["towers"]
     return report
 
 
