@@ -116,15 +116,6 @@ def test_unknown_collection_and_unusable_source(tmp_path: Path) -> None:
         assert failed.failed == {"http-404": 1} and not failed.complete
 
 
-def test_one_harvest_per_collection_at_a_time(tmp_path: Path) -> None:
-    from iconosearch.harvest.harvester import HarvestError, _collection_lock
-
-    settings = settings_for(tmp_path, a=CollectionConfig(kind="manifest", url="http://127.0.0.1:9/m.json"))
-    settings.data_dir.mkdir(parents=True)
-    with _collection_lock(settings.data_dir, "a"), pytest.raises(HarvestError, match="another harvest"):
-        asyncio.run(harvest(settings, "a"))
-
-
 def test_since_parsing() -> None:
     from datetime import UTC, datetime
 

@@ -51,7 +51,10 @@ def find_demo_collection(start: Path | None = None) -> Path:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether the server could listen on ``port``: a port held only by TIME_WAIT connections is free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # The server (uvicorn) binds with SO_REUSEADDR, so a just-stopped demo's port is usable again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

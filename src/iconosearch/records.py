@@ -8,6 +8,7 @@ Texts keep their languages: a ``LangMap`` maps a BCP-47 tag (or ``"none"``) to i
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -120,9 +121,45 @@ class ImageRecord:
     """Text used for keyword search, training and evaluation (built by the caption rule)."""
 
 
+_LOCAL_IIIF = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+(?:/[^?#]*)?/iiif/local/(?P<rest>[^?#]+)$")
+"""IIIF that iconosearch generates from a local folder, wherever it is served: ``…/iiif/local/<name>/…``."""
+
+
+def local_identity(url: str) -> str | None:
+    """``local:<collection>/<path>`` for a URL of iconosearch's local-folder IIIF, else None.
+
+    The scheme, host, port and any path prefix in front of ``/iiif/local/`` say where iconosearch is
+    served, not what the object is, so they are left out: the same folder served on another port or
+    host keeps its ids. What remains is the collection name and the file's slug (which is made from the
+    file's path relative to the folder, see ``iiif.local``).
+    """
+    m = _LOCAL_IIIF.match(url)
+    return f"local:{m['rest']}" if m else None
+
+
 def record_id(manifest_id: str, canvas_id: str, image_id: str) -> str:
-    """Stable 16-hex-digit id of an image record; the same inputs always give the same id."""
-    digest = hashlib.sha256(f"{manifest_id}\n{canvas_id}\n{image_id}".encode()).hexdigest()
+    """Stable 16-hex-digit id of an image record: it depends only on what identifies the object.
+
+    For a source's IIIF that is its canonical manifest, canvas and image ids. For iconosearch's own
+    local-folder IIIF it is the collection name and the file (manifest and canvas, see
+    :func:`local_identity`); never the address iconosearch is served at. The same inputs always give
+    the same id.
+    """
+    local = local_identity(manifest_id)
+    if local is not None:
+        key = f"{local}\n{local_identity(canvas_id) or canvas_id}"
+    else:
+        key = f"{manifest_id}\n{canvas_id}\n{image_id}"
+    return _hex_id(key)
+
+
+def legacy_record_id(manifest_id: str, canvas_id: str, image_id: str) -> str:
+    """The id 0.1 gave a record (a hash of its full URLs); kept only to map old links to new ids."""
+    return _hex_id(f"{manifest_id}\n{canvas_id}\n{image_id}")
+
+
+def _hex_id(key: str) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest()
     # 63 bits, so that the id also fits FAISS's signed 64-bit ids (see :func:`id_to_int64`).
     return f"{int(digest[:16], 16) >> 1:016x}"
 

@@ -30,7 +30,9 @@ from iconosearch.api.params import (
     search_params,
 )
 from iconosearch.api.problems import PROBLEM_JSON, ProblemError
+from iconosearch.datadir import DataDir
 from iconosearch.index.engine import IndexNotReadyError
+from iconosearch.index.store import IndexStore
 from iconosearch.query import Filters, Query, SearchPage, Term, UnknownItemError
 
 log = logging.getLogger(__name__)
@@ -366,9 +368,12 @@ async def admin_reindex(ctx: Ctx, request: Request) -> s.AdminResponse:
     """Rebuild the index from the harvested images in the background (incremental); needs an API key."""
     ctx.check_admin(request)
     job = ctx.reindex
+    # The API writes an index only through the same per-index lock as the indexer: never two builders.
+    holder = IndexStore(DataDir(ctx.settings.data_dir).indexes, "default").builder()
     with job.lock:
-        if job.running:
-            raise ProblemError(409, "reindex-running", "a reindex is already running")
+        if job.running or holder is not None:
+            who = f" by {holder.describe()}" if holder is not None else ""
+            raise ProblemError(409, "reindex-running", f"index 'default' is being built{who}")
         job.running = True
         job.last_status = "running"
     threading.Thread(target=_reindex, args=(ctx,), name="iconosearch-reindex", daemon=True).start()

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from iconosearch.iiif.document import DocumentSkippedError, describe
 from iconosearch.iiif.image_api import image_url, info_url, parse_service
 from iconosearch.iiif.manifest import parse_manifest
 from iconosearch.images import ImageRejectedError, open_image, probe_image
+from iconosearch.locks import LockHeldError, exclusive
 from iconosearch.records import ImageRecord, ImageService
 
 log = logging.getLogger(__name__)
@@ -647,23 +647,13 @@ async def harvest(
     """Harvest one configured collection (by name) or an ad-hoc IIIF URL into the harvest state."""
     name, _ = resolve_source(settings, collection_name_or_url)
     data = DataDir(settings.data_dir).ensure()
-    with _collection_lock(data.root, name):
-        return await _harvest(settings, collection_name_or_url, data, limit, since, progress)
-
-
-@contextlib.contextmanager
-def _collection_lock(root: Path, name: str) -> Iterator[None]:
-    """One harvest per collection at a time; the OS drops the lock when a process dies, even by kill -9."""
-    path = root / f".harvest-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
-    with path.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise HarvestError(f"another harvest of {name!r} is running (lock {path})") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    # One harvest per collection at a time.
+    path = data.root / f".harvest-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
+    try:
+        with exclusive(path, f"collection {name!r} is being harvested"):
+            return await _harvest(settings, collection_name_or_url, data, limit, since, progress)
+    except LockHeldError as exc:
+        raise HarvestError(str(exc)) from None
 
 
 async def _harvest(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iconosearch.records import HarvestedImage, ImageRecord, record_from_dict, record_to_dict
+from iconosearch.records import HarvestedImage, ImageRecord, record_from_dict, record_id, record_to_dict
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -96,7 +96,13 @@ CREATE TABLE IF NOT EXISTS cursors (
     collection TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS id_aliases (
+    old_id TEXT PRIMARY KEY,
+    new_id TEXT NOT NULL
+);
 """
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the current layout; 2: record ids no longer depend on the serving address."""
 
 
 def _now() -> str:
@@ -154,6 +160,52 @@ class HarvestState:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Re-key records made by 0.1, whose ids hashed the address local IIIF was served at.
+
+        Each old id is kept as an alias of the new one, so that old links keep working once an index is
+        rebuilt (the builder copies the aliases into the index). Runs once per database, in one
+        transaction, so a concurrent opener waits and then sees it done.
+        """
+        db = self._db
+        if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                rows = db.execute("SELECT collection, id, data, status FROM records").fetchall()
+                for row in rows:
+                    self._rekey(row["collection"], row["id"], json.loads(row["data"]))
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _rekey(self, collection: str, old: str, data: dict[str, Any]) -> None:
+        new = record_id(data["manifest_id"], data["canvas_id"], data["image_id"])
+        if new == old:
+            return
+        db = self._db
+        db.execute("INSERT OR REPLACE INTO id_aliases (old_id, new_id) VALUES (?, ?)", (old, new))
+        taken = db.execute(
+            "SELECT 1 FROM records WHERE collection = ? AND id = ?", (collection, new)
+        ).fetchone()
+        if taken:
+            # The same object was harvested again under another address: one row is enough.
+            db.execute("DELETE FROM records WHERE collection = ? AND id = ?", (collection, old))
+            return
+        data["id"] = new
+        db.execute(
+            "UPDATE records SET id = ?, data = ? WHERE collection = ? AND id = ?",
+            (new, json.dumps(data, ensure_ascii=False, default=str), collection, old),
+        )
+
+    def aliases(self) -> dict[str, str]:
+        """Old record id → current id, for links made before ids became independent of the address."""
+        return dict(self._db.execute("SELECT old_id, new_id FROM id_aliases").fetchall())
 
     def close(self) -> None:
         self._db.close()
@@ -255,14 +307,22 @@ class HarvestState:
             for record, image_url in records:
                 seen.add(record.id)
                 data = json.dumps(record_to_dict(record), ensure_ascii=False, default=str)
-                old = existing.get(record.id)
+                # Not under this manifest id: the same object may have been listed under another
+                # address of the manifest (a local collection served elsewhere); it is not new.
+                old = (
+                    existing.get(record.id)
+                    or db.execute(
+                        "SELECT id, image_url, status FROM records WHERE collection = ? AND id = ?",
+                        (collection, record.id),
+                    ).fetchone()
+                )
                 if old is None or old["status"] == "deleted":
                     new += 1
                 if old is not None and old["image_url"] == image_url and old["status"] != "deleted":
                     db.execute(
-                        "UPDATE records SET data = ?, run = ?, updated_at = ? "
+                        "UPDATE records SET manifest_id = ?, data = ?, run = ?, updated_at = ? "
                         "WHERE collection = ? AND id = ?",
-                        (data, run, now, collection, record.id),
+                        (manifest_id, data, run, now, collection, record.id),
                     )
                 else:
                     db.execute(

@@ -181,6 +181,7 @@ def write_version(
     collections: Sequence[str] = (),
     harvest_state: Mapping[str, str | None] | None = None,
     failures: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
     switch: bool = True,
     progress: Progress = _noop,
 ) -> IndexVersion:
@@ -201,6 +202,7 @@ def write_version(
                 (item.record, row, groups.get(int(ids[row]), int(ids[row])), item.content_hash)
                 for row, item in enumerate(items)
             )
+            meta.set_aliases(aliases or {})
             meta.finish()
             progress("metadata", len(items), len(items))
         finally:
@@ -277,6 +279,7 @@ def update_version(
     collections: Sequence[str] | None = None,
     harvest_state: Mapping[str, str | None] | None = None,
     failures: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
     switch: bool = True,
     progress: Progress = _noop,
 ) -> IndexVersion:
@@ -369,6 +372,7 @@ def update_version(
                 for j, item in enumerate(add)
             )
             meta.set_groups((iid, g) for iid, g in groups.items() if existing.get(iid, g) != g)
+            meta.set_aliases(aliases or {})
             meta.finish()
         finally:
             meta.close()
@@ -419,20 +423,27 @@ def compact(
     switch: bool = True,
 ) -> IndexVersion:
     """Rebuild ``base`` (default: the current version) in full from its stored vectors."""
-    base = base or store.current()
-    if base is None:
-        raise IndexStoreError(f"index {store.name!r} has no version to compact")
-    m = base.manifest
-    return write_version(
-        store,
-        _load_items(base),
-        ModelInfo(m.model_spec, m.model_fingerprint, m.dim),
-        options=options,
-        collections=m.collections,
-        harvest_state=m.harvest_state,
-        failures=m.failures,
-        switch=switch,
-    )
+    with store.building():
+        base = base or store.current()
+        if base is None:
+            raise IndexStoreError(f"index {store.name!r} has no version to compact")
+        m = base.manifest
+        meta = Metadata(base.metadata_path)
+        try:
+            aliases = meta.aliases()
+        finally:
+            meta.close()
+        return write_version(
+            store,
+            _load_items(base),
+            ModelInfo(m.model_spec, m.model_fingerprint, m.dim),
+            options=options,
+            collections=m.collections,
+            harvest_state=m.harvest_state,
+            failures=m.failures,
+            aliases=aliases,
+            switch=switch,
+        )
 
 
 def check_consistency(version: IndexVersion) -> ConsistencyReport:
@@ -477,6 +488,7 @@ def check_consistency(version: IndexVersion) -> ConsistencyReport:
 class _Harvested:
     items: list[tuple[ImageRecord, str, Path]]
     harvest_state: dict[str, str | None]
+    aliases: dict[str, str]
 
 
 def _read_harvest(state_db: Path, collections: Sequence[str]) -> _Harvested:
@@ -486,9 +498,11 @@ def _read_harvest(state_db: Path, collections: Sequence[str]) -> _Harvested:
     try:
         items = [(h.record, h.content_hash, h.path) for c in collections for h in state.iter_images(c)]
         stamps = {c: state.last_harvest(c) for c in collections}
+        aliases = state.aliases()
     finally:
         state.close()
-    return _Harvested(items, {c: t.isoformat() if t is not None else None for c, t in stamps.items()})
+    stamp_texts = {c: t.isoformat() if t is not None else None for c, t in stamps.items()}
+    return _Harvested(items, stamp_texts, aliases)
 
 
 def _embed(
@@ -539,8 +553,33 @@ def build_index(
     starts from the served version instead: records of other collections stay as they are; records of
     these collections that are new, changed (image or metadata) or gone are added/replaced/removed.
     Raises :class:`IndexStoreError` when incremental meets an index of another model, or when
-    nothing has been harvested.
+    nothing has been harvested, and :class:`IndexBusyError` when another process is building ``name``.
     """
+    from iconosearch.datadir import DataDir
+
+    with IndexStore(DataDir(settings.data_dir).indexes, name).building():
+        return _build_index(
+            settings,
+            name,
+            collections,
+            embedder,
+            incremental=incremental,
+            progress=progress,
+            options=options,
+        )
+
+
+def _build_index(
+    settings: Any,
+    name: str,
+    collections: Sequence[str],
+    embedder: Any,
+    *,
+    incremental: bool = False,
+    progress: Progress | None = None,
+    options: BuildOptions | None = None,
+) -> IndexVersion:
+    """:func:`build_index`, with the index's build lock held."""
     from iconosearch.datadir import DataDir
 
     progress = progress or _noop
@@ -571,6 +610,7 @@ def build_index(
             collections=names,
             harvest_state=harvested.harvest_state,
             failures=failures,
+            aliases=harvested.aliases,
             progress=progress,
         )
 
@@ -619,5 +659,6 @@ def build_index(
         collections=sorted(set(m.collections) | wanted),
         harvest_state={**m.harvest_state, **harvested.harvest_state},
         failures=all_failures,
+        aliases=harvested.aliases,
         progress=progress,
     )

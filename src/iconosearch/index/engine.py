@@ -257,26 +257,22 @@ class SearchEngine:
 
     # --- records -------------------------------------------------------------------------------
     def get(self, record_id: str) -> ImageRecord | None:
-        """The record with this id in the served version, or ``None``."""
+        """The record with this id (or an old id of it, see ``HarvestState.aliases``), or ``None``."""
         loaded = self._require()
-        iid = _parse_id(record_id)
-        if iid is None:
-            return None
         with loaded.lock:
-            return loaded.meta.records([iid]).get(iid)
+            iid = _resolve_id(loaded, record_id)
+            return loaded.meta.records([iid]).get(iid) if iid is not None else None
 
     def duplicates(self, record_id: str) -> tuple[str, ...]:
         """Ids of the near-identical images of ``record_id`` (not including itself)."""
         loaded = self._require()
-        iid = _parse_id(record_id)
-        if iid is None:
-            return ()
         with loaded.lock:
-            row = loaded.meta.lookup([iid]).get(iid)
+            iid = _resolve_id(loaded, record_id)
+            row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
             if row is None:
                 return ()
             members = loaded.meta.group_members([row.dup_group]).get(row.dup_group, [])
-        return tuple(m for m in members if m != record_id)
+        return tuple(m for m in members if iid is None or _parse_id(m) != iid)
 
     def facets(self, filters: Filters) -> dict[str, dict[str, int]]:
         """Counts of records matching ``filters`` by collection, institution, rights and century."""
@@ -553,8 +549,8 @@ class SearchEngine:
             return np.asarray(texts.embed(text))
         if term.kind == "item":
             rid = term.value.decode() if isinstance(term.value, bytes) else term.value
-            iid = _parse_id(rid.strip())
             with loaded.lock:
+                iid = _resolve_id(loaded, rid.strip())
                 row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
             if row is None:
                 raise UnknownItemError(f"no indexed item has id {rid!r}")
@@ -601,6 +597,15 @@ class ModelMismatchError(RuntimeError):
 
 RIGHTS_CLASSES = ("open", "restricted", "unknown")
 _LANG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _resolve_id(loaded: _Loaded, record_id: str) -> int | None:
+    """FAISS id of a record id, following the alias of an id that 0.1 gave (caller holds the lock)."""
+    iid = _parse_id(record_id)
+    if iid is None or loaded.meta.lookup([iid]):
+        return iid
+    new = loaded.meta.alias(record_id)
+    return _parse_id(new) if new is not None else iid
 
 
 def _parse_id(record_id: str) -> int | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +162,13 @@ class Metadata:
             "UPDATE records SET dup_group = ? WHERE int_id = ?", [(g, i) for i, g in groups]
         )
 
+    def set_aliases(self, aliases: Mapping[str, str]) -> None:
+        """Old record ids → current ones (see ``HarvestState.aliases``), so that old links resolve."""
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS aliases (old_id TEXT PRIMARY KEY, new_id TEXT NOT NULL)"
+        )
+        self.conn.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", sorted(aliases.items()))
+
     def commit(self) -> None:
         self.conn.commit()
 
@@ -185,6 +192,22 @@ class Metadata:
     def rows_by_id(self) -> Iterator[tuple[int, int, str, str | None]]:
         """``(int_id, row, record id, content_hash)`` of every record."""
         yield from self.conn.execute("SELECT int_id, row, id, content_hash FROM records")
+
+    def aliases(self) -> dict[str, str]:
+        if not self._has_aliases():
+            return {}
+        return dict(self.conn.execute("SELECT old_id, new_id FROM aliases").fetchall())
+
+    def _has_aliases(self) -> bool:
+        has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'aliases'")
+        return has.fetchone() is not None
+
+    def alias(self, old_id: str) -> str | None:
+        """The current id of a record known by ``old_id`` (versions built before aliases have none)."""
+        if not self._has_aliases():
+            return None
+        row = self.conn.execute("SELECT new_id FROM aliases WHERE old_id = ?", (old_id,)).fetchone()
+        return str(row[0]) if row else None
 
     def lookup(self, int_ids: Sequence[int]) -> dict[int, Row]:
         out: dict[int, Row] = {}

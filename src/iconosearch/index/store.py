@@ -10,6 +10,7 @@ Layout of one index name::
         ids.npy                         int64 FAISS ids in row order
         metadata.sqlite                 records, filter columns, FTS5 captions (see metadata.py)
     indexes/<name>/.staging-<version>/  being written; never read; removed by GC when stale
+    indexes/<name>/.build.lock          held by the one process building this index (see :meth:`building`)
 
 A version is written entirely in its staging directory, fsynced, renamed into place and only then
 named by ``CURRENT``; readers only ever open versions through ``CURRENT``, so they never see a
@@ -19,15 +20,19 @@ half-written index. Old versions stay on disk for a grace period so that readers
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from iconosearch.locks import Holder, LockHeldError, exclusive, is_held
 
 MANIFEST = "manifest.json"
 FAISS_FILE = "vectors.faiss"
@@ -36,11 +41,16 @@ IDS_FILE = "ids.npy"
 METADATA_FILE = "metadata.sqlite"
 CURRENT = "CURRENT"
 STAGING_PREFIX = ".staging-"
+BUILD_LOCK = ".build.lock"
 FORMAT_VERSION = 1
 
 
 class IndexStoreError(RuntimeError):
     """An index directory that cannot be used as asked (missing, corrupt, other model)."""
+
+
+class IndexBusyError(IndexStoreError):
+    """Another builder holds the index's build lock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +185,22 @@ class IndexStore:
         )
 
     # --- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def building(self) -> Iterator[Holder]:
+        """Hold this index's build lock: every writer (build, compact, GC) takes it, across processes.
+
+        Raises :class:`IndexBusyError` at once, naming the holder, when another builder has it.
+        """
+        try:
+            with exclusive(self.root / BUILD_LOCK, f"index {self.name!r} is being built") as me:
+                yield me
+        except LockHeldError as exc:
+            raise IndexBusyError(str(exc)) from None
+
+    def builder(self) -> Holder | None:
+        """Who is building this index right now, if anyone."""
+        return is_held(self.root / BUILD_LOCK)
+
     def begin(self, version: str | None = None) -> tuple[str, Path]:
         """A fresh staging directory for a new version: ``(version, staging path)``."""
         version = version or new_version_name()
