@@ -361,6 +361,13 @@ def test_bad_search_parameters_are_problems(client: TestClient, params: dict, co
         "http://10.0.0.7/secret.png",
         "http://localhost/x.jpg",
         "file:///etc/passwd",
+        # Forms 0.1 let through (multicast, site-local, and routes to 169.254.169.254 / 127.0.0.1).
+        "http://224.0.0.1/x.png",
+        "http://[fec0::1]/x.png",
+        "http://[::127.0.0.1]/x.png",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
     ],
 )
 def test_url_terms_to_private_addresses_are_refused(client: TestClient, demo: DemoIndex, url: str) -> None:

@@ -72,9 +72,14 @@ def test_conditional_requests_and_content_types(tmp_path: Path) -> None:
             with pytest.raises(FetchError) as err:
                 await f.get("ftp://example.org/x", expect="json", max_bytes=3)
             assert err.value.reason == "bad-url"
-            local = tmp_path / "x.json"
-            local.write_text('{"b": 2}')
+        local = tmp_path / "x.json"
+        local.write_text('{"b": 2}')
+        async with Fetcher(user_agent="t", file_roots=[tmp_path]) as f:
             assert (await f.get(local.as_uri(), expect="json", max_bytes=100)).json() == {"b": 2}
+        async with fetcher() as f:  # no configured root: file:// is refused
+            with pytest.raises(FetchError) as err:
+                await f.get(local.as_uri(), expect="json", max_bytes=100)
+            assert err.value.reason == "file-not-allowed"
 
     with FixtureServer() as srv:
         srv.add("/doc.json", '{"a": 1}')

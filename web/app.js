@@ -808,9 +808,24 @@ function rightsName(uri) {
   return uri;
 }
 
+// Link targets come from harvested documents: only http(s) (and same-page relative) URLs may become an
+// href or src, so a `javascript:` link in a manifest can never run (the parser drops them too).
+// The one exception is the preview of the user's own upload, a `data:image/` URL in an img src.
+const URL_ATTRS = new Set(["href", "src"]);
+function safeUrl(attr, value) {
+  const text = String(value);
+  if (attr === "src" && text.startsWith("data:image/")) return text;
+  try { return ["http:", "https:"].includes(new URL(text, location.href).protocol) ? text : null; }
+  catch { return null; }
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) node.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (URL_ATTRS.has(k) && safeUrl(k, v) === null) continue;
+    node.setAttribute(k, v);
+  }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
 }

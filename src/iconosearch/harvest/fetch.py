@@ -5,8 +5,10 @@ Retries with exponential backoff on timeouts, connection errors, 429 and 5xx, ho
 (seconds or an HTTP date) up to ``max_retry_after_s``; beyond that the failure is reported (and retried
 on the next run) instead of stalling the harvest. Conditional requests (``If-None-Match`` /
 ``If-Modified-Since``) turn unchanged documents into cheap 304s. Bodies are streamed and cut off at
-``max_bytes``; content types are checked (an HTML error page is not a manifest). ``file://`` URLs and
-configured local mounts are read from disk, so a local folder harvests the same way as a server.
+``max_bytes``; content types are checked (an HTML error page is not a manifest). Configured local
+mounts are read from disk, so a local folder harvests the same way as a server. ``file://`` URLs are
+read only below ``file_roots``, the folders the operator pointed at: a fetched document that lists
+``file:///etc/…`` must not make the harvester read (and store) local files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +120,7 @@ class Fetcher:
         backoff_s: float = 0.5,
         max_retry_after_s: float = 60.0,
         local_mounts: Mapping[str, Path] | None = None,
+        file_roots: Sequence[Path] = (),
     ) -> None:
         self.user_agent = user_agent
         self.timeout_s = timeout_s
@@ -127,6 +130,7 @@ class Fetcher:
         self.backoff_s = backoff_s
         self.max_retry_after_s = max_retry_after_s
         self.local_mounts = {k.rstrip("/") + "/": v for k, v in (local_mounts or {}).items()}
+        self.file_roots = tuple(root.resolve() for root in file_roots)
         self.requests = 0
         """HTTP requests made (retries included), for tests and summaries."""
         self._hosts: dict[str, _Host] = {}
@@ -283,8 +287,15 @@ class Fetcher:
         raise FetchError("not-an-image", f"expected an image, got {ctype!r}", url=url)
 
     def _local_path(self, url: str) -> Path | None:
-        if url.startswith("file://"):
-            return Path(unquote(urlsplit(url).path))
+        if url[:7].lower() == "file://":
+            path = Path(unquote(urlsplit(url).path)).resolve()
+            if not any(path.is_relative_to(root) for root in self.file_roots):
+                raise FetchError(
+                    "file-not-allowed",
+                    "file:// URLs are read only inside the configured local source's folder",
+                    url=url,
+                )
+            return path
         for prefix, folder in self.local_mounts.items():
             if url.startswith(prefix):
                 rel = unquote(url[len(prefix) :].split("?", 1)[0])

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from iconosearch.config import CollectionConfig, Settings
 from iconosearch.datadir import DataDir
@@ -669,6 +669,7 @@ async def _harvest(
     _remove_stale_partials(data.image_cache)
     mounts: dict[str, Path] = {}
     skipped_local: dict[str, str] = {}
+    file_roots: list[Path] = []
     source = collection_name_or_url if cfg is None else (cfg.url or "")
     if cfg is not None and cfg.kind == "local":
         from iconosearch.iiif.local import build_local_iiif
@@ -689,6 +690,11 @@ async def _harvest(
         source = built.collection_url
     elif cfg is not None and cfg.kind == "manifest-list" and cfg.path is not None:
         source = str(cfg.path)
+        file_roots.append(cfg.path.parent)
+    if source[:7].lower() == "file://":
+        # The operator named this file: its folder may be read, nothing else on disk.
+        path = Path(unquote(urlsplit(source).path))
+        file_roots.append(path if path.is_dir() else path.parent)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     lim = settings.limits
@@ -699,6 +705,7 @@ async def _harvest(
         delay_s=lim.harvest_delay_s,
         retries=settings.harvest.retries,
         local_mounts=mounts,
+        file_roots=file_roots,
     )
     with HarvestState(data.state_db) as state:
         async with fetcher:

@@ -128,16 +128,25 @@ def _metadata(value: Any) -> tuple[MetadataPair, ...]:
 def _rights(value: Any) -> str | None:
     """The first URI among v3 ``rights`` / v2 ``license`` values (strings, objects or lists of them)."""
     for item in _list(value):
-        uri = _str_id(item)
-        if uri and uri.startswith(("http://", "https://")):
+        uri = _web_uri(item)
+        if uri:
             return uri
+    return None
+
+
+def _web_uri(value: Any) -> str | None:
+    """The id of ``value`` if it is an http(s) URL. Links end up in ``<a href>`` and ``<img src>`` in
+    the UI: a ``javascript:`` or ``data:`` URL from a harvested document would be stored XSS."""
+    uri = _str_id(value)
+    if uri and uri.lower().startswith(("http://", "https://")):
+        return uri
     return None
 
 
 def _links(value: Any) -> tuple[Link, ...]:
     links: list[Link] = []
     for item in _list(value):
-        uri = _str_id(item)
+        uri = _web_uri(item)
         if uri:
             fmt = item.get("format") if isinstance(item, dict) else None
             label = lang_map(item.get("label")) if isinstance(item, dict) else {}
@@ -147,7 +156,7 @@ def _links(value: Any) -> tuple[Link, ...]:
 
 def _thumbnail(value: Any) -> str | None:
     for item in _list(value):
-        uri = _str_id(item)
+        uri = _web_uri(item)
         if uri:
             return uri
     return None

@@ -1,7 +1,7 @@
 """Fetching a query image by URL without letting the server be used against its own network (SSRF).
 
-Only http/https; the host name is resolved first and every address must be public (private,
-loopback, link-local, multicast, reserved and unspecified addresses are refused); the request then
+Only http/https; the host name is resolved first (with a deadline) and every address must be global
+unicast (:mod:`iconosearch.net_guard` has the rule, embedded IPv4 forms included); the request then
 goes to the vetted address itself (``Host`` header and TLS SNI keep the name), so a DNS answer that
 changes between check and connect cannot redirect it. Redirects are followed by hand, each hop
 vetted again. Size and time are capped.
@@ -9,31 +9,22 @@ vetted again. Size and time are capped.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from iconosearch.net_guard import AddressNotAllowedError, resolve_public
 from iconosearch.query import InvalidImageError, UrlNotAllowedError
 
 MAX_REDIRECTS = 3
 
 
-def _vetted_address(host: str, port: int, *, allow_private: bool) -> str:
+def _vetted_address(host: str, port: int, *, allow_private: bool, timeout_s: float) -> str:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UrlNotAllowedError(f"cannot resolve host {host!r}") from exc
-    addresses = [str(info[4][0]) for info in infos]
-    if not addresses:
-        raise UrlNotAllowedError(f"host {host!r} has no address")
-    for addr in addresses:
-        ip = ipaddress.ip_address(addr.split("%")[0])
-        if not allow_private and not ip.is_global:
-            raise UrlNotAllowedError(f"host {host!r} resolves to a non-public address ({ip}); refused")
-    return addresses[0]
+        return resolve_public(host, port, timeout_s=timeout_s, allow_private=allow_private)
+    except AddressNotAllowedError as exc:
+        raise UrlNotAllowedError(str(exc)) from exc
 
 
 def fetch_image_bytes(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool = False) -> bytes:
@@ -50,7 +41,8 @@ def fetch_image_bytes(url: str, *, max_bytes: int, timeout_s: float, allow_priva
             raise UrlNotAllowedError("image URLs with credentials are not allowed")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = parts.hostname
-        addr = _vetted_address(host, port, allow_private=allow_private)
+        remaining = deadline - time.monotonic()
+        addr = _vetted_address(host, port, allow_private=allow_private, timeout_s=max(0.01, remaining))
         netloc = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
         target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         remaining = deadline - time.monotonic()
