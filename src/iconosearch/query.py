@@ -12,7 +12,7 @@ from typing import Literal
 
 from iconosearch.records import ImageRecord, RightsClass
 
-TermKind = Literal["text", "image", "item", "url"]
+TermKind = Literal["text", "image", "item", "url", "subject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,8 @@ class Term:
 
     kind: TermKind
     value: str | bytes
-    """Text, image bytes, record id, or http(s) URL, according to ``kind``."""
+    """Text, image bytes, record id, http(s) URL, or a subject notation (``iconclass:25G21(APPLE)``,
+    resolved to text by :func:`iconosearch.subjects.expand_subjects`), according to ``kind``."""
     weight: float = 1.0
 
 
@@ -44,6 +45,10 @@ class Query:
     filters: Filters = field(default_factory=Filters)
     keywords: str | None = None
     """Keyword clause matched on captions (FTS5) and fused with visual similarity."""
+    keyword_any: tuple[str, ...] = ()
+    """Phrases of which any may match a caption (a subject's keywords), fused like ``keywords``."""
+    language: str | None = None
+    """Language of the query's words (BCP-47, e.g. ``de``); subject notations are resolved to it."""
     min_score: float | None = None
     k: int = 24
     cursor: str | None = None

@@ -20,6 +20,8 @@ from iconosearch.api.context import ApiContext
 from iconosearch.api.metrics import Metrics, MetricsMiddleware
 from iconosearch.api.problems import PROBLEM_JSON, install_problem_handlers, problem_body
 from iconosearch.api.routes import router
+from iconosearch.api.subjects import router as subjects_router
+from iconosearch.api.subjects import warm_up as warm_up_subjects
 from iconosearch.config import Settings
 from iconosearch.datadir import DataDir
 from iconosearch.index.engine import IndexNotReadyError, SearchEngine
@@ -62,6 +64,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_watch_index(ctx, reload_interval_s)) if reload_interval_s > 0 else None
+        warm_up_subjects()
         try:
             yield
         finally:
@@ -83,6 +86,7 @@ def create_app(
             {"name": "search", "description": "Search by words, images, items; facets."},
             {"name": "items", "description": "One image and images like it."},
             {"name": "collections", "description": "What is indexed."},
+            {"name": "subjects", "description": "ICONCLASS notations: autocomplete and labels."},
             {"name": "admin", "description": "Reload or rebuild the index (API key)."},
             {"name": "health", "description": "Liveness, readiness, metrics."},
         ],
@@ -90,6 +94,7 @@ def create_app(
     app.state.ctx = ctx
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(subjects_router)
 
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=(settings.limits.upload_max_bytes * 4) // 3 + BODY_OVERHEAD

@@ -16,6 +16,7 @@ from iconosearch.api.problems import ProblemError
 from iconosearch.config import LimitsConfig
 from iconosearch.images import probe_image
 from iconosearch.query import Filters, LimitExceededError, Query, Term
+from iconosearch.subjects import subject_refs
 
 LESS_OF_WEIGHT = -0.5
 """Weight of a 'less of' term given in the query string (``not=…``, ``unlike=…``)."""
@@ -44,6 +45,7 @@ SEARCH_PARAM_NAMES = frozenset(
         "year_to",
         "rights",
         "lang",
+        "qlang",
         "has_caption",
         "min_score",
         "k",
@@ -93,6 +95,14 @@ def search_params(
     lang: Annotated[
         list[str] | None, QueryParam(description="Keep captions in these languages (repeatable).")
     ] = None,
+    qlang: Annotated[
+        str | None,
+        QueryParam(
+            max_length=35,
+            description="Language of the words in `q` (e.g. 'de'); `iconclass:` notations in `q` are "
+            "resolved to their text in it.",
+        ),
+    ] = None,
     has_caption: Annotated[bool | None, QueryParam()] = None,
     min_score: Annotated[float | None, QueryParam(ge=-1.0, le=1.0)] = None,
     k: Annotated[int, QueryParam(ge=1, description="Results per page (at most limits.k_max).")] = 24,
@@ -134,6 +144,7 @@ def search_params(
         k=k,
         cursor=cursor or None,
         collapse_duplicates=collapse,
+        language=qlang.strip().lower() if qlang and qlang.strip() else None,
     )
     return SearchParams(query=query, facets=facets)
 
@@ -205,6 +216,7 @@ def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:
             terms.append(Term("item", _record_id(t.value), t.weight))
         else:
             terms.append(Term(t.kind, t.value.strip(), t.weight))
+    terms += subject_refs(body.subjects)
     return Query(
         terms=tuple(terms),
         filters=filters_from_body(body.filters),
@@ -213,4 +225,5 @@ def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:
         k=body.k,
         cursor=body.cursor or None,
         collapse_duplicates=body.collapse_duplicates,
+        language=body.language.strip().lower() if body.language and body.language.strip() else None,
     )

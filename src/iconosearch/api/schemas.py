@@ -182,9 +182,11 @@ class AdminResponse(_Out):
 
 
 class TermIn(_In):
-    kind: Literal["text", "image", "item", "url"] = Field(
+    kind: Literal["text", "image", "item", "url", "subject"] = Field(
         description="text: words; image: base64 (or data: URL) of an image; item: an indexed record id; "
-        "url: an image URL fetched by the server (only when enabled; private addresses are refused)."
+        "url: an image URL fetched by the server (only when enabled; private addresses are refused); "
+        "subject: a notation such as 'iconclass:25G21(APPLE)', searched as its text in `language` with "
+        "its keywords matched on captions."
     )
     value: str = Field(min_length=1)
     weight: float = Field(
@@ -231,3 +233,41 @@ class SearchRequest(_In):
     cursor: str | None = Field(default=None, max_length=4096)
     collapse_duplicates: bool = True
     facets: bool = Field(default=False, description="Also return facet counts for the filters.")
+    language: str | None = Field(
+        default=None,
+        max_length=35,
+        description="Language of the query words (e.g. 'de'); subject notations are resolved to it.",
+        examples=["de"],
+    )
+    subjects: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Subject notations to search for, e.g. 'iconclass:11H(GEORGE)' (same as subject terms).",
+    )
+
+
+# ---------------------------------------------------------------- subjects (ICONCLASS)
+
+
+class SubjectSuggestionOut(_Out):
+    notation: str = Field(examples=["25G21(APPLE)"])
+    ref: str = Field(description="What to put in `q` or a subject term.", examples=["iconclass:25G21(APPLE)"])
+    label: str = Field(description="The notation's text in the requested language (else English).")
+    label_language: str
+    matched: str = Field(description="The text or keyword that the typed words matched.")
+    matched_language: str
+    score: float = Field(description="Ranking score; comparable within one answer only.")
+
+
+class SubjectSuggestions(_Out):
+    q: str
+    lang: str
+    suggestions: list[SubjectSuggestionOut]
+
+
+class SubjectOut(_Out):
+    notation: str
+    ref: str
+    label: str
+    label_language: str
+    keywords: list[str] = Field(description="Keywords in every language the vocabulary has.")

@@ -95,7 +95,10 @@ def register(app: typer.Typer) -> None:
     @app.command("search")
     def search(
         ctx: typer.Context,
-        text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+        text: Annotated[
+            str | None,
+            typer.Argument(help="What to look for, in words; 'iconclass:25G21(APPLE)' names a subject."),
+        ] = None,
         image: Annotated[
             list[Path] | None, typer.Option("--image", help="Query image file (repeatable).")
         ] = None,
@@ -118,6 +121,10 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--no-collapse", help="Show near-duplicates separately.")
         ] = False,
         name: Annotated[str, typer.Option("--name", help="Index name.")] = "default",
+        language: Annotated[
+            str | None,
+            typer.Option("--lang", help="Language of the words (e.g. de); subjects are resolved to it."),
+        ] = None,
     ) -> None:
         """Search an index from the command line."""
         from iconosearch.index.engine import IndexNotReadyError, ModelMismatchError, SearchEngine
@@ -145,6 +152,7 @@ def register(app: typer.Typer) -> None:
                 k=k,
                 cursor=cursor,
                 collapse_duplicates=not no_collapse,
+                language=language.strip().lower() if language and language.strip() else None,
             )
             engine = SearchEngine.open(
                 settings.data_dir,

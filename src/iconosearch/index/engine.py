@@ -38,6 +38,7 @@ from iconosearch.index.ranking import (
     count_facets,
     decode_cursor,
     encode_cursor,
+    fts_any_expression,
     fts_match_expression,
     query_key,
     reciprocal_rank_fusion,
@@ -62,6 +63,7 @@ from iconosearch.query import (
     UrlNotAllowedError,
 )
 from iconosearch.records import ImageRecord, id_to_int64
+from iconosearch.subjects import expand_subjects
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +311,7 @@ class SearchEngine:
         ``page.facets`` (first page only, i.e. without a cursor) count the records the query ranks:
         those matching the filters and, with a keyword clause, the keywords (not ``min_score``).
         """
+        query = expand_subjects(query)
         current = self._require()
         self._one_faiss_thread()
         k_max, depth_max = self.limits.k_max, self.limits.depth_max
@@ -338,13 +341,15 @@ class SearchEngine:
         if offset + query.k > depth_max:
             raise LimitExceededError(f"paging deeper than {depth_max} results is not allowed")
         self._validate_filters(query.filters, loaded)
-        match = fts_match_expression(keywords) if keywords else None
+        matches = [fts_match_expression(keywords)] if keywords else []
+        any_match = fts_any_expression(query.keyword_any)
+        matches += [any_match] if any_match else []
 
         t0 = time.perf_counter()
         qvec = self._query_vector(query, loaded) if query.terms else None
         t1 = time.perf_counter()
         need = offset + query.k + 1  # one more than the page, to know whether a next page exists
-        groups = self._ranked(loaded, query, qvec, match, need)
+        groups = self._ranked(loaded, query, qvec, matches, need)
         page = groups[offset : offset + query.k]
         hits = self._hits(loaded, page, query.collapse_duplicates)
         t2 = time.perf_counter()
@@ -361,14 +366,18 @@ class SearchEngine:
         )
 
     def _ranked(
-        self, loaded: _Loaded, query: Query, qvec: np.ndarray | None, match: str | None, need: int
+        self, loaded: _Loaded, query: Query, qvec: np.ndarray | None, matches: list[str], need: int
     ) -> list[Collapsed]:
-        """At least ``need`` collapsed results in final order (fewer when the results run out)."""
+        """At least ``need`` collapsed results in final order (fewer when the results run out).
+
+        ``matches``: FTS5 expressions (the keyword clause, a subject's keywords), each its own ranking."""
         allowed = self._allowed(loaded, query.filters)
-        if match is not None:
-            # Hybrid: both rankings to fixed depths, so every page fuses the same two lists.
+        if matches:
+            # Hybrid: all rankings to fixed depths, so every page fuses the same lists.
             with loaded.lock:
-                keyword_ids = loaded.meta.keyword_ranking(match, query.filters, self.limits.depth_max)
+                keyword_rankings = [
+                    loaded.meta.keyword_ranking(m, query.filters, self.limits.depth_max) for m in matches
+                ]
             visual_ids: list[int] = []
             if qvec is not None:
                 visual, _ = self._visual(
@@ -377,7 +386,7 @@ class SearchEngine:
                 if query.min_score is not None:
                     visual = [p for p in visual if p[1] >= query.min_score]
                 visual_ids = [i for i, _ in visual]
-            fused = reciprocal_rank_fusion([r for r in (visual_ids, keyword_ids) if r])
+            fused = reciprocal_rank_fusion([r for r in (visual_ids, *keyword_rankings) if r])
             return self._collapse(loaded, fused, query.collapse_duplicates, need)
         assert qvec is not None
         depth = max(64, need * 2 if query.collapse_duplicates else need)

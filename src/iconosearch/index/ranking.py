@@ -135,6 +135,7 @@ def query_key(query: Query) -> str:
                 sorted(f.languages),
                 f.has_caption,
                 query.keywords,
+                list(query.keyword_any),
                 query.min_score,
                 query.collapse_duplicates,
             ]
@@ -220,3 +221,21 @@ def fts_match_expression(keywords: str) -> str:
     if not parts:
         raise EmptyQueryError("the keyword clause has no words")
     return " ".join(parts)
+
+
+MAX_ANY_PHRASES = 64
+PHRASE_PREFIX_MIN = 4
+"""A phrase's last word matches as a prefix ("apple" finds "apples") from this length on; shorter
+ones ("ox", "St") would match unrelated longer words."""
+
+
+def fts_any_expression(phrases: Sequence[str]) -> str | None:
+    """An FTS5 MATCH expression matching captions that contain any of ``phrases`` (each a quoted phrase;
+    ``None`` when no phrase has a word)."""
+    parts: list[str] = []
+    for phrase in phrases[:MAX_ANY_PHRASES]:
+        tokens = _TOKEN.findall(phrase)
+        if tokens:
+            quoted = '"' + " ".join(tokens).replace('"', '""') + '"'
+            parts.append(quoted + "*" if len(tokens[-1]) >= PHRASE_PREFIX_MIN else quoted)
+    return " OR ".join(dict.fromkeys(parts)) or None
