@@ -33,7 +33,7 @@ CC0 = "http://creativecommons.org/publicdomain/zero/1.0/"
 
 def corpus_pairs_jsonl(part: str | None, path: Path) -> int:
     """Write corpus items (one split part, or all) as a pairs JSON-lines file; returns the count."""
-    from iconosearch.models.corpus import load_corpus, normalise_caption, read_split
+    from iconosearch.lite.corpus import load_corpus, normalise_caption, read_split
 
     items = load_corpus()
     if part is not None:
@@ -149,48 +149,29 @@ def demo(work: Path, resamples: int) -> dict[str, object]:
     }
 
 
-def seed_feature_cache(jsonl: Path, cache_root: Path, base: object, check: int = 4) -> dict[str, int]:
-    """Copy the corpus features the lite build already computed (same towers, same 448-px decode) into
-    finetune's cache, after checking a few of them against a fresh computation; returns counts."""
-    import numpy as np
-
+def seed_feature_cache(jsonl: Path, cache_root: Path, base: object) -> dict[str, int]:
+    """Copy the corpus features the lite build already computed into finetune's cache. Both use one cache
+    layout and key scheme (``iconosearch.training.features``), so this is a plain copy; returns counts."""
     from iconosearch.evaluation.pairs import pairs_from_jsonl
-    from iconosearch.models.build_lite import FeatureCache as CorpusCache
-    from iconosearch.models.corpus import default_cache_dir, load_corpus
-    from iconosearch.training.finetune import FeatureCache, FinetuneConfig, Trainee, build_inputs, text_key
+    from iconosearch.lite.build import feature_cache
+    from iconosearch.lite.corpus import default_cache_dir
+    from iconosearch.training.features import FeatureCache, digest
+    from iconosearch.training.finetune import FinetuneConfig, Trainee
 
-    corpus = CorpusCache.default(default_cache_dir())
-    images, texts = corpus.load("image"), corpus.load("text")
-    by_path = {str(i.image): i.key for i in load_corpus()}
+    built = feature_cache(default_cache_dir())
     pairs = pairs_from_jsonl(jsonl).pairs
     trainee = Trainee(base, "cpu")  # type: ignore[arg-type]
     trainee.lock(FinetuneConfig(mode="heads"))
     img_key, txt_key = trainee.tower_keys(448)
-    sample = [p for p in pairs if by_path.get(str(p.image_path)) in images][:check]
-    if sample:
-        fresh = build_inputs(
-            trainee, sample, FinetuneConfig(max_pixels=400_000_000), FeatureCache(None), keep_pixels=False
-        )
-        assert fresh.image_feats is not None and fresh.text_feats is not None
-        theirs_i = np.stack([images[by_path[str(p.image_path)]] for p in sample])
-        theirs_t = np.stack([texts[p.captions[0].text] for p in sample])
-        if not (
-            np.allclose(fresh.image_feats.numpy(), theirs_i, atol=1e-3)
-            and np.allclose(fresh.text_feats.numpy(), theirs_t, atol=1e-3)
-        ):
-            return {"seeded_images": 0, "seeded_texts": 0, "mismatch": 1}
     cache = FeatureCache(cache_root)
     n_i = n_t = 0
     for p in pairs:
-        key = by_path.get(str(p.image_path))
-        if key in images and cache.get(img_key, p.content_hash) is None:
-            cache.put(img_key, p.content_hash, images[key])
-            n_i += 1
-        text = p.captions[0].text
-        if text in texts and cache.get(txt_key, text_key(text)) is None:
-            cache.put(txt_key, text_key(text), texts[text])
-            n_t += 1
-    return {"seeded_images": n_i, "seeded_texts": n_t, "checked": len(sample)}
+        for key, item in ((img_key, p.content_hash), (txt_key, digest(p.captions[0].text))):
+            value = built.get(key, item)
+            if value is not None and cache.get(key, item) is None:
+                cache.put(key, item, value)
+                n_i, n_t = (n_i + 1, n_t) if key == img_key else (n_i, n_t + 1)
+    return {"seeded_images": n_i, "seeded_texts": n_t}
 
 
 def timing(
@@ -229,7 +210,7 @@ def timing(
         base = load_embedder("iconosearch-lite", device="cpu")
     except ModelUnavailableError:
         # Timing does not depend on the heads' values: fresh heads on the same towers do as well.
-        from iconosearch.models.build_lite import towers_embedder
+        from iconosearch.lite.build import towers_embedder
 
         base = towers_embedder()
     cache = work / "features"

@@ -7,7 +7,7 @@ Sources, all public domain and none of them ever seen by iconosearch-lite in tra
 
 1. the ``demo`` part of the iconosearch-lite split (``src/iconosearch/models/lite/split.json``): Open Clip
    Art Library drawings (Debian ``openclipart-png``/``openclipart-svg`` 0.18) held out per heritage concept,
-   read through ``iconosearch.models.corpus`` (fetched with ``apt-get download`` into
+   read through ``iconosearch.lite.corpus`` (fetched with ``apt-get download`` into
    ``~/.cache/iconosearch/corpus`` on first use, no root needed);
 2. a few public-domain images from Debian ``marble-qt-data`` (G. van Schagen's 1689 world map and details
    of it; NASA's Blue Marble and City Lights), fetched the same way into
@@ -39,7 +39,7 @@ from pathlib import Path
 from PIL import Image
 
 from iconosearch.images import open_image
-from iconosearch.models.corpus import (
+from iconosearch.lite.corpus import (
     CorpusItem,
     default_cache_dir,
     load_corpus,

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from iconosearch.images import open_image
-from iconosearch.models.corpus import read_split
+from iconosearch.lite.corpus import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "collection"

@@ -98,7 +98,7 @@ def test_images_match_their_own_captions() -> None:
 @pytest.mark.slow
 def test_untrained_heads_fail_the_same_check(tmp_path: Path) -> None:
     """The check above is meaningful: the same towers with untrained heads (no bridge) fail it."""
-    from iconosearch.models.lite import heads_state, new_heads
+    from iconosearch.lite.heads import heads_state, new_heads
 
     config = LiteConfig(head=read_checkpoint(lite_module.BUILTIN_DIR)[0].head)
     save_lite(tmp_path / "untrained", config, heads_state(new_heads(config, seed=3)))

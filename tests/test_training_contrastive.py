@@ -50,7 +50,7 @@ def test_training_lowers_loss_and_aligns() -> None:
     result = train_heads(
         heads, train, config=TrainConfig(epochs=30, batch_size=32, lr=1e-2, feature_dropout=0.0, seed=0)
     )
-    losses = [e.loss for e in result.history]
+    losses = [e.train_loss for e in result.history]
     assert losses[-1] < 0.5 * losses[0]
     after = _recall_at_1(heads, held_out)
     assert after > 0.8 > before

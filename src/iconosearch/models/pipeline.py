@@ -19,7 +19,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from iconosearch.images import ImageRejectedError, open_image
+from iconosearch.models.precision import autocast
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -322,7 +322,7 @@ def embed_images(
                 if good:
                     tuner.before_batch()
                     started = time.perf_counter()
-                    with _autocast(embedder, precision):
+                    with autocast(str(getattr(embedder, "device", "cpu")), precision):
                         new = _embed_batch(embedder, tensor_path, good, failures)
                     tuner.after_batch(len(good), time.perf_counter() - started)
                     vectors.update(new)
@@ -388,16 +388,6 @@ class _ThreadTuner:
 
     def restore(self) -> None:
         self._torch.set_num_threads(self.original)
-
-
-def _autocast(embedder: ImageEmbedder, precision: Precision) -> AbstractContextManager[Any]:
-    if precision == "fp32":
-        return nullcontext()
-    import torch
-
-    device = str(getattr(embedder, "device", "cpu"))
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    return torch.autocast(kind, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def _embed_batch(

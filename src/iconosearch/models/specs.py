@@ -111,19 +111,6 @@ def hub_offline() -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """One row of ``iconosearch models``."""
-
-    spec: str
-    dim: int | None
-    preprocessing: str
-    license: str
-    offline: bool
-    """Usable without network right now (built in, or weights already in the local cache)."""
-    description: str
-
-
 # Well-known hub models worth suggesting; their dims and preprocessing are those of open_clip's configs.
 KNOWN_HUB_MODELS: Final[tuple[tuple[str, int, str, str, str], ...]] = (
     (

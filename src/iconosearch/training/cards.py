@@ -1,17 +1,34 @@
-"""MODEL_CARD.md and DATASHEET.md of a fine-tuned model: what GLAM documentation practice asks for."""
+"""Model cards and datasheets: one writer (:func:`write_card`), with sections per use.
+
+A fine-tuned model's card is built here from its run (:func:`finetune_card`); the default model's build
+(:mod:`iconosearch.lite.card`) assembles its own sections and writes them with the same writer.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from iconosearch.evaluation.pairs import Pair, Split
+from iconosearch.training.finetune_config import FinetuneConfig, FinetuneResult
 
-if TYPE_CHECKING:
-    from iconosearch.training.finetune import FinetuneConfig, FinetuneResult
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One ``##`` section of a card: its heading and its markdown lines."""
+
+    heading: str
+    lines: Sequence[str]
+
+
+def write_card(path: Path, title: str, intro: Sequence[str], sections: Sequence[Section]) -> None:
+    """Write a markdown card: ``# title``, the intro paragraph(s), then each section in order."""
+    lines = [f"# {title}", "", *intro]
+    for section in sections:
+        lines += ["", f"## {section.heading}", "", *section.lines]
+    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
 
 
 def _table(counter: Counter[str], total: int, limit: int = 15, head: str = "value") -> list[str]:
@@ -46,15 +63,42 @@ def write_model_card(
     base_spec: str,
     pairs_train: Sequence[Pair],
 ) -> None:
-    collections = sorted({p.collection for p in pairs_train})
-    lines = [
-        f"# Model card: {path.parent.name}",
-        "",
+    """The card of a fine-tuned model."""
+    intro = [
         f"Use it as the model spec `{result.spec}`: set `model` to it in the config, then run "
-        "`iconosearch index`.",
-        "",
-        "## Model",
-        "",
+        "`iconosearch index`."
+    ]
+    sections = [
+        Section("Model", _finetune_model(result, config, base_spec)),
+        Section("Training data", _finetune_data(result, pairs_train)),
+        Section(
+            "Hyperparameters",
+            ["| name | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in asdict(config).items()]],
+        ),
+        Section("Evaluation on the held-out test split", _finetune_test(result)),
+        Section("Intended use", INTENDED_USE),
+        Section("Limitations", FINETUNE_LIMITATIONS),
+    ]
+    write_card(path, f"Model card: {path.parent.name}", intro, sections)
+
+
+INTENDED_USE = (
+    "Text-to-image and image-to-image search over the collections above and similar material, as a "
+    "finding aid that staff and the public check against the catalogue record. Not for identifying "
+    "people, dating or attributing objects, or any decision about individuals.",
+)
+FINETUNE_LIMITATIONS = (
+    "- It only knows what its training captions say: concepts, languages and periods absent from them "
+    "are retrieved no better (possibly worse) than by the base model. See the datasheet's gaps.",
+    "- Captions are catalogue metadata, not descriptions of the picture: titles, shelfmarks and dates "
+    "teach little, and historic catalogue language carries its period's biases.",
+    "- Test scores come from the same institution's material; they say little about other collections.",
+    "- Small test sets give wide intervals: read the CI, not the point estimate.",
+)
+
+
+def _finetune_model(result: FinetuneResult, config: FinetuneConfig, base_spec: str) -> list[str]:
+    return [
         f"- **Base model:** `{base_spec}`",
         f"- **Fine-tuning mode:** `{config.mode}`"
         + (
@@ -72,70 +116,48 @@ def write_model_card(
             if result.best_epoch == 0
             else []
         ),
-        "",
-        "## Training data",
-        "",
+    ]
+
+
+def _finetune_data(result: FinetuneResult, pairs_train: Sequence[Pair]) -> list[str]:
+    collections = sorted({p.collection for p in pairs_train})
+    return [
         f"Collections: {', '.join(collections)}. Pairs: {result.counts.get('train', 0)} train, "
         f"{result.counts.get('val', 0)} validation, {result.counts.get('test', 0)} test, split by manifest "
-        "(`split.json`; no manifest is in two parts). See `DATASHEET.md` for provenance, rights and gaps.",
-        "",
-        "## Hyperparameters",
-        "",
-        "| name | value |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in asdict(config).items()],
-        "",
-        "## Evaluation on the held-out test split",
-        "",
+        "(`split.json`; no manifest is in two parts). See `DATASHEET.md` for provenance, rights and gaps."
     ]
+
+
+def _finetune_test(result: FinetuneResult) -> list[str]:
     if result.test is None:
-        lines.append("No test pairs: not evaluated.")
-    else:
-        t = result.test
-        lines += [
-            f"{t.n_images} images, {t.n_texts} captions from {t.n_groups} manifests never seen in training. "
-            f"Differences are fine-tuned − base with {t.confidence:.0%} paired bootstrap intervals "
-            f"({t.n_resamples} resamples of whole manifests).",
-            "",
-            "| model | t→i R@1 | t→i R@5 | t→i R@10 | i→t R@1 | i→t R@5 | i→t R@10 | t→i MRR |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for m in t.models:
-            r, s = m.metrics.t2i.recall, m.metrics.i2t.recall
-            name = "fine-tuned" if m.spec == result.spec else f"base `{m.spec}`"
-            lines.append(
-                f"| {name} | {r[1]:.1%} | {r[5]:.1%} | {r[10]:.1%} | {s[1]:.1%} | {s[5]:.1%} | {s[10]:.1%} | "
-                f"{m.metrics.t2i.mrr:.3f} |"
-            )
-        tuned = next(m for m in t.models if m.vs_base)
-        lines += ["", "| statistic | difference | CI |", "|---|---:|---|"]
-        for name, iv in tuned.vs_base.items():
-            if "R@" in name:
-                lines.append(
-                    f"| {name} | {iv.estimate * 100:+.1f} pts | [{iv.low * 100:+.1f}, {iv.high * 100:+.1f}] |"
-                )
-            elif "MRR" in name:
-                lines.append(f"| {name} | {iv.estimate:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] |")
-        lines += ["", f"**Verdict:** {tuned.verdict}"]
-    lines += [
+        return ["No test pairs: not evaluated."]
+    t = result.test
+    lines = [
+        f"{t.n_images} images, {t.n_texts} captions from {t.n_groups} manifests never seen in training. "
+        f"Differences are fine-tuned − base with {t.confidence:.0%} paired bootstrap intervals "
+        f"({t.n_resamples} resamples of whole manifests).",
         "",
-        "## Intended use",
-        "",
-        "Text-to-image and image-to-image search over the collections above and similar material, as a "
-        "finding aid that staff and the public check against the catalogue record. Not for identifying "
-        "people, dating or attributing objects, or any decision about individuals.",
-        "",
-        "## Limitations",
-        "",
-        "- It only knows what its training captions say: concepts, languages and periods absent from them "
-        "are retrieved no better (possibly worse) than by the base model. See the datasheet's gaps.",
-        "- Captions are catalogue metadata, not descriptions of the picture: titles, shelfmarks and dates "
-        "teach little, and historic catalogue language carries its period's biases.",
-        "- Test scores come from the same institution's material; they say little about other collections.",
-        "- Small test sets give wide intervals: read the CI, not the point estimate.",
-        "",
+        "| model | t→i R@1 | t→i R@5 | t→i R@10 | i→t R@1 | i→t R@5 | i→t R@10 | t→i MRR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    for m in t.models:
+        r, s = m.metrics.t2i.recall, m.metrics.i2t.recall
+        name = "fine-tuned" if m.spec == result.spec else f"base `{m.spec}`"
+        lines.append(
+            f"| {name} | {r[1]:.1%} | {r[5]:.1%} | {r[10]:.1%} | {s[1]:.1%} | {s[5]:.1%} | {s[10]:.1%} | "
+            f"{m.metrics.t2i.mrr:.3f} |"
+        )
+    tuned = next(m for m in t.models if m.vs_base)
+    lines += ["", "| statistic | difference | CI |", "|---|---:|---|"]
+    for name, iv in tuned.vs_base.items():
+        if "R@" in name:
+            lines.append(
+                f"| {name} | {iv.estimate * 100:+.1f} pts | [{iv.low * 100:+.1f}, {iv.high * 100:+.1f}] |"
+            )
+        elif "MRR" in name:
+            lines.append(f"| {name} | {iv.estimate:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] |")
+    lines += ["", f"**Verdict:** {tuned.verdict}"]
+    return lines
 
 
 def write_datasheet(

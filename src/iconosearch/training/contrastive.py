@@ -33,6 +33,8 @@ from open_clip.loss import ClipLoss
 from open_clip_train.scheduler import cosine_lr
 from torch import nn
 
+from iconosearch.training.epochs import EpochLog
+
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
@@ -64,15 +66,6 @@ class PairFeatures:
 
 ExtraPairs = Callable[[int, np.random.Generator], PairFeatures]
 """Called once per epoch with (epoch, rng); returns extra pairs shuffled into that epoch's batches."""
-
-
-@dataclass(frozen=True, slots=True)
-class EpochLog:
-    epoch: int
-    loss: float
-    score: float | None
-    temperature: float
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +206,11 @@ def train_heads(
         score = evaluate(heads) if evaluate is not None else None
         log = EpochLog(
             epoch=epoch,
-            loss=float(np.mean(losses)) if losses else float("nan"),
-            score=score,
-            temperature=float(1.0 / heads.logit_scale.exp().item()),
+            train_loss=float(np.mean(losses)) if losses else float("nan"),
+            val_mean_recall=score,
+            logit_scale=float(heads.logit_scale.exp().item()),
             seconds=time.perf_counter() - started,
+            examples=len(image),
         )
         history.append(log)
         if on_epoch is not None:

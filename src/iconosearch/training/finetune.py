@@ -36,103 +36,35 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from iconosearch.evaluation.benchmark import BenchResult, EvalSet, ModelEmbeddings, compare, eval_set
+from iconosearch.evaluation.benchmark import EvalSet, ModelEmbeddings, compare, eval_set
 from iconosearch.evaluation.metrics import metrics_from_ranks, retrieval_ranks
 from iconosearch.evaluation.pairs import Pair, Split
+from iconosearch.models.precision import autocast, autocast_dtype
+from iconosearch.training.epochs import EpochLog
+from iconosearch.training.features import FeatureCache, digest, lite_tower_keys
+from iconosearch.training.finetune_config import (
+    MODES,
+    FinetuneConfig,
+    FinetuneError,
+    FinetuneResult,
+    Mode,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from iconosearch.models.embedder import Embedder
 
-Mode = Literal["full", "lit", "text-locked", "heads"]
-MODES: tuple[Mode, ...] = ("heads", "lit", "text-locked", "full")
 CHECKPOINT_FILE = "checkpoint.pt"
 WORK_DIR = ".work"
 LOGIT_SCALE_MAX = math.log(100.0)
 HEAD_PREFIXES = ("visual.head.", "visual.proj", "text.proj.", "text_projection", "logit_scale", "logit_bias")
-
 ProgressFn = Callable[[str, int, int], None]
 """(stage, done, total)."""
-
-
-class FinetuneError(RuntimeError):
-    """Fine-tuning cannot run as asked (model not trainable here, bad resume, no usable pairs)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FinetuneConfig:
-    mode: Mode = "heads"
-    unlocked_text_layers: int = 1
-    """``text-locked`` mode: how many of the text tower's last layers stay trainable."""
-    epochs: int = 30
-    batch_size: int = 256
-    accumulation_steps: int = 1
-    """Gradients of this many batches are summed per step (a larger effective batch on small machines)."""
-    lr: float = 1e-3
-    """Learning rate of the heads and temperature."""
-    tower_lr: float = 1e-5
-    """Learning rate of unlocked tower weights."""
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    patience: int = 6
-    """Stop after this many epochs without a better validation mean recall."""
-    seed: int = 0
-    feature_dropout: float = 0.1
-    """Dropout on cached tower features (heads see a slightly different input every epoch)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """``auto``: bf16/fp16 autocast on GPU, fp32 on CPU."""
-    image_side: int = 448
-    """Images are decoded with this long side at most before preprocessing."""
-    max_pixels: int = 64_000_000
-    threads: int | None = None
-    """CPU threads for training; default: 1 for ``heads`` (its small matmuls gain nothing from threads and
-    lose badly when cores are shared), torch's setting otherwise."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.epochs < 1 or self.batch_size < 2 or self.accumulation_steps < 1:
-            raise ValueError("epochs ≥ 1, batch_size ≥ 2 and accumulation_steps ≥ 1 are required")
-        if self.mode == "text-locked" and self.unlocked_text_layers < 0:
-            raise ValueError("unlocked_text_layers must be ≥ 0")
-
-
-@dataclass(frozen=True, slots=True)
-class EpochLog:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_mean_recall: float
-    val_metrics: dict[str, dict[str, float | int]]
-    lr: float
-    logit_scale: float
-    seconds: float
-    examples: int
-
-
-@dataclass(frozen=True, slots=True)
-class FinetuneResult:
-    output_dir: Path
-    spec: str
-    """Model spec of the result (``local-dir:<output_dir>``)."""
-    best_epoch: int
-    history: tuple[EpochLog, ...]
-    test: BenchResult | None
-    """Base vs fine-tuned on the test split, with paired bootstrap CIs."""
-    base_val_mean_recall: float
-    base_val_loss: float
-    wall_s: float
-    train_s: float
-    feature_s: float
-    examples_per_s: float
-    resumed_from_epoch: int | None
-    stopped_early: bool
-    counts: dict[str, int]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,6 +87,11 @@ class Trainee:
             from iconosearch.models.lite import LiteModel
 
             src = base.lite
+            if src.text_tower is not None:
+                raise FinetuneError(
+                    f"fine-tuning a lite model with the {src.config.text_tower!r} text tower is not "
+                    "supported: train its heads with the lite build instead"
+                )
             # A private copy: the loaded base stays untouched (it is cached and used as the reference).
             self.lite = LiteModel(src.config, copy.deepcopy(src.clip), src.classifier, src.class_text)
             self.lite.to(device)
@@ -284,27 +221,6 @@ def _tower_override_digest(spec: str) -> str:
     return hashlib.sha256(towers.read_bytes()).hexdigest() if towers is not None else ""
 
 
-def lite_tower_keys(config: Any, image_side: int, override: str = "") -> tuple[str, str]:
-    """Feature-cache keys of a lite model's frozen towers (weights + preprocessing), image and text.
-
-    ``override`` is the digest of fine-tuned tower weights replacing the packaged ones (see ``save_model``).
-    """
-    from iconosearch.models.lite import IMAGE_TOWER_SHA256, TEXT_TOWER_SHA256
-
-    img = json.dumps([IMAGE_TOWER_SHA256, config.preprocess_cfg(), image_side, override], sort_keys=True)
-    txt = json.dumps([TEXT_TOWER_SHA256, config.context_length, override], sort_keys=True)
-    return _digest(img)[:24], _digest(txt)[:24]
-
-
-def text_key(text: str) -> str:
-    """Feature-cache item name of a caption."""
-    return _digest(text)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 # --------------------------------------------------------------------------------------------------
 # Data: images and captions as tower inputs or cached tower outputs
 # --------------------------------------------------------------------------------------------------
@@ -324,37 +240,6 @@ class Inputs:
     """Preprocessed images kept in memory (validation/test only, when the image tower trains)."""
     rejected: dict[str, int] = field(default_factory=dict)
     """Pairs left out because their image cannot be decoded, by reason."""
-
-
-class FeatureCache:
-    """Frozen tower outputs on disk, one ``.npy`` per image content hash or caption hash."""
-
-    def __init__(self, root: Path | None) -> None:
-        self.root = root
-
-    def _path(self, key: str, item: str) -> Path:
-        assert self.root is not None
-        return self.root / key / item[:2] / f"{item}.npy"
-
-    def get(self, key: str, item: str) -> np.ndarray | None:
-        if self.root is None:
-            return None
-        path = self._path(key, item)
-        if not path.is_file():
-            return None
-        try:
-            return np.load(path)
-        except (OSError, ValueError):
-            return None  # a torn write from an interrupted run: recompute
-
-    def put(self, key: str, item: str, value: np.ndarray) -> None:
-        if self.root is None:
-            return
-        path = self._path(key, item)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, value.astype(np.float32))
-        tmp.replace(path)
 
 
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -445,7 +330,7 @@ def build_inputs(
             pixels = torch.stack([trainee.preprocess(_decode(p, config)).half() for p in pairs])
     if trainee.text_frozen() and tokens is not None:
         _, txt_key = trainee.tower_keys(config.image_side)
-        text_rows: list[np.ndarray | None] = [cache.get(txt_key, _digest(t)) for t in texts]
+        text_rows: list[np.ndarray | None] = [cache.get(txt_key, digest(t)) for t in texts]
         todo = [i for i, r in enumerate(text_rows) if r is None]
         done += len(texts) - len(todo)
         for a, b in _chunks(len(todo), batch_size * 4):
@@ -454,7 +339,7 @@ def build_inputs(
                 feats = trainee.text_trunk(tokens[idx].to(trainee.device)).float().cpu().numpy()
             for i, f in zip(idx, feats, strict=True):
                 text_rows[i] = f
-                cache.put(txt_key, _digest(texts[i]), f)
+                cache.put(txt_key, digest(texts[i]), f)
             done += len(idx)
             if progress:
                 progress(stage, done, total)
@@ -594,19 +479,6 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _autocast(device: str, precision: str) -> tuple[Any, Any]:
-    """(autocast context factory, GradScaler or None): mixed precision only on CUDA."""
-    import torch
-
-    if not device.startswith("cuda") or precision == "fp32":
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16
-    if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
-        dtype = torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
-
-
 def _config_key(config: FinetuneConfig, base: Trainee, split: Split, n_train: int) -> str:
     payload = {
         "config": {k: v for k, v in asdict(config).items() if k not in ("patience", "threads")},
@@ -614,7 +486,7 @@ def _config_key(config: FinetuneConfig, base: Trainee, split: Split, n_train: in
         "split": sorted(split.assignment.items()),
         "n_train": n_train,
     }
-    return _digest(json.dumps(payload, sort_keys=True, default=str))
+    return digest(json.dumps(payload, sort_keys=True, default=str))
 
 
 def _save_checkpoint(path: Path, data: dict[str, Any]) -> None:
@@ -711,7 +583,9 @@ def finetune(
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: warmup_cosine(s, warmup, total_steps)
         )
-        autocast, scaler = _autocast(dev, config.precision)
+        # Mixed precision only on CUDA: on CPU it is slower than fp32 for these models.
+        precision = config.precision if dev.startswith("cuda") else "fp32"
+        scaler = torch.amp.GradScaler("cuda") if autocast_dtype(dev, precision) == torch.float16 else None
 
         history: list[EpochLog] = []
         best: dict[str, Any] = {"recall": base_val_recall, "epoch": 0, "state": base_state}
@@ -758,7 +632,7 @@ def finetune(
                 idx = order[b * config.batch_size : (b + 1) * config.batch_size].tolist()
                 if len(idx) < 2:
                     continue
-                with autocast():
+                with autocast(dev, precision):
                     img = torch.nn.functional.normalize(
                         _image_batch(trainee, train_in, idx, config, config.feature_dropout), dim=-1
                     )

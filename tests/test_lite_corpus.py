@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from iconosearch.models.corpus import (
+from iconosearch.lite.corpus import (
     CorpusItem,
     cap_duplicates,
     clean_keywords,

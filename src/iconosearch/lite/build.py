@@ -8,6 +8,7 @@ symmetric InfoNCE (:mod:`iconosearch.training.contrastive`), epoch chosen on val
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from iconosearch.models.corpus import CorpusItem
-from iconosearch.models.lite import IMAGE_TOWER_SHA256, TEXT_TOWER_SHA256, LiteConfig
+from iconosearch.lite.corpus import CorpusItem
+from iconosearch.models.lite import LiteConfig
 from iconosearch.training.contrastive import ContrastiveHeads, PairFeatures, TrainConfig, train_heads
+from iconosearch.training.features import FeatureCache, lite_tower_keys
 
 if TYPE_CHECKING:
     from iconosearch.models.embedder import LiteEmbedder
@@ -32,36 +34,19 @@ DECODE_MAX_PIXELS: Final = 400_000_000  # trusted Debian content; some PNGs are 
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureCache:
-    """Frozen tower features of corpus items, stored as ``.npy`` pairs per modality under ``folder``."""
+def feature_cache(cache_dir: Path) -> FeatureCache:
+    """The frozen-feature cache of the build: the same layout and keys as fine-tuning's."""
+    return FeatureCache(cache_dir / "features")
 
-    folder: Path
 
-    @classmethod
-    def default(cls, cache_dir: Path) -> FeatureCache:
-        tag = f"v{FEATURES_VERSION}-{IMAGE_TOWER_SHA256[:8]}-{TEXT_TOWER_SHA256[:8]}"
-        return cls(cache_dir / "features" / tag)
+def tower_keys(config: LiteConfig | None = None) -> tuple[str, str]:
+    """(image key, text key) of the packaged towers at the build's decode size."""
+    return lite_tower_keys(config or LiteConfig(), DECODE_MAX_SIDE)
 
-    def _paths(self, kind: str) -> tuple[Path, Path]:
-        return self.folder / f"{kind}-keys.json", self.folder / f"{kind}.npy"
 
-    def load(self, kind: str) -> dict[str, np.ndarray]:
-        keys_path, data_path = self._paths(kind)
-        if not keys_path.is_file() or not data_path.is_file():
-            return {}
-        keys = json.loads(keys_path.read_text(encoding="utf-8"))
-        data = np.load(data_path)
-        return dict(zip(keys, data, strict=True))
-
-    def save(self, kind: str, features: dict[str, np.ndarray]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        keys_path, data_path = self._paths(kind)
-        keys = sorted(features)
-        tmp = data_path.with_suffix(".tmp.npy")
-        np.save(tmp, np.stack([features[k] for k in keys]).astype(np.float32))
-        tmp.replace(data_path)
-        keys_path.write_text(json.dumps(keys), encoding="utf-8")
+def file_hash(path: Path) -> str:
+    """Content hash of an image file: the feature-cache item name of its image features."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def towers_embedder(config: LiteConfig | None = None, device: str = "cpu") -> LiteEmbedder:
@@ -86,30 +71,31 @@ def corpus_features(
     embedder: LiteEmbedder | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
-    save_every: int = 20,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image features (n, 1280), text features (n, 384)) of ``items``, computing only what is not cached."""
     from iconosearch.images import ImageRejectedError, open_image
 
-    image_feats = cache.load("image")
-    text_feats = cache.load("text")
-    todo_img = [i for i in items if i.key not in image_feats]
-    # Text features are keyed by the caption itself (a changed caption is recomputed), images by key.
+    img_key, txt_key = tower_keys()
+    hashes = {i.key: file_hash(i.image) for i in items}
+    # Images by content hash, as fine-tuning keys them: one cache serves both.
+    image_feats = {h: f for h in set(hashes.values()) if (f := cache.get(img_key, h)) is not None}
+    text_feats = cache.get_many(txt_key, {i.caption for i in items})
+    todo_img = [i for i in items if hashes[i.key] not in image_feats]
+    # Text features are keyed by the caption itself (a changed caption is recomputed), images by content.
     todo_txt = sorted({i.caption for i in items if i.caption not in text_feats})
     total = len(todo_img) + len(todo_txt)
     if total:
         lite = embedder or towers_embedder()
         done = 0
-        for n, start in enumerate(range(0, len(todo_txt), batch_size * 4)):
+        for start in range(0, len(todo_txt), batch_size * 4):
             captions = todo_txt[start : start + batch_size * 4]
-            text_feats.update(zip(captions, lite.text_feature_batch(captions), strict=True))
+            new = dict(zip(captions, lite.text_feature_batch(captions), strict=True))
+            cache.put_many(txt_key, new)
+            text_feats.update(new)
             done += len(captions)
             if progress:
                 progress(done, total)
-            if n % save_every == save_every - 1:
-                cache.save("text", text_feats)
-        cache.save("text", text_feats)
-        for n, start in enumerate(range(0, len(todo_img), batch_size)):
+        for start in range(0, len(todo_img), batch_size):
             chunk = todo_img[start : start + batch_size]
             images, ok = [], []
             for item in chunk:
@@ -121,19 +107,18 @@ def corpus_features(
                 except ImageRejectedError:
                     continue
             if images:
-                feats = lite.image_feature_batch(images)
-                image_feats.update({i.key: f for i, f in zip(ok, feats, strict=True)})
+                feats = {hashes[i.key]: f for i, f in zip(ok, lite.image_feature_batch(images), strict=True)}
+                for h, f in feats.items():
+                    cache.put(img_key, h, f)
+                image_feats.update(feats)
             done += len(chunk)
             if progress:
                 progress(done, total)
-            if n % save_every == save_every - 1:
-                cache.save("image", image_feats)
-        cache.save("image", image_feats)
-    missing = [i.key for i in items if i.key not in image_feats]
+    missing = [i.key for i in items if hashes[i.key] not in image_feats]
     if missing:
         raise ValueError(f"{len(missing)} corpus images could not be decoded, e.g. {missing[:3]}")
     return (
-        np.stack([image_feats[i.key] for i in items]).astype(np.float32),
+        np.stack([image_feats[hashes[i.key]] for i in items]).astype(np.float32),
         np.stack([text_feats[i.caption] for i in items]).astype(np.float32),
     )
 
@@ -152,7 +137,7 @@ class EvalSet:
 
     @classmethod
     def of(cls, items: Sequence[CorpusItem], image: np.ndarray, text: np.ndarray) -> EvalSet:
-        from iconosearch.models.corpus import normalise_caption
+        from iconosearch.lite.corpus import normalise_caption
 
         captions = [normalise_caption(i.caption) for i in items]
         first: dict[str, int] = {}
@@ -302,13 +287,9 @@ def build_lite(
     """Run the whole build; writes heads, config, split, metrics and the model card into ``out_dir``."""
     import torch
 
-    from iconosearch.models.corpus import default_cache_dir, load_corpus, make_split, write_split
-    from iconosearch.models.lite import (
-        compute_class_text,
-        heads_state,
-        new_heads,
-        save_lite,
-    )
+    from iconosearch.lite.corpus import default_cache_dir, load_corpus, make_split, write_split
+    from iconosearch.lite.heads import compute_class_text, heads_state, new_heads
+    from iconosearch.models.lite import save_lite
 
     cache = cache_dir or default_cache_dir()
     items = load_corpus(cache, log=log)
@@ -318,7 +299,7 @@ def build_lite(
     log(f"corpus: {len(items)} pairs; split {', '.join(f'{k} {len(v)}' for k, v in split.parts.items())}")
 
     towers = towers_embedder(LiteConfig())
-    features = FeatureCache.default(cache)
+    features = feature_cache(cache)
     image_all, text_all = corpus_features(items, features, embedder=towers, progress=progress)
     index = {item.key: n for n, item in enumerate(items)}
 
@@ -347,13 +328,19 @@ def build_lite(
     proto_img = prototype_image_features(weight, bias, train_img.mean(axis=0))
     names = class_short_names()
     texts = [t.format(n) for n in names for t in PROTOTYPE_TEMPLATES]
-    cached = features.load("prototype-text")
+    _, txt_key = tower_keys()
+    cached = features.get_many(txt_key, texts)
     missing = [t for t in texts if t not in cached]
     for start in range(0, len(missing), 256):
-        batch = missing[start : start + 256]
-        cached.update(zip(batch, towers.text_feature_batch(batch), strict=True))
-    if missing:
-        features.save("prototype-text", cached)
+        batch = dict(
+            zip(
+                missing[start : start + 256],
+                towers.text_feature_batch(missing[start : start + 256]),
+                strict=True,
+            )
+        )
+        features.put_many(txt_key, batch)
+        cached.update(batch)
     proto_txt = np.stack([cached[t] for t in texts]).reshape(len(names), len(PROTOTYPE_TEMPLATES), -1)
     prototypes = Prototypes(proto_img, proto_txt.astype(np.float32), train_img.std(axis=0).astype(np.float32))
 
@@ -513,7 +500,7 @@ def write_model_card(report: BuildReport) -> Path:
     )
     w = report.bridge_weight
     dim = 256 + (384 if w > 0 else 0)
-    temperature = m["variants"][report.variant]["history"][report.best_epoch - 1]["temperature"]
+    temperature = 1 / m["variants"][report.variant]["history"][report.best_epoch - 1]["logit_scale"]
     clipart_use = (
         f"train {counts['train']} / val {counts['val']} / test {counts['test']}; "
         f"demo pool {counts['demo']} (never trained on)"
@@ -629,7 +616,7 @@ def export_heldout_sample(out_dir: Path, *, n: int = 24, seed: int = 1, max_side
     import random
 
     from iconosearch.images import open_image
-    from iconosearch.models.corpus import load_corpus, read_split
+    from iconosearch.lite.corpus import load_corpus, read_split
 
     items = load_corpus()
     test = sorted(read_split().items(items, "test"), key=lambda i: i.key)
