@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from iconosearch.models import lite as lite_module
@@ -130,3 +134,38 @@ def test_tower_checksum_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(lite_module, "IMAGE_TOWER_SHA256", "0" * 64)
     with pytest.raises(ModelUnavailableError, match="SHA-256"):
         lite_module.tower_files()
+
+
+class _HashTower:
+    """A stand-in registered text tower: deterministic 48-d features from the text's bytes."""
+
+    kind = "test-hash"
+    dim = 48
+    fingerprint = "test-hash-v1"
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest() * 2, dtype=np.uint8)[:48] for t in texts]
+        return torch.from_numpy(np.stack(rows).astype(np.float32) / 255.0)
+
+
+@pytest.mark.slow
+def test_lite_model_with_a_registered_text_tower(tmp_path: Path) -> None:
+    """A lite checkpoint naming another text tower embeds queries through it, bridge included."""
+    from iconosearch.lite.heads import compute_class_text, heads_state, new_heads
+    from iconosearch.models import towers
+
+    if "test-hash" not in towers.text_tower_kinds():
+        towers.register_text_tower("test-hash", _HashTower)
+    config = LiteConfig(text_tower="test-hash", bridge_weight=0.3)
+    assert config.text_dim == 48 and config.dim == 256 + 48
+    heads = new_heads(config, seed=1)
+    untrained = save_lite(tmp_path / "plain", replace(config, bridge_weight=0.0), heads_state(heads))
+    model, _ = lite_module.load_lite(untrained)
+    class_text = compute_class_text(model, None)
+    assert class_text.shape == (1000, 48)
+    folder = save_lite(tmp_path / "hash", config, heads_state(heads), class_text=class_text)
+    embedder = load_embedder(str(folder), device="cpu")
+    vectors = embedder.embed_texts(["a pear", "a ship", "a pear"])
+    assert vectors.shape == (3, 256 + 48)
+    assert np.allclose(vectors[0], vectors[2]) and not np.allclose(vectors[0], vectors[1])
+    assert embedder.fingerprint != load_embedder("iconosearch-lite", device="cpu").fingerprint

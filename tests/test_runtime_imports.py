@@ -7,7 +7,7 @@ import sys
 def test_models_package_imports_no_training_or_build_code() -> None:
     code = (
         "import sys, iconosearch.models, iconosearch.models.embedder, iconosearch.models.lite, "
-        "iconosearch.models.pipeline, iconosearch.models.text_towers;"
+        "iconosearch.models.pipeline, iconosearch.models.towers;"
         "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('iconosearch.'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
     from open_clip import CustomTextCLIP
 
-    from iconosearch.models.text_towers import TextTower
+    from iconosearch.models.towers import TextTower
 
 BUILTIN_DIR: Final = Path(__file__).resolve().parent / "lite"
 CONFIG_FILE: Final = "config.json"
@@ -143,16 +143,19 @@ class LiteConfig:
     """Share ``w`` of the similarity that comes from the ImageNet concept bridge (0 = heads only)."""
     bridge_top_k: int = 20
     text_tower: str = "minilm"
-    """Text tower kind (:mod:`iconosearch.models.text_towers`); ``minilm`` is the built-in one."""
+    """``minilm``: the built-in tower inside the open_clip model (fine-tuning can unlock its layers); any
+    other kind is a frozen tower from the registry :mod:`iconosearch.models.towers` (e.g. ``use-m3``)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form provenance (build seed, data summary); not part of the architecture."""
 
     @property
     def text_dim(self) -> int:
         """Size of the text tower's features (the text head's input, and the bridge's part)."""
-        from iconosearch.models.text_towers import text_tower_dim
+        if self.text_tower == "minilm":
+            return TEXT_FEATURE_DIM
+        from iconosearch.models.towers import load_text_tower
 
-        return text_tower_dim(self.text_tower)
+        return load_text_tower(self.text_tower).dim
 
     @property
     def dim(self) -> int:
@@ -426,7 +429,7 @@ def load_lite(path: Path | None = None, *, device: str = "cpu") -> tuple[LiteMod
         raise ModelUnavailableError("iconosearch-lite config enables the bridge but the heads lack its table")
     tower = None
     if config.text_tower != "minilm":
-        from iconosearch.models.text_towers import load_text_tower
+        from iconosearch.models.towers import load_text_tower
 
         tower = load_text_tower(config.text_tower)
     table = class_text.float() if class_text is not None else None

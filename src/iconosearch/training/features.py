@@ -79,7 +79,7 @@ def lite_tower_keys(config: Any, image_side: int, override: str = "") -> tuple[s
     img = json.dumps([IMAGE_TOWER_SHA256, config.preprocess_cfg(), image_side, override], sort_keys=True)
     text_tower = TEXT_TOWER_SHA256
     if config.text_tower != "minilm":
-        from iconosearch.models.text_towers import load_text_tower
+        from iconosearch.models.towers import load_text_tower
 
         text_tower = load_text_tower(config.text_tower).fingerprint
     txt = json.dumps([text_tower, config.context_length, override], sort_keys=True)
