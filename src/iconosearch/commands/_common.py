@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,17 @@ class CliState:
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+
+def harvested_collections(data_dir: Path) -> set[str]:
+    """Names of the collections in the harvest state: configured ones and IIIF URLs harvested by name."""
+    db = data_dir / "state.sqlite"
+    if not db.is_file():
+        return set()
+    from iconosearch.harvest.state import HarvestState
+
+    with HarvestState(db) as st:
+        return {c.name for c in st.collections()}
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -71,11 +83,47 @@ def progress_bars(*, quiet: bool, transient: bool = False) -> Progress:
     )
 
 
+PLAIN_PROGRESS_INTERVAL_S = 10.0
+"""How often a long job without a terminal logs a progress line."""
+
+
+class PlainProgress:
+    """Progress as periodic plain lines on stderr, where there is no terminal to draw bars on.
+
+    Under cron, in a container or piped into a file, bars are not drawn at all; without these lines a
+    long harvest prints nothing and looks hung. One line per stage at most every ``interval_s``, plus
+    one when a stage with a known total finishes.
+    """
+
+    def __init__(self, label: str = "", *, interval_s: float = PLAIN_PROGRESS_INTERVAL_S) -> None:
+        self.label = f"{label}: " if label else ""
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - self._last.get(stage, -self.interval_s) < self.interval_s:
+            return
+        self._last[stage] = now
+        of = f"/{total}" if total is not None else ""
+        sys.stderr.write(f"{self.label}{stage} {done}{of}\n")
+        sys.stderr.flush()
+
+
+def plain_progress_wanted(*, quiet: bool) -> bool:
+    """Whether progress should be logged as plain lines: not quiet, and stderr is no terminal."""
+    return not quiet and not err_console.is_terminal
+
+
 def stage_updater(bars: Progress) -> Callable[[str, int, int | None], None]:
-    """A ``progress(stage, done, total)`` callback that keeps one bar per stage name."""
+    """A ``progress(stage, done, total)`` callback: one bar per stage, or plain lines without a terminal."""
     tasks: dict[str, TaskID] = {}
+    plain = PlainProgress() if plain_progress_wanted(quiet=bars.disable) else None
 
     def update(stage: str, done: int, total: int | None) -> None:
+        if plain is not None:
+            plain(stage, done, total)
         if stage not in tasks:
             tasks[stage] = bars.add_task(stage, total=total)
         bars.update(tasks[stage], completed=done, total=total)

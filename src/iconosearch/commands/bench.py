@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         models: Annotated[list[str], typer.Argument(help="Model specs to compare (the first is the base).")],
         collection: Annotated[
             list[str] | None,
-            typer.Option("--collection", "-c", help="Harvested collection(s) to evaluate on."),
+            typer.Option("--collection", help="Harvested collection(s) to evaluate on (repeatable)."),
         ] = None,
         pairs_file: Annotated[
             Path | None, typer.Option("--pairs", help="Pairs from a JSON-lines file.")
@@ -58,7 +58,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Text→image and image→text R@1/5/10, median rank and MRR for each model, paired bootstrap CIs of
         each model's difference from the base, speed, and a one-line verdict; JSON + Markdown + PNG charts."""
-        from iconosearch.commands.finetune import harvested_collections, load_pairs
+        from iconosearch.commands._common import harvested_collections
+        from iconosearch.commands.finetune import load_pairs
         from iconosearch.evaluation.benchmark import (
             ModelEmbeddings,
             compare,

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, progress_bars, state
+from iconosearch.commands._common import (
+    emit_json,
+    err_console,
+    fail,
+    harvested_collections,
+    out_console,
+    progress_bars,
+    state,
+)
 
 if TYPE_CHECKING:
     from iconosearch.evaluation.pairs import PairSet
@@ -42,16 +50,6 @@ def load_pairs(
         for k, v in p.excluded.items():
             excluded[k] = excluded.get(k, 0) + v
     return PairSet(pairs=tuple(x for p in parts for x in p.pairs), excluded=excluded)
-
-
-def harvested_collections(data_dir: Path) -> set[str]:
-    db = data_dir / "state.sqlite"
-    if not db.is_file():
-        return set()
-    from iconosearch.harvest.state import HarvestState
-
-    with HarvestState(db) as st:
-        return {c.name for c in st.collections()}
 
 
 def _summary(result: FinetuneResult) -> dict[str, Any]:

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iconosearch.commands._common import emit_json, err_console, fail, out_console, progress_bars, state
+from iconosearch.commands._common import (
+    PlainProgress,
+    emit_json,
+    err_console,
+    fail,
+    out_console,
+    plain_progress_wanted,
+    progress_bars,
+    state,
+)
 
 if TYPE_CHECKING:
     from iconosearch.harvest.harvester import HarvestSummary
@@ -30,12 +41,19 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+EXIT_PARTIAL = 4
+"""Exit code of a harvest in which some records or images failed."""
+EXIT_FAILED = 5
+"""Exit code of a harvest that failed as a whole: failures, and no usable record or image."""
+SHOWN_FAILURES = 5
+
+
 def _print_summary(s: HarvestSummary) -> None:
     from rich.table import Table
 
     table = Table(title=f"harvest of {s.collection}", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row("source", f"{s.source} ({s.kind})")
     table.add_row("documents", f"{s.documents_fetched} fetched, {s.documents_unchanged} unchanged")
     table.add_row("manifests", str(s.manifests))
@@ -49,13 +67,34 @@ def _print_summary(s: HarvestSummary) -> None:
         table.add_row("skipped", ", ".join(f"{k}: {v}" for k, v in sorted(s.skipped.items())))
     if s.failed:
         table.add_row("failed", ", ".join(f"{k}: {v}" for k, v in sorted(s.failed.items())))
-    table.add_row("complete", "yes" if s.complete else "no (failures or --limit; rerun to resume)")
+    walk = "whole source seen" if s.complete else "partial walk (failures or --limit); rerun to resume"
+    outcome = {
+        "ok": "ok",
+        "partial": f"PARTIAL FAILURE (exit {EXIT_PARTIAL})",
+        "failed": f"FAILED: nothing usable harvested (exit {EXIT_FAILED})",
+    }[s.outcome]
+    table.add_row("outcome", f"{outcome}; {walk}")
     table.add_row("time", f"{s.duration_s:.1f} s, {s.requests} HTTP requests")
     out_console.print(table)
-    for f in s.failures[:5]:
+    for f in s.failures[:SHOWN_FAILURES]:
         err_console.print(
-            f"  [yellow]{f['stage']}[/] {f['ref']}: {f['reason']}: {f['detail']}", highlight=False
+            f"  [yellow]{f['stage']}[/] {f['ref']}: {f['reason']}: {f['detail']}",
+            highlight=False,
+            soft_wrap=True,
         )
+    if len(s.failures) > SHOWN_FAILURES:
+        more = len(s.failures) - SHOWN_FAILURES
+        err_console.print(f"  … and {more} more (all of them in --json and in state.sqlite)", highlight=False)
+
+
+def exit_code(summaries: list[HarvestSummary], errors: list[str]) -> int:
+    """0 only when everything succeeded or was skipped for a stated reason; the worst case wins."""
+    if errors:
+        return 1
+    outcomes = {s.outcome for s in summaries}
+    if "failed" in outcomes:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if "partial" in outcomes else 0
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +117,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Harvest a configured collection (or a IIIF URL) into image records and cached images."""
+        """Harvest a configured collection (or a IIIF URL) into image records and cached images.
+
+        Exit status: 0 when every record and image was harvested or skipped for a stated reason; 4 when
+        some failed (partial failure); 5 when nothing usable came back (total failure); 1 when a harvest
+        could not start.
+        """
         import asyncio
 
         from rich.progress import TaskID
@@ -105,9 +149,17 @@ def register(app: typer.Typer) -> None:
                     "images": progress.add_task(f"{name}: images", total=None),
                 }
 
+                plain = PlainProgress(name) if plain_progress_wanted(quiet=st.quiet) else None
+
                 def report(
-                    stage: Stage, done: int, total: int | None, tasks: dict[str, TaskID] = tasks
+                    stage: Stage,
+                    done: int,
+                    total: int | None,
+                    tasks: dict[str, TaskID] = tasks,
+                    plain: PlainProgress | None = plain,
                 ) -> None:
+                    if plain is not None:
+                        plain(stage, done, total)
                     progress.update(tasks[stage], completed=done, total=total)
 
                 try:
@@ -124,6 +176,16 @@ def register(app: typer.Typer) -> None:
             for s in summaries:
                 _print_summary(s)
         for e in errors:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
-        if errors:
-            raise typer.Exit(1)
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        if not st.json_output and not st.quiet:
+            _print_next(st.config_file, summaries)
+        raise typer.Exit(exit_code(summaries, errors))
+
+
+def _print_next(config_file: Path | None, summaries: list[HarvestSummary]) -> None:
+    """The exact command that indexes what was just harvested (by the collection's name)."""
+    names = [s.collection for s in summaries if s.records]
+    if not names:
+        return
+    config = f" -c {shlex.quote(str(config_file))}" if config_file is not None else ""
+    out_console.print(f"next: iconosearch{config} index {' '.join(names)}", highlight=False, soft_wrap=True)

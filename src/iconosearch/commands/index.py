@@ -11,6 +11,7 @@ from iconosearch.commands._common import (
     emit_json,
     err_console,
     fail,
+    harvested_collections,
     out_console,
     progress_bars,
     stage_updater,
@@ -104,10 +105,12 @@ def register(app: typer.Typer) -> None:
         options = BuildOptions(kind=kind)
         if memory_gb is not None:
             options = BuildOptions(kind=kind, memory_budget=int(memory_gb * 1024**3))
-        unknown = [c for c in collections or [] if c not in settings.collections]
+        # A IIIF URL harvested by itself is a named collection too (the name `harvest` printed).
+        known = set(settings.collections) | harvested_collections(settings.data_dir)
+        unknown = [c for c in collections or [] if c not in known]
         if unknown:
-            configured = ", ".join(settings.collections) or "none"
-            fail(f"unknown collection(s): {', '.join(unknown)} (configured: {configured})", code=2)
+            names = ", ".join(sorted(known)) or "none"
+            fail(f"unknown collection(s): {', '.join(unknown)} (configured or harvested: {names})", code=2)
         try:
             if compact:
                 from iconosearch.index.builder import compact as compact_version

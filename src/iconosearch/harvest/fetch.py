@@ -9,6 +9,10 @@ on the next run) instead of stalling the harvest. Conditional requests (``If-Non
 mounts are read from disk, so a local folder harvests the same way as a server. ``file://`` URLs are
 read only below ``file_roots``, the folders the operator pointed at: a fetched document that lists
 ``file:///etc/…`` must not make the harvester read (and store) local files.
+
+Permanent errors are not retried: 4xx answers, a host name that does not resolve, a TLS failure. A host
+that fails at that level ``HOST_DOWN_AFTER`` times in a row is marked down for the rest of the run, and
+every later request to it fails at once with ``host-unreachable`` (the harvest records those as skipped).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import asyncio
 import email.utils
 import json
 import random
+import socket
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,11 +88,34 @@ class FetchResult:
             raise FetchError("invalid-json", f"body is not valid JSON: {exc}", url=self.url) from exc
 
 
+HOST_DOWN_AFTER = 3
+"""Host-level failures in a row (see ``HOST_LEVEL``) after which a host is down for the rest of the run."""
+HOST_LEVEL = frozenset({"dns", "tls", "connection"})
+"""Reasons that say the host, not one resource, is unusable (``connection`` only once retries ran out)."""
+HOST_DOWN = "host-unreachable"
+
+
 @dataclass
 class _Host:
     semaphore: asyncio.Semaphore
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     next_start: float = 0.0
+    failures_in_row: int = 0
+    down: str | None = None
+    """Why the host was marked down, once it was."""
+
+
+def _transport_reason(exc: BaseException) -> tuple[str, bool]:
+    """(reason, retryable) of a transport error, from the OS error underneath it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            # EAI_AGAIN: the resolver did not answer (temporary); anything else: the name does not exist.
+            return ("dns", False) if seen.errno != socket.EAI_AGAIN else ("dns-timeout", True)
+        if isinstance(seen, ssl.SSLError):
+            return "tls", False
+        seen = seen.__cause__ or seen.__context__
+    return "connection", True
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -151,6 +180,15 @@ class Fetcher:
             await self._client.aclose()
             self._client = None
 
+    @staticmethod
+    def _count_failure(host: _Host, exc: FetchError) -> None:
+        if exc.reason not in HOST_LEVEL:
+            host.failures_in_row = 0  # the host answered: it is up, whatever it said
+            return
+        host.failures_in_row += 1
+        if host.failures_in_row >= HOST_DOWN_AFTER and host.down is None:
+            host.down = f"{host.failures_in_row} {exc.reason} failures in a row, the last: {exc}"
+
     def _host(self, url: str) -> _Host:
         key = urlsplit(url).netloc.lower()
         host = self._hosts.get(key)
@@ -180,13 +218,17 @@ class Fetcher:
             return self._read_local(url, local, expect=expect, max_bytes=max_bytes)
         if not url.startswith(("http://", "https://")):
             raise FetchError("bad-url", "only http(s) and file URLs can be harvested", url=url)
+        host = self._host(url)
         attempt = 0
         while True:
             try:
-                return await self._get_once(url, expect, max_bytes, etag, last_modified)
+                result = await self._get_once(url, expect, max_bytes, etag, last_modified)
+                host.failures_in_row = 0
+                return result
             except FetchError as exc:
                 wait = exc.retry_after
                 if not exc.retryable or attempt >= self.retries:
+                    self._count_failure(host, exc)
                     raise
                 if wait is None:
                     wait = self.backoff_s * (2**attempt) * (0.75 + random.random() / 2)
@@ -213,6 +255,9 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         host = self._host(url)
         async with host.semaphore:
+            # Checked once in line: requests queued behind the ones that failed are not sent at all.
+            if host.down is not None:
+                raise FetchError(HOST_DOWN, f"host marked down for this run: {host.down}", url=url)
             await self._polite_start(host)
             self.requests += 1
             try:
@@ -227,8 +272,9 @@ class Fetcher:
                 # Most often a body shorter than its Content-Length: a truncated transfer.
                 raise FetchError("truncated", f"transfer broke off: {exc}", url=url, retryable=True) from exc
             except httpx.TransportError as exc:
+                reason, retryable = _transport_reason(exc)
                 raise FetchError(
-                    "connection", f"{type(exc).__name__}: {exc}", url=url, retryable=True
+                    reason, f"{type(exc).__name__}: {exc}", url=url, retryable=retryable
                 ) from exc
 
     async def _read(self, url: str, resp: httpx.Response, expect: Expect, max_bytes: int) -> FetchResult:

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from iconosearch.config import CollectionConfig, Settings
 from iconosearch.datadir import DataDir
-from iconosearch.harvest.fetch import Fetcher, FetchError, FetchResult
+from iconosearch.harvest.fetch import HOST_DOWN, Fetcher, FetchError, FetchResult
 from iconosearch.harvest.state import HarvestState, PendingImage
 from iconosearch.iiif.changes import ChangeWalker, parse_page, parse_stream, parse_time
 from iconosearch.iiif.collection import parse_collection
@@ -47,6 +47,7 @@ from iconosearch.records import ImageRecord, ImageService
 log = logging.getLogger(__name__)
 
 Stage = Literal["documents", "images"]
+Outcome = Literal["ok", "partial", "failed"]
 ProgressCallback = Callable[[Stage, int, int | None], None]
 """Called with (stage, done, total or None while unknown)."""
 
@@ -84,8 +85,12 @@ class HarvestSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
-    """The first failures in full (ref, stage, reason, detail)."""
+    """Every failure in full (ref, stage, reason, detail), as also kept in ``state.sqlite``."""
     complete: bool = False
+    """The walk saw the whole source (no listing failed, no ``--limit``): unseen records were deleted."""
+    outcome: Outcome = "ok"
+    """``ok``: every record and image succeeded or was skipped for a stated reason; ``partial``: some
+    failed; ``failed``: failures, and nothing of the collection is usable (no record, or no image)."""
     requests: int = 0
     duration_s: float = 0.0
 
@@ -167,10 +172,13 @@ class _Run:
     # -- bookkeeping --------------------------------------------------------------------------------------
 
     def _fail(self, ref: str, stage: str, reason: str, detail: str) -> None:
+        if reason == HOST_DOWN:
+            # Not tried at all: its host already failed for good in this run (those failures are counted).
+            self.skip(ref, reason, detail)
+            return
         self.fails[reason] += 1
         self.state.record_failure(self.name, ref, stage, reason, detail, self.run)
-        if len(self.summary.failures) < 20:
-            self.summary.failures.append({"ref": ref, "stage": stage, "reason": reason, "detail": detail})
+        self.summary.failures.append({"ref": ref, "stage": stage, "reason": reason, "detail": detail})
         log.warning("%s %s failed: %s: %s", stage, ref, reason, detail)
 
     def skip(self, ref: str, reason: str, detail: str) -> None:
@@ -504,13 +512,14 @@ class _Run:
             last, retryable = outcome
             if retryable:
                 break  # the server is struggling: do not hammer it with the fallback too
+        if last[0] == HOST_DOWN:
+            self.skip(record.id, last[0], last[1])  # stays pending: tried again next run
+            return
         self.summary.images_failed += 1
         self.fails[last[0]] += 1
         self.state.fail_image(self.name, record.id, last[0], last[1], self.run)
-        if len(self.summary.failures) < 20:
-            self.summary.failures.append(
-                {"ref": record.id, "stage": "image", "reason": last[0], "detail": last[1]}
-            )
+        failure = {"ref": record.id, "stage": "image", "reason": last[0], "detail": last[1]}
+        self.summary.failures.append(failure)
 
     async def _fetch_image(self, record: ImageRecord, url: str) -> tuple[tuple[str, str], bool] | None:
         """Fetch, check and store the image at ``url`` for ``record``.
@@ -590,10 +599,17 @@ class _Run:
         s.skipped = dict(self.skips)
         s.failed = dict(self.fails)
         s.complete = complete and self.walk_clean
+        s.outcome = _outcome(s)
         s.requests = self.fetcher.requests
         s.duration_s = round(time.monotonic() - started, 3)
         self.state.finish_run(self.run, complete=s.complete, summary=s.as_dict())
         return s
+
+
+def _outcome(s: HarvestSummary) -> Outcome:
+    if not s.failed:
+        return "ok"
+    return "failed" if s.records == 0 or s.images_cached == 0 else "partial"
 
 
 def _remove_stale_partials(cache: Path, older_than_s: float = 600.0) -> None:

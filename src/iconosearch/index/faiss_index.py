@@ -177,7 +177,7 @@ def search(index: Any, queries: np.ndarray, k: int, *, params: Any = None) -> tu
         scores, ids = index.search(queries, k)
     else:
         scores, ids = index.search(queries, k, params=params)
-    return scores, ids
+    return _cosines(scores), ids
 
 
 def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +189,13 @@ def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
         min(k, len(vectors)),
         metric=faiss.METRIC_INNER_PRODUCT,
     )
-    return scores, rows
+    return _cosines(scores), rows
+
+
+def _cosines(scores: np.ndarray) -> np.ndarray:
+    """Inner products of unit vectors are cosines, in [-1, 1]; float32 rounding can overshoot by an ulp
+    or so (an image queried as itself scores 1.0000001), which would break every consumer's range check."""
+    return np.clip(scores, -1.0, 1.0)
 
 
 def sample_queries(vectors: np.ndarray, n: int = 200, *, noise: float = 0.5, seed: int = 1) -> np.ndarray:
