@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 from PIL import Image
 
+from iconosearch import __version__
 from iconosearch.api import create_app
 from iconosearch.api.content_state import decode_content_state, encode_content_state
 from iconosearch.config import LimitsConfig, ServerConfig, Settings
@@ -451,7 +452,8 @@ def test_admin_endpoints_need_a_key(client: TestClient, demo: DemoIndex) -> None
 
 
 def test_health_ready_and_metrics(client: TestClient, demo: DemoIndex) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "index_version": None, "count": None}
+    health = client.get("/healthz").json()
+    assert health == {"status": "ok", "version": __version__, "index_version": None, "count": None}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["count"] == len(demo.records)
     client.get("/api/search", params={"q": "a tower"})

@@ -8,11 +8,18 @@ cursor paging. Validation errors are typed so that the API can map them to 4xx p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from iconosearch.records import ImageRecord, RightsClass
 
+if TYPE_CHECKING:
+    from iconosearch.relevance import Thresholds
+
 TermKind = Literal["text", "image", "item", "url", "subject"]
+SortOrder = Literal["relevance", "date-asc", "date-desc"]
+SORT_ORDERS: tuple[SortOrder, ...] = ("relevance", "date-asc", "date-desc")
+TotalRelation = Literal["eq", "about", "gte"]
+TotalBasis = Literal["relevance", "keywords", "filters"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,23 @@ class Query:
     k: int = 24
     cursor: str | None = None
     collapse_duplicates: bool = True
+    sort: SortOrder = "relevance"
+    """``date-asc``/``date-desc`` order the relevant results (see :class:`Total`) by date, undated last."""
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """How many results a query has, as exactly as the engine can tell.
+
+    ``basis`` says what is counted: ``relevance`` — results that are at least possible matches by the
+    model's calibrated bands (``about`` on approximate indexes, ``gte`` past the counting depth);
+    ``keywords`` — images matching the keywords and filters (exact); ``filters`` — images the filters
+    allow, every one of them ranked (exact; used when the model has no calibrated bands).
+    """
+
+    count: int
+    relation: TotalRelation
+    basis: TotalBasis
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +96,10 @@ class SearchPage:
     index_version: str | None = None
     embed_ms: float = 0.0
     search_ms: float = 0.0
+    total: Total | None = None
+    """First page only."""
+    thresholds: Thresholds | None = None
+    """The calibrated relevance bands that apply to these scores, when there are any."""
 
 
 class QueryError(ValueError):

@@ -18,6 +18,7 @@ from iconosearch import __version__
 from iconosearch.api.assets import openseadragon_dir, swagger_ui_dir, web_dir
 from iconosearch.api.context import ApiContext
 from iconosearch.api.metrics import Metrics, MetricsMiddleware
+from iconosearch.api.pages import router as pages_router
 from iconosearch.api.problems import PROBLEM_JSON, install_problem_handlers, problem_body
 from iconosearch.api.routes import router
 from iconosearch.api.subjects import router as subjects_router
@@ -95,6 +96,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(subjects_router)
+    app.include_router(pages_router)
 
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=(settings.limits.upload_max_bytes * 4) // 3 + BODY_OVERHEAD

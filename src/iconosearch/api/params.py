@@ -15,7 +15,7 @@ from iconosearch.api import schemas as s
 from iconosearch.api.problems import ProblemError
 from iconosearch.config import LimitsConfig
 from iconosearch.images import probe_image
-from iconosearch.query import Filters, LimitExceededError, Query, Term
+from iconosearch.query import Filters, LimitExceededError, Query, SortOrder, Term
 from iconosearch.subjects import subject_refs
 
 LESS_OF_WEIGHT = -0.5
@@ -52,6 +52,7 @@ SEARCH_PARAM_NAMES = frozenset(
         "cursor",
         "collapse",
         "facets",
+        "sort",
     }
 )
 
@@ -113,6 +114,13 @@ def search_params(
         bool, QueryParam(description="Collapse near-identical images into one result.")
     ] = True,
     facets: Annotated[bool, QueryParam(description="Also return facet counts.")] = False,
+    sort: Annotated[
+        SortOrder,
+        QueryParam(
+            description="relevance (default), or date-asc / date-desc: the strong and possible matches "
+            "(or the keyword matches) by date, undated last."
+        ),
+    ] = "relevance",
 ) -> SearchParams:
     unknown = sorted(set(request.query_params) - SEARCH_PARAM_NAMES)
     if unknown:
@@ -145,6 +153,7 @@ def search_params(
         cursor=cursor or None,
         collapse_duplicates=collapse,
         language=qlang.strip().lower() if qlang and qlang.strip() else None,
+        sort=sort,
     )
     return SearchParams(query=query, facets=facets)
 
@@ -226,4 +235,5 @@ def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:
         cursor=body.cursor or None,
         collapse_duplicates=body.collapse_duplicates,
         language=body.language.strip().lower() if body.language and body.language.strip() else None,
+        sort=body.sort,
     )

@@ -9,9 +9,33 @@ from iconosearch.api import schemas as s
 from iconosearch.api.content_state import content_state, encode_content_state
 from iconosearch.config import ViewerConfig
 from iconosearch.iiif.image_api import choose_size, image_url
-from iconosearch.records import DateRange, ImageRecord
+from iconosearch.records import DateRange, ImageRecord, LangMap
+from iconosearch.relevance import Thresholds
+from iconosearch.rights import rights_class
 
 THUMB_PX = 400
+VIEWER_PATH = "/viewer/"
+"""The IIIF viewer served by this server (Mirador, reading ``?iiif-content=``)."""
+CREATOR_FIELDS = (
+    "creator",
+    "artist",
+    "author",
+    "maker",
+    "painter",
+    "illustrator",
+    "engraver",
+    "photographer",
+    "dc:creator",
+    "künstler",
+    "urheber",
+    "auteur",
+    "artiste",
+    "vervaardiger",
+    "kunstenaar",
+    "autore",
+    "artista",
+)
+"""Metadata labels (any language, any case) that name who made the object, most specific first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +46,15 @@ class Presenter:
     """Absolute URL of the service root, without a trailing slash."""
     viewers: ViewerConfig
 
-    def result(self, record: ImageRecord, score: float, duplicates: tuple[str, ...]) -> s.Result:
-        return s.Result(**self._common(record, score, duplicates))
+    def result(
+        self,
+        record: ImageRecord,
+        score: float,
+        duplicates: tuple[str, ...],
+        thresholds: Thresholds | None = None,
+    ) -> s.Result:
+        band = thresholds.band(score) if thresholds is not None else None
+        return s.Result(**self._common(record, score, duplicates), relevance=band)
 
     def item(self, record: ImageRecord, duplicates: tuple[str, ...]) -> s.Item:
         return s.Item(
@@ -51,6 +82,7 @@ class Presenter:
 
         return s.ViewerLinks(
             content_state=encoded,
+            viewer=f"{self.base_url}{VIEWER_PATH}?iiif-content={encoded}",
             mirador=fill(self.viewers.mirador),
             universal_viewer=fill(self.viewers.universal_viewer),
         )
@@ -63,6 +95,9 @@ class Presenter:
             "score": round(score, 4) if score is not None else None,
             "caption": record.caption,
             "label": record.canvas_label or record.manifest_label,
+            "title": record.manifest_label or record.canvas_label,
+            "creator": creator(record),
+            "rights_class": rights_class(record.rights),
             "collection": record.collection,
             "thumbnail": thumb,
             "aspect_ratio": aspect_ratio(record),
@@ -99,6 +134,14 @@ class Presenter:
                 permalink=f"{self.base_url}/?item={record.id}",
             ),
         }
+
+
+def creator(record: ImageRecord) -> LangMap:
+    """Who made the object, from the first creator-like metadata field (``{}`` when none says)."""
+    from iconosearch.captions import field_values
+
+    found = field_values(record.metadata, CREATOR_FIELDS)
+    return dict(found[0]) if found else {}
 
 
 def parse_region(region: str | None) -> tuple[int, int, int, int] | None:

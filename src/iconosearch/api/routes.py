@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from iconosearch import __version__
 from iconosearch.api import schemas as s
 from iconosearch.api.context import ApiContext
 from iconosearch.api.examples import (
@@ -34,6 +36,7 @@ from iconosearch.datadir import DataDir
 from iconosearch.index.engine import IndexNotReadyError
 from iconosearch.index.store import IndexStore
 from iconosearch.query import Filters, Query, SearchPage, Term, UnknownItemError
+from iconosearch.relevance import POSSIBLE_FPR, STRONG_FPR, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +86,18 @@ async def _respond(
     page = await _search(ctx, query)
     presenter = ctx.presenter(request)
     results = [
-        presenter.result(h.record, h.score, h.duplicates)
+        presenter.result(h.record, h.score, h.duplicates, page.thresholds)
         for h in page.hits
         if exclude is None or h.record.id != exclude
     ]
     facet_counts = page.facets or None
     if facets and not facet_counts:
         facet_counts = await ctx.call(ctx.engine.facets, query.filters)
+    total = page.total
     return s.SearchResponse(
         results=results,
+        total=s.TotalOut(count=total.count, relation=total.relation, basis=total.basis) if total else None,
+        sort=query.sort,
         next_cursor=page.next_cursor,
         index_version=page.index_version,
         timings=s.Timings(
@@ -103,7 +109,13 @@ async def _respond(
     )
 
 
-@router.get("/api/search", response_model=s.SearchResponse, responses=SEARCH_RESPONSES, tags=["search"])
+@router.get(
+    "/api/search",
+    response_model=s.SearchResponse,
+    responses=SEARCH_RESPONSES,
+    tags=["search"],
+    summary="Search by words and items (query string)",
+)
 async def search_get(ctx: Ctx, request: Request, params: Params) -> s.SearchResponse:
     """Search with words, items ('more like this') and filters given as query parameters.
 
@@ -112,7 +124,13 @@ async def search_get(ctx: Ctx, request: Request, params: Params) -> s.SearchResp
     return await _respond(ctx, request, params.query, facets=params.facets)
 
 
-@router.post("/api/search", response_model=s.SearchResponse, responses=SEARCH_RESPONSES, tags=["search"])
+@router.post(
+    "/api/search",
+    response_model=s.SearchResponse,
+    responses=SEARCH_RESPONSES,
+    tags=["search"],
+    summary="Search with weighted terms (JSON)",
+)
 async def search_post(ctx: Ctx, request: Request, body: s.SearchRequest) -> s.SearchResponse:
     """Search with weighted terms (text, image as base64, item id, image URL), filters and keywords."""
     query = query_from_body(body, ctx.settings.limits)
@@ -127,6 +145,7 @@ async def search_post(ctx: Ctx, request: Request, body: s.SearchRequest) -> s.Se
     openapi_extra={
         "requestBody": {"content": {"multipart/form-data": {"example": {"file": "(image bytes)"}}}}
     },
+    summary="Search by an uploaded image",
 )
 async def search_image(
     ctx: Ctx,
@@ -147,15 +166,7 @@ async def search_image(
     terms = (Term("image", data), *params.query.terms)
     if text and text.strip():
         terms = (*terms, Term("text", text.strip()))
-    query = Query(
-        terms=terms,
-        filters=params.query.filters,
-        keywords=params.query.keywords,
-        min_score=params.query.min_score,
-        k=params.query.k,
-        cursor=params.query.cursor,
-        collapse_duplicates=params.query.collapse_duplicates,
-    )
+    query = dataclasses.replace(params.query, terms=terms)
     return await _respond(ctx, request, query, facets=params.facets)
 
 
@@ -164,6 +175,7 @@ async def search_image(
     responses={**_ok(MANIFEST_EXAMPLE, IIIF_JSON), **_problems(400, 503)},
     response_class=JSONResponse,
     tags=["search"],
+    summary="Search results as a IIIF manifest",
 )
 async def search_iiif(ctx: Ctx, request: Request, params: Params) -> Response:
     """The same search as `GET /api/search`, as a IIIF Presentation 3 Manifest (one canvas per result)."""
@@ -198,6 +210,7 @@ ItemId = Annotated[str, Path(description="Item id (16 hex digits).", examples=["
     response_model=s.Item,
     responses={**_ok(ITEM_EXAMPLE), **_problems(404, 503)},
     tags=["items"],
+    summary="One image with its metadata",
 )
 async def get_item(ctx: Ctx, request: Request, item_id: ItemId) -> s.Item:
     """One image: caption, full metadata, rights and attribution, links and viewer links."""
@@ -214,20 +227,12 @@ async def get_item(ctx: Ctx, request: Request, item_id: ItemId) -> s.Item:
     response_model=s.SearchResponse,
     responses=SEARCH_RESPONSES,
     tags=["items"],
+    summary="More like this image",
 )
 async def similar_items(ctx: Ctx, request: Request, item_id: ItemId, params: Params) -> s.SearchResponse:
     """More like this: images similar to the item (the item itself left out); filters and paging apply."""
     rid = _item_id(item_id)
-    base = params.query
-    query = Query(
-        terms=(Term("item", rid), *base.terms),
-        filters=base.filters,
-        keywords=base.keywords,
-        min_score=base.min_score,
-        k=base.k,
-        cursor=base.cursor,
-        collapse_duplicates=base.collapse_duplicates,
-    )
+    query = dataclasses.replace(params.query, terms=(Term("item", rid), *params.query.terms))
     return await _respond(ctx, request, query, facets=params.facets, exclude=rid)
 
 
@@ -236,6 +241,7 @@ async def similar_items(ctx: Ctx, request: Request, item_id: ItemId, params: Par
     response_model=s.CollectionsResponse,
     responses={**_ok(COLLECTIONS_EXAMPLE), **_problems(503)},
     tags=["collections"],
+    summary="What is indexed",
 )
 async def collections(ctx: Ctx) -> s.CollectionsResponse:
     """Configured and indexed collections: institution, counts, last harvest; the model and index version."""
@@ -321,6 +327,7 @@ def _last_harvests(ctx: ApiContext, names: list[str]) -> dict[str, str]:
         **_problems(400, 503),
     },
     tags=["search"],
+    summary="Facet counts for filters",
 )
 async def facets(ctx: Ctx, params: Params) -> s.FacetsResponse:
     """Counts per collection, institution, rights class and century for the filters given."""
@@ -339,6 +346,7 @@ ADMIN_RESPONSES = {**_problems(401, 403, 409)}
         **ADMIN_RESPONSES,
     },
     tags=["admin"],
+    summary="Reload the index now (admin)",
 )
 async def admin_reload(ctx: Ctx, request: Request) -> s.AdminResponse:
     """Pick up a new index version now (it is also picked up automatically). Needs an API key."""
@@ -363,6 +371,7 @@ async def admin_reload(ctx: Ctx, request: Request) -> s.AdminResponse:
         **ADMIN_RESPONSES,
     },
     tags=["admin"],
+    summary="Rebuild the index (admin)",
 )
 async def admin_reindex(ctx: Ctx, request: Request) -> s.AdminResponse:
     """Rebuild the index from the harvested images in the background (incremental); needs an API key."""
@@ -390,6 +399,7 @@ async def admin_reindex(ctx: Ctx, request: Request) -> s.AdminResponse:
         **ADMIN_RESPONSES,
     },
     tags=["admin"],
+    summary="State of the last rebuild (admin)",
 )
 async def admin_reindex_status(ctx: Ctx, request: Request) -> s.AdminResponse:
     """State of the last admin reindex: idle, running, done or failed (with why). Needs an API key."""
@@ -419,6 +429,38 @@ def _reindex(ctx: ApiContext) -> None:
             job.running = False
 
 
+@router.get(
+    "/api/relevance",
+    response_model=s.RelevanceResponse,
+    tags=["search"],
+    summary="How results are banded into strong, possible and weak matches",
+    responses=_problems(503),
+)
+async def relevance(ctx: Ctx) -> s.RelevanceResponse:
+    """The served model's relevance thresholds (cosine similarity), per query kind, with the evaluation
+    data they were measured on and the share of true matches that reach each band.
+
+    A result is a **strong** match when it scores higher than all but 1 % of unrelated images did on
+    that data, a **possible** match when higher than all but 10 %; otherwise it is **weak**. Queries that
+    mix words and images, and keyword (hybrid) queries, get no band.
+    """
+    info = await ctx.call(ctx.engine.info)
+    cal = await ctx.call(ctx.engine.calibration)
+
+    def out(t: Thresholds | None) -> s.ThresholdsOut | None:
+        return s.ThresholdsOut(**dataclasses.asdict(t)) if t is not None else None
+
+    return s.RelevanceResponse(
+        model=info.model_spec,
+        calibrated=cal is not None,
+        measured_on=cal.measured_on if cal else None,
+        text=out(cal.text if cal else None),
+        image=out(cal.image if cal else None),
+        strong_fpr=STRONG_FPR,
+        possible_fpr=POSSIBLE_FPR,
+    )
+
+
 def _version(ctx: ApiContext) -> str | None:
     try:
         return ctx.engine.info().version
@@ -426,10 +468,16 @@ def _version(ctx: ApiContext) -> str | None:
         return None
 
 
-@router.get("/healthz", response_model=s.Health, tags=["health"], responses=_ok({"status": "ok"}))
+@router.get(
+    "/healthz",
+    response_model=s.Health,
+    tags=["health"],
+    responses=_ok({"status": "ok", "version": "0.2.0"}),
+    summary="Liveness and version",
+)
 async def healthz() -> s.Health:
     """The process is up (says nothing about the index)."""
-    return s.Health(status="ok")
+    return s.Health(status="ok", version=__version__)
 
 
 @router.get(
@@ -440,6 +488,7 @@ async def healthz() -> s.Health:
         **_ok({"status": "ok", "index_version": "20250101T000000Z", "count": 40}),
         503: {"content": {"application/json": {"example": {"status": "not-ready"}}}},
     },
+    summary="Readiness",
 )
 async def readyz(ctx: Ctx) -> Response:
     """Ready when an index version is loaded (503 until then)."""
@@ -449,7 +498,9 @@ async def readyz(ctx: Ctx) -> Response:
         info = ctx.engine.info()
     except IndexNotReadyError:
         return JSONResponse(s.Health(status="not-ready").model_dump(), status_code=503)
-    return JSONResponse(s.Health(status="ok", index_version=info.version, count=info.count).model_dump())
+    return JSONResponse(
+        s.Health(status="ok", version=__version__, index_version=info.version, count=info.count).model_dump()
+    )
 
 
 @router.get(
@@ -457,6 +508,7 @@ async def readyz(ctx: Ctx) -> Response:
     tags=["health"],
     response_class=Response,
     responses={200: {"content": {"text/plain": {"example": "iconosearch_http_requests_total{...} 1.0"}}}},
+    summary="Prometheus metrics",
 )
 async def metrics(ctx: Ctx) -> Response:
     """Prometheus metrics: requests and latency by route, query embedding and search time, index size."""

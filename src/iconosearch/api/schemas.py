@@ -69,8 +69,13 @@ class ViewerLinks(_Out):
         description="IIIF Content State (base64url, no padding) selecting the canvas and region; "
         "pass it to any viewer as ?iiif-content=…"
     )
-    mirador: str | None = None
-    universal_viewer: str | None = None
+    viewer: str = Field(
+        description="The viewer bundled with this server (Mirador at /viewer/), at the canvas and region."
+    )
+    mirador: str | None = Field(default=None, description="A configured external Mirador, if any.")
+    universal_viewer: str | None = Field(
+        default=None, description="A configured external Universal Viewer, if any."
+    )
 
 
 class ItemLinks(_Out):
@@ -79,9 +84,24 @@ class ItemLinks(_Out):
     permalink: str = Field(description="The web UI with this item open.")
 
 
+Band = Literal["strong", "possible", "weak"]
+
+
 class Result(_Out):
     id: str = Field(examples=[EXAMPLE_ID])
     score: float = Field(description="Cosine similarity to the query (fused score for hybrid queries).")
+    relevance: Band | None = Field(
+        default=None,
+        description="Strong, possible or weak match, by the model's thresholds calibrated on evaluation "
+        "data (see /api/relevance); null when the query kind or the model has no calibration.",
+    )
+    title: LangMap = Field(description="The object's title (manifest label), else the canvas label.")
+    creator: LangMap = Field(
+        default_factory=dict, description="Creator, artist or author, from the metadata (may be empty)."
+    )
+    rights_class: Literal["open", "restricted", "unknown"] = Field(
+        description="open: free to reuse; restricted: in copyright or NC/ND; unknown: not stated or unclear."
+    )
     caption: LangMap = Field(description="Caption per language (BCP-47 tag or 'none').")
     label: LangMap = Field(description="Canvas label, else manifest label.")
     collection: str
@@ -107,6 +127,23 @@ class Result(_Out):
     links: ItemLinks
 
 
+class ThresholdsOut(_Out):
+    strong: float
+    possible: float
+    strong_recall: float = Field(description="Share of true matches scoring as strong.")
+    possible_recall: float = Field(description="Share of true matches scoring at least as possible.")
+
+
+class RelevanceResponse(_Out):
+    model: str | None
+    calibrated: bool
+    measured_on: str | None = None
+    text: ThresholdsOut | None = None
+    image: ThresholdsOut | None = None
+    strong_fpr: float = Field(description="Share of unrelated images that score as a strong match.")
+    possible_fpr: float = Field(description="Share of unrelated images that score at least as possible.")
+
+
 class MetadataEntry(_Out):
     label: LangMap
     value: LangMap
@@ -129,8 +166,21 @@ class Timings(_Out):
     total_ms: float
 
 
+class TotalOut(_Out):
+    count: int
+    relation: Literal["eq", "about", "gte"] = Field(
+        description="eq: exact; about: an estimate (approximate index); gte: at least this many."
+    )
+    basis: Literal["relevance", "keywords", "filters"] = Field(
+        description="relevance: strong or possible matches; keywords: images matching the keywords and "
+        "filters; filters: images the filters allow (the model has no calibrated bands)."
+    )
+
+
 class SearchResponse(_Out):
     results: list[Result]
+    total: TotalOut | None = Field(default=None, description="How many results (first page only).")
+    sort: Literal["relevance", "date-asc", "date-desc"] = "relevance"
     next_cursor: str | None = Field(description="Pass as `cursor` with the same query for the next page.")
     index_version: str | None = None
     timings: Timings
@@ -168,6 +218,7 @@ class FacetsResponse(_Out):
 
 class Health(_Out):
     status: Literal["ok", "not-ready"]
+    version: str | None = Field(default=None, description="The iconosearch version serving.")
     index_version: str | None = None
     count: int | None = None
 
@@ -243,6 +294,12 @@ class SearchRequest(_In):
         default_factory=list,
         max_length=8,
         description="Subject notations to search for, e.g. 'iconclass:11H(GEORGE)' (same as subject terms).",
+    )
+
+    sort: Literal["relevance", "date-asc", "date-desc"] = Field(
+        default="relevance",
+        description="date-asc/date-desc order the strong and possible matches (or the keyword matches) "
+        "by date, undated last.",
     )
 
 

@@ -149,3 +149,42 @@ def register(app: typer.Typer) -> None:
                 f"i2t R@10 {test['i2t']['R@10']:.3f}",
                 highlight=False,
             )
+
+    @models_app.command("calibrate")
+    def calibrate_command(
+        ctx: typer.Context,
+        folder: Annotated[
+            Path, typer.Argument(help="Evaluation data: a folder of images with metadata.csv (titles).")
+        ],
+        model: Annotated[
+            str | None, typer.Option("--model", "-m", help="Model spec (default: the configured model).")
+        ] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", "-o", help="Where to write relevance.json (default: with the model)."),
+        ] = None,
+        limit: Annotated[int | None, typer.Option(min=20, help="Use only the first N items.")] = None,
+    ) -> None:
+        """Measure a model's relevance bands (strong / possible / weak match) on evaluation data."""
+        from iconosearch.evaluation.calibration import calibrate, folder_items
+        from iconosearch.models.embedder import load_embedder
+        from iconosearch.relevance import calibration_paths
+
+        st = state(ctx)
+        spec = model or st.settings().model
+        items = folder_items(folder, limit)
+        embedder = load_embedder(spec)
+        try:
+            cal = calibrate(embedder, items, measured_on=f"{folder.name} ({len(items)} items)")
+        except ValueError as exc:
+            fail(str(exc))
+        target = out or calibration_paths(spec, embedder.fingerprint, st.settings().data_dir)[0]
+        cal.save(target)
+        if st.json_output:
+            emit_json({"out": str(target), **cal.to_dict()})
+        else:
+            out_console.print(
+                f"wrote {target}: text strong ≥ {cal.text.strong:.3f}, possible ≥ {cal.text.possible:.3f}; "
+                f"image strong ≥ {cal.image.strong:.3f}, possible ≥ {cal.image.possible:.3f}",
+                highlight=False,
+            )

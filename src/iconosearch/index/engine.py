@@ -58,11 +58,14 @@ from iconosearch.query import (
     QueryError,
     SearchPage,
     Term,
+    Total,
+    TotalRelation,
     UnknownCollectionError,
     UnknownItemError,
     UrlNotAllowedError,
 )
 from iconosearch.records import ImageRecord, id_to_int64
+from iconosearch.relevance import Calibration, Thresholds, load_calibration, query_kind
 from iconosearch.subjects import expand_subjects
 
 log = logging.getLogger(__name__)
@@ -98,7 +101,7 @@ class _Loaded:
     """One opened, immutable index version. Dropped (not closed) on reload: in-flight searches keep
     their reference, and the files go when the last one does."""
 
-    def __init__(self, version: IndexVersion) -> None:
+    def __init__(self, version: IndexVersion, data_dir: Path | None = None) -> None:
         m = version.manifest
         self.version = version
         self.manifest = m
@@ -112,6 +115,7 @@ class _Loaded:
         self.groups = self.meta.shared_groups()
         """Near-duplicate group of each record that has duplicates, kept in memory for collapsing."""
         self.collections = frozenset(self.meta.collections()) | frozenset(m.collections)
+        self.calibration: Calibration | None = load_calibration(m.model_spec, m.model_fingerprint, data_dir)
         self.filter_cache: OrderedDict[Filters, tuple[np.ndarray, np.ndarray, Any]] = OrderedDict()
         self.facet_cache: OrderedDict[tuple[Filters, str | None], dict[str, dict[str, int]]] = OrderedDict()
         if self.index.ntotal != self.count or self.vectors.shape != (self.count, m.dim):
@@ -126,6 +130,10 @@ class _Loaded:
 
 
 _CACHE_SIZE = 64
+POOL_DEPTH = 1000
+"""How deep results are counted and date-sorted: "1000+ matches" past it."""
+POOL_FALLBACK = 100
+"""Results date-sorted when none is even a possible match."""
 HYBRID_VISUAL_DEPTH = 1000
 """How deep the visual ranking of a hybrid query goes: past ~1000, 1/(60 + rank) adds next to nothing."""
 
@@ -207,7 +215,7 @@ class SearchEngine:
             if current is not None and current.name == name:
                 return False
             try:
-                loaded = _Loaded(self._store.open_version(name))
+                loaded = _Loaded(self._store.open_version(name), self._store.root.parent.parent)
             except Exception:
                 log.exception(
                     "cannot open index %s version %s; still serving the old one", self._store.name, name
@@ -256,6 +264,10 @@ class SearchEngine:
             faiss_type=m.faiss_type,
             recall_at_10=m.recall_at_10,
         )
+
+    def calibration(self) -> Calibration | None:
+        """The relevance bands of the served version's model, when it has been calibrated."""
+        return self._require().calibration
 
     # --- records -------------------------------------------------------------------------------
     def get(self, record_id: str) -> ImageRecord | None:
@@ -348,8 +360,16 @@ class SearchEngine:
         t0 = time.perf_counter()
         qvec = self._query_vector(query, loaded) if query.terms else None
         t1 = time.perf_counter()
-        need = offset + query.k + 1  # one more than the page, to know whether a next page exists
-        groups = self._ranked(loaded, query, qvec, matches, need)
+        kind = query_kind(query)
+        thresholds = loaded.calibration.for_kind(kind) if loaded.calibration and kind else None
+        total = None
+        if query.sort != "relevance" or query.cursor is None:
+            pool, total = self._pool(loaded, query, qvec, (matches, keywords), thresholds)
+        if query.sort == "relevance":
+            need = offset + query.k + 1  # one more than the page, to know whether a next page exists
+            groups = self._ranked(loaded, query, qvec, matches, need)
+        else:
+            groups = self._by_date(loaded, pool, descending=query.sort == "date-desc")
         page = groups[offset : offset + query.k]
         hits = self._hits(loaded, page, query.collapse_duplicates)
         t2 = time.perf_counter()
@@ -363,7 +383,56 @@ class SearchEngine:
             index_version=loaded.name,
             embed_ms=(t1 - t0) * 1000.0,
             search_ms=(t2 - t1) * 1000.0,
+            total=total if query.cursor is None else None,
+            thresholds=thresholds,
         )
+
+    def _pool(
+        self,
+        loaded: _Loaded,
+        query: Query,
+        qvec: np.ndarray | None,
+        keyword_clause: tuple[list[str], str | None],
+        thresholds: Thresholds | None,
+    ) -> tuple[list[Collapsed], Total]:
+        """The results worth counting and sorting by date (relevance order, at most ``POOL_DEPTH``).
+
+        ``keyword_clause``: the FTS match expressions and the user's keywords (``None`` when the
+        expressions come only from a subject's keywords).
+        """
+        matches, keywords = keyword_clause
+        groups = self._ranked(loaded, query, qvec, matches, POOL_DEPTH + 1)
+        deeper = len(groups) > POOL_DEPTH
+        groups = groups[:POOL_DEPTH]
+        if keywords:
+            matching = self._facets(loaded, query.filters, keywords)
+            return groups, Total(sum(matching["collection"].values()), "eq", "keywords")
+        if matches:
+            depth = self.limits.depth_max
+            with loaded.lock:
+                found = {i for m in matches for i in loaded.meta.keyword_ranking(m, query.filters, depth)}
+            return groups, Total(len(found), "gte" if len(found) >= depth else "eq", "keywords")
+        if thresholds is not None:
+            kept = [g for g in groups if g.score >= thresholds.possible]
+            if deeper and len(kept) == len(groups):
+                relation: TotalRelation = "gte"
+            else:
+                # Approximate indexes may miss a few: their count is an estimate.
+                relation = "eq" if loaded.spec.kind == "flat" else "about"
+            # Nothing relevant enough: date order still sorts the best few rather than nothing.
+            return (kept or groups[:POOL_FALLBACK]), Total(len(kept), relation, "relevance")
+        allowed = self._facets(loaded, query.filters, None)
+        return groups, Total(sum(allowed["collection"].values()), "eq", "filters")
+
+    def _by_date(self, loaded: _Loaded, pool: list[Collapsed], *, descending: bool) -> list[Collapsed]:
+        """``pool`` by date (start, then end year; relevance breaks ties), undated results last."""
+        with loaded.lock:
+            years = loaded.meta.years([g.id for g in pool])
+        dated = [g for g in pool if g.id in years]
+        undated = [g for g in pool if g.id not in years]
+        sign = -1 if descending else 1
+        dated.sort(key=lambda g: (sign * years[g.id][0], sign * years[g.id][1], -g.score, g.id))
+        return dated + undated
 
     def _ranked(
         self, loaded: _Loaded, query: Query, qvec: np.ndarray | None, matches: list[str], need: int

@@ -225,6 +225,18 @@ class Metadata:
                 out[iid] = record_from_dict(json.loads(data))
         return out
 
+    def years(self, int_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """``(year_start, year_end)`` of the dated records among ``int_ids``."""
+        out: dict[int, tuple[int, int]] = {}
+        for chunk in _chunks(int_ids):
+            q = (
+                f"SELECT int_id, year_start, year_end FROM records WHERE int_id IN ({_marks(chunk)}) "  # noqa: S608
+                "AND year_start IS NOT NULL"
+            )
+            for iid, start, end in self.conn.execute(q, chunk):
+                out[iid] = (start, end if end is not None else start)
+        return out
+
     def group_members(self, groups: Sequence[int]) -> dict[int, list[str]]:
         """Record ids per duplicate group label, in id order."""
         out: dict[int, list[str]] = {}

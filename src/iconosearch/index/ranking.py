@@ -138,6 +138,7 @@ def query_key(query: Query) -> str:
                 list(query.keyword_any),
                 query.min_score,
                 query.collapse_duplicates,
+                query.sort,
             ]
         ).encode()
     )

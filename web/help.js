@@ -1,0 +1,4 @@
+// The help page: static text from the string files.
+import { initSite } from "./common.js";
+
+initSite();

@@ -1,0 +1,81 @@
+// The search state and its two forms: the page's URL (shareable; everything but an uploaded image) and
+// the API request.
+
+const LESS_WEIGHT = -0.5;
+const PAGE_SIZE = 24;
+const LIST_KEYS = ["less", "like", "unlike", "collection", "institution", "rights", "lang"];
+const SORTS = ["relevance", "date-asc", "date-desc"];
+
+export function emptyState() {
+  return {
+    q: "", less: [], like: [], unlike: [], keywords: false,
+    collection: [], institution: [], rights: [], lang: [],
+    year_from: null, year_to: null, sort: "relevance", item: null, pages: 1,
+  };
+}
+
+export function stateFromUrl(search = location.search) {
+  const p = new URLSearchParams(search);
+  const s = emptyState();
+  s.q = p.get("q") || "";
+  for (const key of LIST_KEYS) s[key] = p.getAll(key).filter(Boolean);
+  s.keywords = p.get("kw") === "1";
+  s.year_from = intOrNull(p.get("year_from"));
+  s.year_to = intOrNull(p.get("year_to"));
+  s.sort = SORTS.includes(p.get("sort")) ? p.get("sort") : "relevance";
+  s.item = p.get("item") || null;
+  s.pages = Math.min(Math.max(intOrNull(p.get("pages")) || 1, 1), 20);
+  return s;
+}
+
+export function urlFromState(s) {
+  const p = new URLSearchParams();
+  if (s.q) p.set("q", s.q);
+  for (const key of LIST_KEYS) for (const v of s[key]) p.append(key, v);
+  if (s.keywords) p.set("kw", "1");
+  if (s.year_from !== null) p.set("year_from", String(s.year_from));
+  if (s.year_to !== null) p.set("year_to", String(s.year_to));
+  if (s.sort !== "relevance") p.set("sort", s.sort);
+  if (s.pages > 1) p.set("pages", String(s.pages));
+  if (s.item) p.set("item", s.item);
+  const qs = p.toString();
+  return qs ? `/?${qs}` : "/";
+}
+
+export function intOrNull(v) {
+  if (v === null || v === undefined || v === "") return null;
+  const n = Number.parseInt(v, 10);
+  return Number.isFinite(n) ? n : null;
+}
+
+// ``language``: the interface language, taken as the language of the words typed (subjects resolve to it).
+export function requestBody(s, image, cursor, language) {
+  const terms = [];
+  if (s.q.trim()) terms.push({ kind: "text", value: s.q.trim(), weight: 1 });
+  if (image) terms.push({ kind: "image", value: image.b64, weight: 1 });
+  for (const id of s.like) terms.push({ kind: "item", value: id, weight: 1 });
+  for (const tx of s.less) terms.push({ kind: "text", value: tx, weight: LESS_WEIGHT });
+  for (const id of s.unlike) terms.push({ kind: "item", value: id, weight: LESS_WEIGHT });
+  return {
+    terms,
+    filters: {
+      collections: s.collection, institutions: s.institution, rights: s.rights, languages: s.lang,
+      year_from: s.year_from, year_to: s.year_to,
+    },
+    keywords: s.keywords && s.q.trim() ? s.q.trim() : null,
+    k: PAGE_SIZE,
+    cursor: cursor || null,
+    facets: !cursor,
+    sort: s.sort,
+    language,
+  };
+}
+
+export function filterQuery(s) {
+  const p = new URLSearchParams();
+  for (const key of ["collection", "institution", "rights", "lang"]) for (const v of s[key]) p.append(key, v);
+  if (s.year_from !== null) p.set("year_from", String(s.year_from));
+  if (s.year_to !== null) p.set("year_to", String(s.year_to));
+  return p.toString();
+}
+
