@@ -16,7 +16,7 @@ import pytest
 from iconosearch.api import create_app
 from iconosearch.config import Settings
 from tests.helpers.browser import axe_violations, chromium, live_server, screenshot
-from tests.helpers.demo_index import DemoIndex, shared_demo_index
+from tests.helpers.demo_index import DemoIndex, calibrate_demo_index, shared_demo_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,6 +32,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoIndex:
 
 @pytest.fixture(scope="module")
 def site(demo: DemoIndex) -> Iterator[str]:
+    calibrate_demo_index(demo)
     app = create_app(Settings(data_dir=demo.data_dir), reload_interval_s=0)
     with live_server(app, demo.port) as base:
         yield base

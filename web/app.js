@@ -146,14 +146,11 @@ function thumbOf(id) {
 
 async function startSearch() {
   if (inflight) inflight.abort();
-  results = [];
   nextCursor = null;
   lastTotal = null;
-  els.grid.replaceChildren();
   els.loadMore.hidden = true;
-  els.bandHelp.hidden = true;
-  hideMessage();
   if (!hasTerms(state)) {
+    clearResults();
     els.status.textContent = "";
     await showWelcome();
     updateDetail();
@@ -166,6 +163,8 @@ async function startSearch() {
   try {
     let page = await search(null, controller.signal);
     if (controller.signal.aborted) return;
+    // The previous results stay until these arrive, so that the page does not jump while searching.
+    clearResults();
     lastFacets = page.facets || lastFacets;
     lastTotal = page.total;
     appendResults(page.results);
@@ -184,6 +183,7 @@ async function startSearch() {
     renderParts();
   } catch (err) {
     if (err.name === "AbortError") return;
+    clearResults();
     showError(err);
   } finally {
     clearTimeout(spinnerTimer);
@@ -194,6 +194,13 @@ async function startSearch() {
     }
   }
   updateDetail();
+}
+
+function clearResults() {
+  results = [];
+  els.grid.replaceChildren();
+  els.bandHelp.hidden = true;
+  hideMessage();
 }
 
 function updateStatus() {
@@ -340,7 +347,11 @@ async function showWelcome() {
     showError(err);
     return;
   }
-  collections = info.collections.filter((c) => c.count).map((c) => ({ name: c.name, label: c.label || c.name }));
+  const served = info.collections.filter((c) => c.count);
+  collections = served.map((c) => ({ name: c.name, label: c.label || c.name }));
+  // The collections' own example searches (configured per collection), else general ones.
+  const own = [...new Set(served.flatMap((c) => c.example_queries || []))];
+  examples = own.length ? own : DEFAULT_EXAMPLES;
   if (facets) {
     lastFacets = facets.facets;
     drawFacets(facets.facets);
@@ -547,17 +558,8 @@ wireImageInput({
 
 // ------------------------------------------------------------------ start
 
-async function loadExamples() {
-  try {
-    const body = await api("/examples.json");
-    if (Array.isArray(body.queries) && body.queries.length) examples = body.queries;
-  } catch (_err) {
-    // The built-in examples serve.
-  }
-}
-
 async function start() {
-  await Promise.all([initSite(rerenderTexts), loadExamples()]);
+  await initSite(rerenderTexts);
   applyStatic(document);
   // On a phone the filters and the extra options start folded so that results come first.
   const phone = matchMedia("(max-width: 48rem)").matches;

@@ -3,8 +3,9 @@
 Raw cosine similarities mean nothing to a researcher, and their range differs from model to model (and
 between text→image and image→image queries). So each model gets thresholds *calibrated on evaluation
 data* (:mod:`iconosearch.evaluation.calibration` computes them) and stored with the model as
-``relevance.json``: in the model's folder for ``local-dir:`` models and the embedded default, or under
-``<data_dir>/models/relevance/<fingerprint>.json`` for any other model. Thresholds are only used for the
+``relevance.json``: in the model's folder for ``local-dir:`` models and the embedded default, and under
+``<data_dir>/models/relevance/<fingerprint>.json`` for any model (a deployment's own calibration, which
+wins). Thresholds are only used for the
 exact weights they were measured on (the fingerprint must match): a rebuilt model loses its bands until
 it is calibrated again, rather than showing bands that no longer mean what they say.
 
@@ -128,12 +129,20 @@ def model_folder(spec: str) -> Path | None:
 
 
 def calibration_paths(spec: str, fingerprint: str, data_dir: Path | None) -> list[Path]:
-    """Where the calibration of a model may be stored, most specific first."""
+    """Where the calibration of a model may be stored, in the order they are used: the deployment's own
+    (measured on its collections) before the one that ships with the model."""
     folder = model_folder(spec)
-    paths = [folder / FILE_NAME] if folder is not None else []
-    if data_dir is not None:
-        paths.append(stored_path(data_dir, fingerprint))
-    return paths
+    paths = [stored_path(data_dir, fingerprint)] if data_dir is not None else []
+    return paths + ([folder / FILE_NAME] if folder is not None else [])
+
+
+def default_target(spec: str, fingerprint: str, data_dir: Path) -> Path:
+    """Where ``iconosearch models calibrate`` writes: with a model folder of one's own (``local-dir:``),
+    else in the data directory. (The embedded default's file is written there with ``--out``.)"""
+    folder = model_folder(spec)
+    if folder is not None and spec != "iconosearch-lite":
+        return folder / FILE_NAME
+    return stored_path(data_dir, fingerprint)
 
 
 def stored_path(data_dir: Path, fingerprint: str) -> Path:

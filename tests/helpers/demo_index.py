@@ -298,3 +298,21 @@ def shared_demo_index(tmp_path_factory: pytest.TempPathFactory) -> DemoIndex:
         data_dir = tmp_path_factory.mktemp("api-data")
         _SHARED["index"] = build_demo_index(data_dir, f"http://127.0.0.1:{free_port()}")
     return _SHARED["index"]
+
+
+def calibrate_demo_index(demo: DemoIndex) -> Path:
+    """Relevance bands for the test index's model, measured on its own images (the item's title as the
+    query), stored where a deployment's own calibration goes; once per session."""
+    from iconosearch.evaluation.calibration import EvalItem, calibrate
+    from iconosearch.relevance import stored_path
+
+    embedder = load_embedder(MODEL)
+    target = stored_path(demo.data_dir, embedder.fingerprint)
+    if not target.is_file():
+        items = [
+            EvalItem(demo.image_files[r.id], r.manifest_label["en"][0])
+            for r in demo.records
+            if r.id in demo.image_files and r.manifest_label.get("en")
+        ]
+        calibrate(embedder, items, measured_on=f"test images ({len(items)})").save(target)
+    return target

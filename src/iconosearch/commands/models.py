@@ -161,14 +161,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
         out: Annotated[
             Path | None,
-            typer.Option("--out", "-o", help="Where to write relevance.json (default: with the model)."),
+            typer.Option(
+                "--out",
+                "-o",
+                help="Where to write it (default: the model's folder, else the data directory).",
+            ),
         ] = None,
         limit: Annotated[int | None, typer.Option(min=20, help="Use only the first N items.")] = None,
     ) -> None:
         """Measure a model's relevance bands (strong / possible / weak match) on evaluation data."""
         from iconosearch.evaluation.calibration import calibrate, folder_items
         from iconosearch.models.embedder import load_embedder
-        from iconosearch.relevance import calibration_paths
+        from iconosearch.relevance import default_target
 
         st = state(ctx)
         spec = model or st.settings().model
@@ -178,7 +182,7 @@ def register(app: typer.Typer) -> None:
             cal = calibrate(embedder, items, measured_on=f"{folder.name} ({len(items)} items)")
         except ValueError as exc:
             fail(str(exc))
-        target = out or calibration_paths(spec, embedder.fingerprint, st.settings().data_dir)[0]
+        target = out or default_target(spec, embedder.fingerprint, st.settings().data_dir)
         cal.save(target)
         if st.json_output:
             emit_json({"out": str(target), **cal.to_dict()})
