@@ -61,6 +61,14 @@ def register(app: typer.Typer) -> None:
                 min=0.01,
             ),
         ] = None,
+        shards: Annotated[
+            int,
+            typer.Option(
+                "--shards",
+                help="Split the FAISS index into N shards, searched and merged exactly (full builds).",
+                min=1,
+            ),
+        ] = 1,
     ) -> None:
         """Embed harvested images and build a new index version, switched in atomically."""
         from iconosearch.datadir import DataDir
@@ -102,9 +110,9 @@ def register(app: typer.Typer) -> None:
             elif not st.quiet:
                 out_console.print(f"removed {len(removed)} old version(s); {len(store.versions())} left")
             return
-        options = BuildOptions(kind=kind)
+        options = BuildOptions(kind=kind, shards=shards)
         if memory_gb is not None:
-            options = BuildOptions(kind=kind, memory_budget=int(memory_gb * 1024**3))
+            options = BuildOptions(kind=kind, shards=shards, memory_budget=int(memory_gb * 1024**3))
         # A IIIF URL harvested by itself is a named collection too (the name `harvest` printed).
         known = set(settings.collections) | harvested_collections(settings.data_dir)
         unknown = [c for c in collections or [] if c not in known]

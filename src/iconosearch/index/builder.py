@@ -50,6 +50,8 @@ class BuildOptions:
     memory_budget: int = faiss_index.DEFAULT_MEMORY_BUDGET
     recall_target: float = faiss_index.DEFAULT_RECALL_TARGET
     duplicate_threshold: float = DUPLICATE_THRESHOLD
+    shards: int = 1
+    """Split the FAISS index into this many shards, searched and merged exactly (``index.sharded``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +235,16 @@ def _write_faiss(
 ) -> tuple[FaissSpec, float | None]:
     n, dim = vectors.shape
     spec = faiss_index.choose_spec(
-        n, dim, kind=options.kind, exact_max=options.exact_max, memory_budget=options.memory_budget
+        n,
+        dim,
+        kind=options.kind,
+        exact_max=options.exact_max,
+        memory_budget=options.memory_budget,
+        shards=options.shards,
     )
     if spec.kind != "flat" and n < 1000:
-        spec = FaissSpec("flat")  # too few vectors to train an approximate index on
+        # too few vectors to train an approximate index on
+        spec = faiss_index.choose_spec(n, dim, kind="flat", shards=options.shards)
     progress("faiss", 0, n)
     index = faiss_index.build(vectors, ids, spec)
     spec, recall = faiss_index.tune(index, vectors, ids, spec, target=options.recall_target)
@@ -309,7 +317,12 @@ def update_version(
     changes = m.changes_since_compaction + len(drop) + len(add)
     new_count = len(known) - len(drop) + len(add)
     wanted = faiss_index.choose_spec(
-        new_count, m.dim, kind=options.kind, exact_max=options.exact_max, memory_budget=options.memory_budget
+        new_count,
+        m.dim,
+        kind=options.kind,
+        exact_max=options.exact_max,
+        memory_budget=options.memory_budget,
+        shards=options.shards,
     )
     if new_count < 1000:
         wanted = FaissSpec("flat")

@@ -16,7 +16,8 @@ Choice by size and memory budget (overridable with ``kind``):
 - ``hnsw``: HNSW graph (``IndexHNSWFlat``, M=32) on request; cannot delete, so incremental updates
   of an HNSW index rebuild it from the stored vectors.
 
-All indexes carry the stable 64-bit record ids (``records.id_to_int64``) as FAISS ids.
+All indexes carry the stable 64-bit record ids (``records.id_to_int64``) as FAISS ids. Any kind can be
+split into ``shards`` (``params["shards"]``), searched and merged exactly as one: see ``index.sharded``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from iconosearch.index import sharded
 
 KINDS = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq", "hnsw")
 DEFAULT_EXACT_MAX = 20_000
@@ -56,8 +59,21 @@ def choose_spec(
     kind: str | None = None,
     exact_max: int = DEFAULT_EXACT_MAX,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    shards: int = 1,
 ) -> FaissSpec:
-    """The index for ``n`` vectors of ``dim`` floats under ``memory_budget`` bytes (see module doc)."""
+    """The index for ``n`` vectors of ``dim`` floats under ``memory_budget`` bytes (see module doc),
+    split into ``shards`` sub-indexes when > 1."""
+    spec = _choose_kind(n, dim, kind=kind, exact_max=exact_max, memory_budget=memory_budget)
+    if shards < 1:
+        raise ValueError(f"shards must be ≥ 1, got {shards}")
+    return FaissSpec(spec.kind, {**spec.params, "shards": shards}) if shards > 1 else spec
+
+
+def shard_count(spec: FaissSpec) -> int:
+    return int(spec.params.get("shards", 1))
+
+
+def _choose_kind(n: int, dim: int, *, kind: str | None, exact_max: int, memory_budget: int) -> FaissSpec:
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown FAISS index kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind is None:
@@ -112,19 +128,24 @@ def build(vectors: np.ndarray, ids: np.ndarray, spec: FaissSpec, *, seed: int = 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     dim = vectors.shape[1]
+    nlist = int(spec.params.get("nlist", 1))
+    n_train = min(len(vectors), max(40 * nlist, 10_000))
+    rng = np.random.default_rng(seed)
+    index = new_trained(spec, dim, vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))])
+    add(index, vectors, ids)
+    set_search_params(index, spec)
+    return index
+
+
+def new_trained(spec: FaissSpec, dim: int, sample: np.ndarray) -> Any:
+    """An empty index of ``spec`` (split into its shards), its quantiser trained on ``sample``."""
     index = _new_index(spec, dim)
     if not index.is_trained:
         # 10 k-means iterations instead of FAISS's 25: the centroids barely move after that, nprobe
         # tuning meets the recall target anyway, and training is the slowest step of a 1M build.
         _faiss().extract_index_ivf(index).cp.niter = 10
-        nlist = int(spec.params["nlist"])
-        n_train = min(len(vectors), max(40 * nlist, 10_000))
-        rng = np.random.default_rng(seed)
-        sample = vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
-        index.train(sample)
-    add(index, vectors, ids)
-    set_search_params(index, spec)
-    return index
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return sharded.split(index, shard_count(spec)) if shard_count(spec) > 1 else index
 
 
 def add(index: Any, vectors: np.ndarray, ids: np.ndarray, *, batch: int = 65536) -> None:
@@ -140,12 +161,17 @@ def remove(index: Any, ids: np.ndarray) -> int:
     faiss = _faiss()
     if len(ids) == 0:
         return 0
+    if sharded.is_sharded(index):
+        return sharded.remove(index, ids)
     return int(index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))))
 
 
 def set_search_params(index: Any, spec: FaissSpec) -> None:
     faiss = _faiss()
-    if spec.kind.startswith("ivf"):
+    if sharded.is_sharded(index):
+        for part in sharded.parts(index):
+            set_search_params(part, spec)
+    elif spec.kind.startswith("ivf"):
         faiss.extract_index_ivf(index).nprobe = int(spec.params["nprobe"])
     elif spec.kind == "hnsw":
         faiss.downcast_index(index.index).hnsw.efSearch = int(spec.params["efSearch"])
@@ -262,11 +288,15 @@ def tune(
 
 
 def write(index: Any, path: Path) -> None:
-    _faiss().write_index(index, str(path))
+    if sharded.is_sharded(index):
+        sharded.write(index, path)
+    else:
+        _faiss().write_index(index, str(path))
 
 
 def read(path: Path, spec: FaissSpec) -> Any:
-    index = _faiss().read_index(str(path))
+    n = shard_count(spec)
+    index = sharded.read(path, n) if n > 1 else _faiss().read_index(str(path))
     set_search_params(index, spec)
     return index
 
@@ -274,6 +304,9 @@ def read(path: Path, spec: FaissSpec) -> Any:
 def ids_of(index: Any) -> np.ndarray:
     """All FAISS ids stored in ``index`` (for the consistency check)."""
     faiss = _faiss()
+    if sharded.is_sharded(index):
+        found = [ids_of(part) for part in sharded.parts(index)]
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
     if isinstance(index, faiss.IndexIDMap) or hasattr(index, "id_map"):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
     ivf = faiss.extract_index_ivf(index)
