@@ -1,4 +1,4 @@
-"""Static checks of the deployment files (no Docker engine runs here, so they are validated, not run)."""
+"""Static checks of the deployment files; ``make deploy-test`` runs them for real with podman-compose."""
 
 from __future__ import annotations
 
@@ -31,11 +31,13 @@ def test_services_and_volumes(compose: dict) -> None:
         assert env["ICONOSEARCH_CONFIG"].startswith("/config/")
 
 
-def test_api_port_and_healthcheck(compose: dict, tmp_path: Path) -> None:
-    api = compose["services"]["api"]
-    assert any(str(p).endswith(":8000") for p in api["ports"])
-    test = " ".join(api["healthcheck"]["test"])
-    path = re.search(r"127\.0\.0\.1:8000(/\w+)", test)
+def test_proxy_port_and_api_healthcheck(compose: dict, tmp_path: Path) -> None:
+    services = compose["services"]
+    assert any(str(p).endswith(":8000") for p in services["proxy"]["ports"])
+    assert "ports" not in services["api"], "replicas are reached through the proxy, not on host ports"
+    assert int(str(services["api"]["deploy"]["replicas"]).split(":-")[-1].rstrip("}")) >= 2
+    test = " ".join(services["api"]["healthcheck"]["test"])
+    path = re.search(r"127\.0\.0\.1:\{port\}(/\w+)", test)
     assert path is not None
     # The probed path must be a route the app really serves.
     from fastapi.testclient import TestClient
@@ -47,22 +49,31 @@ def test_api_port_and_healthcheck(compose: dict, tmp_path: Path) -> None:
     with TestClient(app) as client:
         # Liveness must not depend on an index existing yet (the indexer may not have run).
         assert client.get(path.group(1)).status_code == 200
-    assert compose["services"]["indexer"]["depends_on"]["api"]["condition"] == "service_healthy"
+    assert services["indexer"]["depends_on"]["api"]["condition"] == "service_healthy"
+    # The proxy health-checks the replicas on the same path and retries failed requests elsewhere.
+    for backend in ("deploy/haproxy-backend.cfg", "deploy/test/haproxy-backend.cfg"):
+        assert f"option httpchk GET {path.group(1)}" in (ROOT / backend).read_text()
+    frontend = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    assert "retry-on all-retryable-errors" in frontend and "option redispatch" in frontend
 
 
 def test_referenced_files_exist(compose: dict) -> None:
-    for name, service in compose["services"].items():
-        build = service["build"]
-        dockerfile = ROOT / build["context"] / build["dockerfile"]
-        assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
-        for line in dockerfile.read_text().splitlines():
-            if line.startswith("COPY") and "--from=" not in line:
-                for src in line.split()[1:-1]:
-                    assert (ROOT / src).exists(), f"{dockerfile.name}: COPY source {src} missing"
-        for mount in service["volumes"]:
+    override = yaml.safe_load((ROOT / "deploy" / "test" / "compose.hostnet.yml").read_text())
+    for name, service in [*compose["services"].items(), *override["services"].items()]:
+        build = service.get("build")
+        if build is not None:
+            dockerfile = ROOT / build["context"] / build["dockerfile"]
+            assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+            for line in dockerfile.read_text().splitlines():
+                if line.startswith("COPY") and "--from=" not in line:
+                    for src in line.split()[1:-1]:
+                        assert (ROOT / src).exists(), f"{dockerfile.name}: COPY source {src} missing"
+        for mount in service.get("volumes", []):
             host = mount.split(":")[0]
             if host.startswith("./"):
                 assert (ROOT / host).exists(), f"{name}: bind-mounted {host} missing"
+        extends = service.get("extends", {}).get("service")
+        assert extends is None or extends in compose["services"]
 
 
 def test_deploy_config_is_valid() -> None:

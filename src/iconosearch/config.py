@@ -105,6 +105,18 @@ class HarvestConfig(_Strict):
     retries: int = Field(default=4, ge=0, le=20)
 
 
+class RayConfig(_Strict):
+    """The embedding stage on a Ray cluster (``pip install 'iconosearch[ray]'``); see ``models.ray_embed``."""
+
+    address: str | None = None
+    """``None``: embed in this process. ``"auto"`` (the cluster this machine belongs to),
+    ``"ray://host:10001"``, or ``"local"`` (start a one-machine cluster)."""
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    actors: int | None = Field(default=None, ge=1)
+    """Model actors (default: one per GPU, else one per ``cpus_per_actor`` CPUs)."""
+    cpus_per_actor: int = Field(default=2, ge=1)
+
+
 class Settings(BaseSettings):
     """The effective configuration of every iconosearch command."""
 
@@ -121,6 +133,7 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     harvest: HarvestConfig = Field(default_factory=HarvestConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @classmethod
     def settings_customise_sources(

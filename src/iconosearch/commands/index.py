@@ -69,6 +69,14 @@ def register(app: typer.Typer) -> None:
                 min=1,
             ),
         ] = 1,
+        ray: Annotated[
+            str | None,
+            typer.Option(
+                "--ray",
+                metavar="ADDRESS",
+                help="Embed on a Ray cluster: auto, ray://host:10001, or local (default: [ray] address).",
+            ),
+        ] = None,
     ) -> None:
         """Embed harvested images and build a new index version, switched in atomically."""
         from iconosearch.datadir import DataDir
@@ -78,6 +86,8 @@ def register(app: typer.Typer) -> None:
 
         st = state(ctx)
         settings = st.settings()
+        if ray is not None:
+            settings = settings.model_copy(update={"ray": settings.ray.model_copy(update={"address": ray})})
         if kind is not None and kind not in faiss_index.KINDS:
             fail(f"unknown --kind {kind!r}; choose one of {', '.join(faiss_index.KINDS)}", code=2)
         try:
@@ -130,9 +140,10 @@ def register(app: typer.Typer) -> None:
         except IndexStoreError as exc:
             fail(str(exc))
         except Exception as exc:
+            from iconosearch.models.ray_embed import RayUnavailableError
             from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
 
-            if isinstance(exc, ModelSpecError | ModelUnavailableError):
+            if isinstance(exc, ModelSpecError | ModelUnavailableError | RayUnavailableError):
                 fail(str(exc))
             raise
         removed = store.gc(grace_s=grace)

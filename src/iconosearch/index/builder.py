@@ -530,7 +530,12 @@ def _embed(
 
     if not items:
         return [], {}
-    result = embed_images(
+    embed: Callable[..., Any] = embed_images
+    if settings.ray.address is not None:  # the same stage as a Ray Data pipeline on a cluster
+        from iconosearch.models.ray_embed import on_ray
+
+        embed = on_ray(settings.ray)
+    result = embed(
         embedder,
         [(h, p) for _, h, p in items],
         cache_dir=cache_dir,

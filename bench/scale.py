@@ -1,0 +1,271 @@
+"""Scale: a streamed IVF-PQ index of millions of synthetic vectors, and Ray vs single-process embedding; JSON.
+
+``index`` part: ``--n`` (default 10M, ``--quick`` 200k) unit vectors of ``--dim`` (256) dims, generated
+in chunks (never more than one chunk of floats in memory) and added to the index that
+``ivf_build.plan`` chooses under ``--memory-gb`` (2), after training it on a sample. Reported:
+build time (train / add), bytes per vector on disk and in RAM (RSS of a fresh process that loads the
+index, minus that of one that does not), p50/p99 latency of single queries on one thread, and recall@10
+against exact search (computed chunk by chunk during the same pass) — for several nprobe, on held-out
+queries from the same distribution. nprobe is chosen on separate tuning queries, as the builder does.
+
+Vectors: ``CLUSTERS`` Gaussian clusters in a ``RANK``-dimensional subspace with a decaying spectrum,
+plus isotropic noise in all dims — clustered and of low intrinsic dimension like image embeddings.
+
+``embed`` part: the demo collection's images (``--images`` of them) embedded by the single-process
+pipeline and by the Ray Data pipeline (``models.ray_embed``) on a local Ray cluster, both without
+cache, in images/s, and the largest difference between their vectors.
+
+Run: ``nice -n 15 python bench/scale.py [--quick] [--part index|embed|all]``. The full index part takes
+~20–40 min on 2 cores and stays under ~3 GB of memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from iconosearch.index import faiss_index, ivf_build  # noqa: E402
+from iconosearch.index.faiss_index import FaissSpec  # noqa: E402
+
+RANK = 64
+CLUSTERS = 2048
+CHUNK = 250_000
+N_TUNE = 200
+N_EVAL = 300
+
+
+class Synthetic:
+    """Deterministic clustered unit vectors, chunk by chunk (chunk ``i`` is the same on every call)."""
+
+    def __init__(self, dim: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.dim = dim
+        self.seed = seed
+        self.basis = rng.standard_normal((RANK, dim)).astype(np.float32) / np.sqrt(RANK)
+        spectrum = (1.0 / np.sqrt(1.0 + np.arange(RANK))).astype(np.float32)
+        self.spectrum = spectrum
+        self.centres = rng.standard_normal((CLUSTERS, RANK)).astype(np.float32) * spectrum
+
+    def make(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        labels = rng.integers(0, CLUSTERS, n)
+        z = self.centres[labels] + 0.6 * rng.standard_normal((n, RANK), dtype=np.float32) * self.spectrum
+        x = z @ self.basis + 0.08 * rng.standard_normal((n, self.dim), dtype=np.float32)
+        out: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out.astype(np.float32)
+
+    def chunk(self, i: int, n: int) -> np.ndarray:
+        return self.make(n, np.random.default_rng((self.seed, 1, i)))
+
+    def queries(self, n: int) -> np.ndarray:
+        return self.make(n, np.random.default_rng((self.seed, 2)))
+
+    def chunks(self, total: int) -> Iterator[tuple[int, np.ndarray]]:
+        for i, start in enumerate(range(0, total, CHUNK)):
+            yield start, self.chunk(i, min(CHUNK, total - start))
+
+
+def _merge_topk(
+    best: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.concatenate([best[0], new[0]], axis=1)
+    ids = np.concatenate([best[1], new[1]], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def _rss_of_loading(path: Path, spec: FaissSpec) -> int:
+    """Bytes a fresh process grows by when it loads the index (peak RSS with − without loading).
+
+    VmHWM, not ``ru_maxrss``: Linux carries ``ru_maxrss`` over from the parent across fork + exec."""
+    code = (
+        "import json, resource, sys; sys.path.insert(0, {src!r}); from pathlib import Path;"
+        "from iconosearch.index import faiss_index; from iconosearch.index.faiss_index import FaissSpec;"
+        "load = {load};"
+        "ix = faiss_index.read(Path({path!r}), FaissSpec({kind!r}, {params!r})) if load else None;"
+        "print([int(x.split()[1]) * 1024 for x in open('/proc/self/status') if x.startswith('VmHWM')][0])"
+    )
+    sizes = []
+    for load in (False, True):
+        filled = code.format(
+            src=str(ROOT / "src"), load=load, path=str(path), kind=spec.kind, params=spec.params
+        )
+        sizes.append(
+            int(
+                subprocess.run(
+                    [sys.executable, "-c", filled], check=True, capture_output=True, text=True
+                ).stdout.strip()
+            )
+        )
+    return sizes[1] - sizes[0]
+
+
+def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, Any]:
+    import faiss
+
+    data = Synthetic(dim)
+    spec = ivf_build.plan(n, dim, memory_budget=int(memory_gb * 1024**3))
+    queries = data.queries(N_TUNE + N_EVAL)
+    rng = np.random.default_rng(7)
+    # The training sample: rows drawn from every chunk, so it is uniform over the collection.
+    want = ivf_build.train_size(spec)
+    per_chunk = max(1, -(-want // -(-n // CHUNK)))
+    started = time.perf_counter()
+    sample = np.concatenate(
+        [c[rng.choice(len(c), min(per_chunk, len(c)), replace=False)] for _, c in data.chunks(n)]
+    )[:want]
+    t_sample = time.perf_counter() - started
+    exact = (np.full((len(queries), 10), -np.inf, np.float32), np.full((len(queries), 10), -1, np.int64))
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        nonlocal exact
+        for start, chunk in data.chunks(n):
+            ids = np.arange(start, start + len(chunk), dtype=np.int64)
+            s, rows = faiss_index.exact_knn(chunk, queries, 10)
+            exact = _merge_topk(exact, (s, ids[rows]), 10)
+            yield chunk, ids
+
+    started = time.perf_counter()
+    t_train_start = started
+    index = ivf_build.build_streaming(spec, sample, iter(()))
+    t_train = time.perf_counter() - t_train_start
+    del sample
+    t_add_start = time.perf_counter()
+    for vectors, ids in batches():
+        faiss_index.add(index, vectors, ids)
+    t_add = time.perf_counter() - t_add_start
+    path = workdir / "scale.faiss"
+    faiss_index.write(index, path)
+    disk = path.stat().st_size
+    build_peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    faiss.omp_set_num_threads(1)
+    tune_q, eval_q = queries[:N_TUNE], queries[N_TUNE:]
+    tune_exact, eval_exact = exact[1][:N_TUNE], exact[1][N_TUNE:]
+    sweep = []
+    chosen = None
+    for nprobe in (8, 16, 24, 32, 48, 64, 96, 128, 192, 256):
+        if nprobe > int(spec.params["nlist"]):
+            break
+        trial = FaissSpec(spec.kind, {**spec.params, "nprobe": nprobe})
+        params = faiss_index.search_params(trial)
+        _, approx = faiss_index.search(index, tune_q, 10, params=params)
+        tune_recall = faiss_index.recall_at_k(approx, tune_exact, 10)
+        times, found = [], []
+        for q in eval_q:
+            t0 = time.perf_counter()
+            _, i = faiss_index.search(index, q, 10, params=params)
+            times.append((time.perf_counter() - t0) * 1000)
+            found.append(i[0])
+        row = {
+            "nprobe": nprobe,
+            "recall_at_10_tune": round(tune_recall, 4),
+            "recall_at_10": round(faiss_index.recall_at_k(np.array(found), eval_exact, 10), 4),
+            "p50_ms": round(float(np.percentile(times, 50)), 3),
+            "p99_ms": round(float(np.percentile(times, 99)), 3),
+        }
+        sweep.append(row)
+        if chosen is None and tune_recall >= 0.9 + faiss_index.RECALL_MARGIN:
+            chosen = row
+        if tune_recall >= 0.97:
+            break
+    ram = _rss_of_loading(path, spec)
+    return {
+        "n": n,
+        "dim": dim,
+        "kind": spec.kind,
+        "params": spec.params,
+        "memory_budget_gb": memory_gb,
+        "train_vectors": want,
+        "sample_s": round(t_sample, 1),
+        "train_s": round(t_train, 1),
+        "add_s": round(t_add, 1),
+        "build_s": round(t_sample + t_train + t_add, 1),
+        "disk_bytes_per_vector": round(disk / n, 1),
+        "ram_bytes_per_vector": round(ram / n, 1),
+        "ram_index_gb": round(ram / 1024**3, 3),
+        "build_peak_rss_gb": round(build_peak_rss / 1024**3, 2),
+        "queries": {"tune": N_TUNE, "eval": N_EVAL, "threads": 1},
+        "chosen": chosen,
+        "sweep": sweep,
+    }
+
+
+def embed_bench(n_images: int) -> dict[str, Any]:
+    from iconosearch.models.embedder import load_embedder
+    from iconosearch.models.pipeline import embed_images
+    from iconosearch.models.ray_embed import RayEmbedOptions, ray_embed_images
+
+    images = sorted((ROOT / "demo" / "collection").rglob("*.jpg"))[:n_images]
+    import hashlib
+
+    items = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in images]
+    embedder = load_embedder("iconosearch-lite")
+    embed_images(embedder, items[:16], cache_dir=None)  # warm-up: first-call costs are not throughput
+    t0 = time.perf_counter()
+    single = embed_images(embedder, items, cache_dir=None)
+    t_single = time.perf_counter() - t0
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    t_init = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        distributed = ray_embed_images("iconosearch-lite", items, cache_dir=None, options=RayEmbedOptions())
+        t_ray = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    row = {h: i for i, h in enumerate(distributed.hashes)}
+    diff = max(
+        float(np.abs(single.vectors[i] - distributed.vectors[row[h]]).max())
+        for i, h in enumerate(single.hashes)
+    )
+    return {
+        "images": len(items),
+        "single_images_per_s": round(len(items) / t_single, 1),
+        "ray_images_per_s": round(len(items) / t_ray, 1),
+        "ray_init_s": round(t_init, 1),
+        "ray_over_single": round(t_single / t_ray, 3),
+        "max_abs_vector_diff": diff,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="200k vectors and 64 images: well under a minute")
+    ap.add_argument("--part", choices=("index", "embed", "all"), default="all")
+    ap.add_argument("--n", type=int, default=None, help="vectors (default 10M, --quick 200k)")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--memory-gb", type=float, default=2.0)
+    ap.add_argument("--images", type=int, default=None, help="demo images to embed (default 356, --quick 64)")
+    args = ap.parse_args()
+    out: dict[str, Any] = {
+        "bench": "scale",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    if args.part in ("index", "all"):
+        n = args.n or (200_000 if args.quick else 10_000_000)
+        with tempfile.TemporaryDirectory(prefix="iconosearch-scale-") as tmp:
+            out["index"] = index_bench(n, args.dim, args.memory_gb, Path(tmp))
+    if args.part in ("embed", "all"):
+        out["embed"] = embed_bench(args.images or (64 if args.quick else 356))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
