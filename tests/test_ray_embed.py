@@ -68,16 +68,29 @@ def test_ray_vectors_equal_single_process_and_share_its_cache(cluster: object, t
     np.testing.assert_array_equal(again.vectors, distributed.vectors)
 
 
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _model_actor_pids() -> list[int]:
+    """Model actor processes of *this* test's cluster (descendants of this process: ray.init started it)."""
+    me = os.getpid()
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if "_EmbedActor" not in cmdline or "MapWorker" not in cmdline:
                 continue
-            if "_EmbedActor" in cmdline and "MapWorker" in cmdline:
-                pids.append(int(entry.name))
+            pid = int(entry.name)
+            while pid > 1 and pid != me:
+                pid = _parent(pid)
+        except (OSError, ValueError):
+            continue
+        if pid == me:
+            pids.append(int(entry.name))
     return pids
 
 

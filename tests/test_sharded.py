@@ -123,3 +123,27 @@ def test_streaming_plan_fits_the_budget_and_build_adds_every_batch() -> None:
     )
     assert seen[-1] == 8000 and index.ntotal == 8000
     assert sorted(faiss_index.ids_of(index).tolist()) == list(range(8000))
+
+
+def test_cli_compacts_into_shards_and_refuses_bad_counts(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from iconosearch.cli import app
+
+    items = make_items(60, seed=6)
+    build(tmp_path, items)
+    config = tmp_path / "iconosearch.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\nmodel = "test-hash"\n')
+    runner = CliRunner()
+    result = runner.invoke(app, ["--config", str(config), "--json", "index", "--compact", "--shards", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["faiss_params"]["shards"] == 2
+    result = runner.invoke(app, ["--config", str(config), "--json", "index", "--check"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["ok"] is True, result.output
+    rid = items[4].record.id
+    result = runner.invoke(app, ["--config", str(config), "--json", "search", "--item", rid, "-k", "3"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["hits"][0]["record"]["id"] == rid
+    result = runner.invoke(app, ["--config", str(config), "index", "--shards", "0"])
+    assert result.exit_code == 2 and "--shards" in result.output
