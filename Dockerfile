@@ -25,11 +25,17 @@ RUN useradd --uid 10001 --create-home iconosearch \
     && mkdir -p /data /models \
     && chown iconosearch:iconosearch /data /models
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone: this (multi-GB) layer stays cached when only the
+# sources or the README change.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && if [ -n "$TORCH_INDEX_URL" ]; then pip install torch torchvision --index-url "$TORCH_INDEX_URL"; fi \
+    && pip install -r /tmp/requirements.txt \
+    && rm -rf /tmp/requirements.txt /root/.cache
+COPY README.md ./
 COPY src ./src
-RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch torchvision --index-url "$TORCH_INDEX_URL"; fi \
-    && pip install . \
-    && rm -rf /app/src /root/.cache
+RUN pip install --no-deps . && rm -rf /app/src /root/.cache
 COPY --from=web /web /app/web
 COPY indexer/run.sh /usr/local/bin/iconosearch-indexer
 USER iconosearch
