@@ -7,6 +7,7 @@ import pytest
 from iconosearch.api.content_state import decode_content_state
 from iconosearch.api.presenting import Presenter, aspect_ratio, date_out, thumbnail
 from iconosearch.config import ViewerConfig
+from iconosearch.iiif.image_api import image_url
 from iconosearch.records import DateRange, ImageRecord, ImageService
 
 
@@ -54,11 +55,22 @@ def test_level0_uses_only_listed_sizes() -> None:
     assert (t.width, t.height) == (384, 256)
 
 
+def test_overlay_on_part_of_a_canvas_is_shown_whole() -> None:
+    # An image painted onto a canvas region (#xywh in canvas coordinates): the thumbnail is the whole
+    # image at its own size, not a crop of it by canvas coordinates.
+    mini = "https://img.example.org/iiif/3/mini"
+    svc = ImageService(id=mini, api_version=3, level=1, width=2138, height=2414)
+    rec = _record(service=svc, region="3949,994,1091,1232", width=2138, height=2414)
+    t = thumbnail(rec)
+    assert "3949" not in (t.url or "") and t.url == image_url(svc, 400)
+    assert aspect_ratio(rec) == round(2138 / 2414, 5)
+
+
 def test_region_thumbnail_crops_on_level1_servers() -> None:
     svc = ImageService(
         id="https://img.example.org/iiif/3/abc", api_version=3, level=1, width=4000, height=3000
     )
-    rec = _record(service=svc, region="100,200,800,400")
+    rec = _record(service=svc, image_region="100,200,800,400")
     t = thumbnail(rec)
     assert t.url == "https://img.example.org/iiif/3/abc/100,200,800,400/400,/0/default.jpg"
     assert (t.width, t.height) == (400, 200)

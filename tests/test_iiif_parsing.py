@@ -160,7 +160,8 @@ def test_composite_canvas_gives_one_record_per_image(iiif_fixtures: Path) -> Non
     whole, detail = parsed.records
     assert whole.canvas_id == detail.canvas_id and whole.id != detail.id
     assert whole.region is None
-    assert detail.region == "3949,994,1091,1232"
+    # The overlay: painted onto that part of the canvas (canvas coordinates), shown whole at its own size.
+    assert detail.region == "3949,994,1091,1232" and detail.image_region is None
     assert (detail.width, detail.height) == (2138, 2414)
 
 

@@ -97,7 +97,11 @@ class ImageRecord:
     """Id of the painting annotation's body (the image resource)."""
     canvas_index: int = 0
     region: str | None = None
-    """``x,y,w,h`` on the canvas when the image is a fragment of it."""
+    """``x,y,w,h`` on the *canvas* where the image is painted, when that is only part of the canvas (an
+    overlay): what viewers are pointed at. It says nothing about the image's own pixels."""
+    image_region: str | None = None
+    """``x,y,w,h`` in the *image's* own pixels when only that part of it is painted (a selector on the
+    image resource); None: the whole image. Thumbnails crop by this, never by ``region``."""
     service: ImageService | None = None
     static_url: str | None = None
     """Direct image URL, used when there is no image service."""

@@ -155,8 +155,11 @@ def parse_region(region: str | None) -> tuple[int, int, int, int] | None:
 
 
 def image_size(record: ImageRecord) -> tuple[int, int] | None:
-    """Pixel size of what the record shows: the region when there is one, else the image."""
-    region = parse_region(record.region)
+    """Pixel size of what the record shows: the image region when there is one, else the image.
+
+    Never the canvas region: an overlay painted onto part of a canvas is a whole image of its own size.
+    """
+    region = parse_region(record.image_region)
     if region is not None:
         return region[2], region[3]
     width = record.width or (record.service.width if record.service else None)
@@ -179,13 +182,14 @@ def thumbnail(record: ImageRecord, target: int = THUMB_PX) -> s.Thumbnail:
     """
     size = image_size(record)
     svc = record.service
-    region = parse_region(record.region)
+    region = parse_region(record.image_region)
     usable = svc is not None and not (svc.level == 0 and not svc.sizes and record.thumbnail)
     if svc is not None and usable:
         quality = "native" if svc.api_version == 1 else "default"
         if region is not None and svc.level != 0:
             w, h = _fit((region[2], region[3]), target)
-            return s.Thumbnail(url=f"{svc.id}/{record.region}/{w},/0/{quality}.jpg", width=w, height=h)
+            crop = ",".join(str(v) for v in region)
+            return s.Thumbnail(url=f"{svc.id}/{crop}/{w},/0/{quality}.jpg", width=w, height=h)
         # Level 0 cannot crop: a region's thumbnail is the whole image.
         choice = choose_size(svc, target)
         full = (svc.width, svc.height) if svc.width and svc.height else None

@@ -329,7 +329,9 @@ class _Run:
             if self.max_depth is None or depth < self.max_depth:
                 for sub in page.collections:
                     if sub.id not in visited:
-                        queue.append((sub.id, depth + 1, trail, None))
+                        # Embedded members are used as they are: no request for a sub-collection whose
+                        # manifests are already listed here (thousands, in some real collections).
+                        queue.append((sub.id, depth + 1, trail, sub.doc))
             new_members = len(found) > before or any(c.id not in visited for c in page.collections)
             barren = 0 if new_members else barren + 1
             for nxt in (page.first, page.next):

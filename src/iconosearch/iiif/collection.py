@@ -23,8 +23,12 @@ class Ref:
     """A manifest or collection listed in a collection."""
 
     id: str
+    """The reference's id; for an embedded sub-collection whose id is missing or reused (a real published
+    pattern: sub-collections carrying their parent's id), a key of its own below the parent's id."""
     kind: RefKind
     label: LangMap
+    doc: dict[str, Any] | None = None
+    """An embedded sub-collection that lists its members inline: walked as it is, not fetched again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +85,18 @@ def parse_collection(doc: Any, *, fallback_id: str | None = None) -> CollectionP
     )
     for key, default in sources:
         value = doc.get(key)
-        for raw in value if isinstance(value, list) else []:
+        for index, raw in enumerate(value if isinstance(value, list) else []):
             item = {"@id": raw} if isinstance(raw, str) else raw
             if not isinstance(item, dict):
                 continue
             ident = doc_id(item)
             kind = _ref_kind(item, default)
+            if kind == "collection" and _lists_members(item):
+                fresh = ident is not None and ident != ref_id and (kind, ident) not in refs
+                key_id = ident if fresh and ident is not None else f"{ref_id}#{key}[{index}]"
+                inline = _embedded(doc, item, info.version or 2)
+                refs.setdefault((kind, key_id), Ref(key_id, kind, lang_map(item.get("label")), inline))
+                continue
             if ident is None or kind is None:
                 continue
             refs.setdefault((kind, ident), Ref(ident, kind, lang_map(item.get("label"))))
@@ -100,3 +110,18 @@ def parse_collection(doc: Any, *, fallback_id: str | None = None) -> CollectionP
         next=link_id(doc.get("next")),
         total=total if isinstance(total, int) and not isinstance(total, bool) else None,
     )
+
+
+_MEMBER_KEYS = ("manifests", "collections", "members", "items")
+
+
+def _lists_members(item: dict[str, Any]) -> bool:
+    return any(isinstance(item.get(k), list) and item.get(k) for k in _MEMBER_KEYS)
+
+
+def _embedded(parent: dict[str, Any], item: dict[str, Any], version: int) -> dict[str, Any]:
+    """An embedded sub-collection as a document of its own: with the parent's context and a type."""
+    out = {"@context": parent.get("@context"), **item}
+    if not doc_type(item):
+        out["@type" if version == 2 else "type"] = "sc:Collection" if version == 2 else "Collection"
+    return out

@@ -88,6 +88,7 @@ class _Image:
     width: int | None
     height: int | None
     region: str | None
+    image_region: str | None = None
 
 
 def _list(value: Any) -> list[Any]:
@@ -208,6 +209,19 @@ def _region(target: Any) -> str | None:
     return ",".join(str(round(float(g))) for g in m.groups())
 
 
+def _selector_region(selector: Any) -> str | None:
+    """The image region a SpecificResource's selector picks: ImageApiSelector ``region`` or ``xywh=``."""
+    for sel in _list(selector):
+        if not isinstance(sel, dict):
+            continue
+        value = sel.get("region") if isinstance(sel.get("region"), str) else sel.get("value")
+        if isinstance(value, str):
+            m = _XYWH.search(value if value.startswith("#") else f"#xywh={value.removeprefix('xywh=')}")
+            if m:
+                return ",".join(str(round(float(g))) for g in m.groups())
+    return None
+
+
 def _canvas_of(target: Any) -> str | None:
     uri = _str_id(target)
     if isinstance(target, dict) and target.get("source") is not None:
@@ -271,7 +285,9 @@ def _resolve_body(body: Any, version: int, region: str | None, depth: int = 0) -
             else:
                 yield "choice without an image"
         elif kind == "specific":
-            yield from _resolve_body(item.get("source"), version, region, depth + 1)
+            crop = _selector_region(item.get("selector"))
+            for part in _resolve_body(item.get("source"), version, region, depth + 1):
+                yield replace(part, image_region=crop) if isinstance(part, _Image) and crop else part
         elif kind == "image":
             img = _image_from_body(item, version, region)
             yield img if img is not None else "image without id or service"
@@ -488,6 +504,7 @@ def _parse_canvas(
             image_id=img.id,
             canvas_index=index,
             region=img.region,
+            image_region=img.image_region,
             service=img.service,
             static_url=img.static_url,
             thumbnail=thumbnail,
