@@ -256,15 +256,16 @@ def test_v2_institution_from_short_attributions(iiif_fixtures: Path) -> None:
     assert loc.providers[0].label == {"none": ["Library of Congress"]}
     artic = manifest(iiif_fixtures, "manifest-v2/artic-grande-jatte.json").records[0]
     assert artic.providers[0].label == {"none": ["Art Institute of Chicago"]}
-    # A licence text is an attribution, not an institution name.
+    # A licence text is an attribution, not an institution name: the logo-only provider is named by
+    # its logo's host instead of being left without a label.
     cudl = manifest(iiif_fixtures, "manifest-v2/cambridge-cudl-lyttelton-commonplace.json").records[0]
     assert (
-        cudl.providers[0].label == {}
+        cudl.providers[0].label == {"none": ["cudl.lib.cam.ac.uk"]}
         and cudl.providers[0].logo == "https://cudl.lib.cam.ac.uk/img/cu_logo.png"
     )
     assert cudl.required_statement is not None
     bnf = manifest(iiif_fixtures, "manifest-v2/biblissima-bnf-francais-5.json").records[0]
-    assert bnf.providers[0].label == {}
+    assert bnf.providers[0].label == {"none": ["static.biblissima.fr"]}
     assert bnf.rights == "https://creativecommons.org/publicdomain/zero/1.0/"
 
 

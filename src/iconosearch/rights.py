@@ -7,7 +7,9 @@ including "copyright not evaluated" statements, is unknown.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from iconosearch.records import RightsClass
 
@@ -44,3 +46,22 @@ def rights_class(uri: str | None) -> RightsClass:
     if _EUROPEANA_RR.search(text):
         return "restricted"
     return "unknown"
+
+
+_LICENCE_URL = re.compile(
+    r"https?://(?:www\.)?(?:creativecommons\.org/(?:licenses|publicdomain)/[a-z0-9\-+]+(?:/[0-9.]+)?"
+    r"(?:/[a-z]{2}(?:-[a-z]{2})?)?/?|rightsstatements\.org/(?:vocab|page)/[a-z\-]+/[0-9.]+/?)",
+    re.IGNORECASE,
+)
+
+
+def licence_in(value: Any) -> str | None:
+    """The first Creative Commons or rightsstatements.org URL mentioned anywhere in a IIIF value.
+
+    Some publishers state the licence only inside ``requiredStatement`` or v2 ``attribution`` HTML
+    (``<a href="https://creativecommons.org/licenses/by/4.0/">CC BY</a>``) and leave ``rights`` empty.
+    """
+    if value is None:
+        return None
+    m = _LICENCE_URL.search(json.dumps(value, ensure_ascii=False).replace("\\/", "/"))
+    return m.group(0) if m else None

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from iconosearch.captions import DEFAULT_FIELDS, build_caption, field_values
 from iconosearch.iiif.dates import date_from_metadata, parse_nav_date
@@ -29,6 +30,7 @@ from iconosearch.records import (
     Provider,
     record_id,
 )
+from iconosearch.rights import licence_in
 
 _XYWH = re.compile(r"#xywh=(?:pixel:)?(\d+(?:\.\d+)?),(\d+(?:\.\d+)?),(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)$")
 _IMAGE_FORMAT = re.compile(r"^image/", re.IGNORECASE)
@@ -185,13 +187,24 @@ def _providers_v3(value: Any) -> tuple[Provider, ...]:
         logo = _thumbnail(item.get("logo"))
         out.append(
             Provider(
-                label=lang_map(item.get("label")),
+                label=lang_map(item.get("label"))
+                or _label_from(homepage.id if homepage else None, doc_id(item), logo),
                 id=doc_id(item),
                 homepage=homepage.id if homepage else None,
                 logo=logo,
             )
         )
     return tuple(out)
+
+
+def _label_from(*urls: str | None) -> LangMap:
+    """A provider known only by its logo (or id, or homepage) is named by the first one's host name,
+    so that it can still be shown and filtered on."""
+    for url in urls:
+        host = urlsplit(url).hostname if url else None
+        if host:
+            return {NO_LANG: [host.removeprefix("www.")]}
+    return {}
 
 
 def _region(target: Any) -> str | None:
@@ -329,7 +342,7 @@ def _shared_v3(doc: dict[str, Any], manifest_id: str, part_of: Sequence[str]) ->
         label=lang_map(doc.get("label")),
         summary=lang_map(doc.get("summary")),
         metadata=_metadata(doc.get("metadata")),
-        rights=_rights(doc.get("rights")),
+        rights=_rights(doc.get("rights")) or licence_in(req),
         required_statement=required,
         providers=_providers_v3(doc.get("provider")),
         nav_date=doc.get("navDate"),
@@ -359,14 +372,14 @@ def _shared_v2(doc: dict[str, Any], manifest_id: str, part_of: Sequence[str]) ->
     required = MetadataPair(label={NO_LANG: ["Attribution"]}, value=attribution) if attribution else None
     logo = _thumbnail(doc.get("logo"))
     institution = institution_from_attribution(attribution)
-    providers = (Provider(label=institution, logo=logo),) if logo or institution else ()
+    providers = (Provider(label=institution or _label_from(logo), logo=logo),) if logo or institution else ()
     within = doc.get("within")
     return _Shared(
         manifest_id=manifest_id,
         label=lang_map(doc.get("label")),
         summary=lang_map(doc.get("description")),
         metadata=_metadata(doc.get("metadata")),
-        rights=_rights(doc.get("license")),
+        rights=_rights(doc.get("license")) or licence_in(doc.get("attribution")),
         required_statement=required,
         providers=providers,
         nav_date=doc.get("navDate"),

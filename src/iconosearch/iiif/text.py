@@ -2,6 +2,9 @@
 
 Everything becomes a :data:`~iconosearch.records.LangMap` (``{lang: [values]}``) of plain text: HTML is
 sanitised with nh3 (an allow-list cleaner) down to its text, entities are decoded and whitespace collapsed.
+Language keys are normalised to BCP 47 with langcodes (``fre`` → ``fr``, ``English`` → ``en``); keys that
+name no language (``"true"``, ``"jp"``) keep their text under ``none``. Mojibake (UTF-8 read as Latin-1,
+``"MusÃ©e"``) is repaired with ftfy; the original stays beside the repair, so nothing of the source is lost.
 Pure functions; never raise on odd input (numbers, nested lists, Omeka value objects, ``@none``).
 """
 
@@ -9,8 +12,11 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 from typing import Any
 
+import ftfy
+import langcodes
 import nh3
 
 from iconosearch.records import NO_LANG, LangMap
@@ -44,15 +50,48 @@ def _scalar(value: Any) -> str | None:
 
 
 def _norm_lang(lang: Any) -> str:
-    if not isinstance(lang, str) or not lang.strip() or lang in ("@none", "none", "und"):
+    if not isinstance(lang, str):
         return NO_LANG
-    return lang.strip()
+    return normalise_lang(lang)
+
+
+@lru_cache(maxsize=4096)
+def normalise_lang(lang: str) -> str:
+    """A BCP 47 tag for a language key as found in the wild, or ``"none"`` when it names no language."""
+    key = lang.strip()
+    if not key or key.lower() in ("@none", "none", "und"):
+        return NO_LANG
+    try:
+        if langcodes.tag_is_valid(key):
+            return str(langcodes.standardize_tag(key))
+        # Not a tag: perhaps the language's name ("English", "Deutsch"), as some generators write.
+        return str(langcodes.find(key).to_tag()) if key.isalpha() and len(key) > 3 else NO_LANG
+    except (LookupError, ValueError):
+        return NO_LANG
+
+
+# ftfy's own heuristics decide what is mojibake; the rest of its normalisations are left out so that the
+# source's text is only changed where it was demonstrably garbled.
+_FTFY = ftfy.TextFixerConfig(
+    unescape_html=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    normalization=None,
+    explain=False,
+)
 
 
 def _add(out: LangMap, lang: str, raw: str) -> None:
     text = clean_text(raw)
-    if text and text not in out.setdefault(lang, []):
-        out[lang].append(text)
+    if not text:
+        return
+    values = out.setdefault(lang, [])
+    repaired = text if text.isascii() else ftfy.fix_text(text, _FTFY)  # mojibake is never pure ASCII
+    for value in (repaired, text) if repaired != text else (text,):
+        if value not in values:
+            values.append(value)
 
 
 def _collect(value: Any, out: LangMap, lang: str, depth: int) -> None:
