@@ -169,7 +169,12 @@ def test_cli_check_gc_and_search(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--config", str(config), "--json", "search", "--item", rid, "-k", "3"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["hits"][0]["record"]["id"] == rid and len(data["hits"]) == 3
+    # The same document GET /api/search returns: it validates against the API's own response model.
+    from iconosearch.api.schemas import SearchResponse
+
+    SearchResponse.model_validate(data)
+    assert data["results"][0]["id"] == rid and len(data["results"]) == 3
+    assert data["results"][0]["viewers"]["content_state"] and data["facets"]
     result = runner.invoke(app, ["--config", str(config), "search", "--item", rid, "-f", "rights=open"])
     assert result.exit_code == 0, result.output
     assert "score" in result.stdout

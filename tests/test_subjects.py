@@ -246,7 +246,7 @@ def test_cli_search_with_a_notation(demo: DemoIndex, tmp_path: Path) -> None:
         ["--config", str(config), "--json", "search", "iconclass:25G21(APPLE)", "--lang", "fr", "-k", "3"],
     )
     assert ok.exit_code == 0, ok.output
-    assert len(json.loads(ok.stdout)["hits"]) == 3
+    assert len(json.loads(ok.stdout)["results"]) == 3
     bad = runner.invoke(app, ["--config", str(config), "search", "iconclass:99ZZ(NOTHING)"])
     assert bad.exit_code == 2
     assert "not an ICONCLASS notation" in bad.output

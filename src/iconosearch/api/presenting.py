@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -9,6 +10,7 @@ from iconosearch.api import schemas as s
 from iconosearch.api.content_state import content_state, encode_content_state
 from iconosearch.config import ViewerConfig
 from iconosearch.iiif.image_api import choose_size, image_url
+from iconosearch.query import SearchPage
 from iconosearch.records import DateRange, ImageRecord, LangMap
 from iconosearch.relevance import Thresholds
 from iconosearch.rights import rights_class
@@ -45,6 +47,37 @@ class Presenter:
     base_url: str
     """Absolute URL of the service root, without a trailing slash."""
     viewers: ViewerConfig
+
+    def search_response(
+        self,
+        page: SearchPage,
+        *,
+        sort: str,
+        facets: dict[str, dict[str, int]] | None,
+        started: float,
+        exclude: str | None = None,
+    ) -> s.SearchResponse:
+        """The ``GET /api/search`` document of a result page; ``iconosearch search --json`` prints the
+        same one. ``started`` is the ``time.perf_counter()`` at which answering began."""
+        results = [
+            self.result(h.record, h.score, h.duplicates, page.thresholds)
+            for h in page.hits
+            if exclude is None or h.record.id != exclude
+        ]
+        t = page.total
+        return s.SearchResponse(
+            results=results,
+            total=s.TotalOut(count=t.count, relation=t.relation, basis=t.basis) if t else None,
+            sort=sort,
+            next_cursor=page.next_cursor,
+            index_version=page.index_version,
+            timings=s.Timings(
+                embed_ms=round(page.embed_ms, 2),
+                search_ms=round(page.search_ms, 2),
+                total_ms=round((time.perf_counter() - started) * 1000, 2),
+            ),
+            facets=facets,
+        )
 
     def result(
         self,

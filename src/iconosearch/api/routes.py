@@ -84,28 +84,11 @@ async def _respond(
 ) -> s.SearchResponse:
     start = time.perf_counter()
     page = await _search(ctx, query)
-    presenter = ctx.presenter(request)
-    results = [
-        presenter.result(h.record, h.score, h.duplicates, page.thresholds)
-        for h in page.hits
-        if exclude is None or h.record.id != exclude
-    ]
     facet_counts = page.facets or None
     if facets and not facet_counts:
         facet_counts = await ctx.call(ctx.engine.facets, query.filters)
-    total = page.total
-    return s.SearchResponse(
-        results=results,
-        total=s.TotalOut(count=total.count, relation=total.relation, basis=total.basis) if total else None,
-        sort=query.sort,
-        next_cursor=page.next_cursor,
-        index_version=page.index_version,
-        timings=s.Timings(
-            embed_ms=round(page.embed_ms, 2),
-            search_ms=round(page.search_ms, 2),
-            total_ms=round((time.perf_counter() - start) * 1000, 2),
-        ),
-        facets=facet_counts if facets else None,
+    return ctx.presenter(request).search_response(
+        page, sort=query.sort, facets=facet_counts if facets else None, started=start, exclude=exclude
     )
 
 

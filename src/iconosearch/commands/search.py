@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from iconosearch.commands._common import emit_json, fail, out_console, state
+from iconosearch.commands._common import fail, out_console, state
 from iconosearch.query import Filters, InvalidFilterError
 from iconosearch.records import RightsClass
 
@@ -160,6 +161,7 @@ def register(app: typer.Typer) -> None:
                 limits=settings.limits,
                 allow_url_queries=settings.server.allow_url_queries,
             )
+            started = time.perf_counter()
             page = engine.search(query)
         except QueryError as exc:
             fail(str(exc), code=2)
@@ -172,26 +174,17 @@ def register(app: typer.Typer) -> None:
                 fail(f"cannot load the index's model: {exc}")
             raise
         if st.json_output:
-            from iconosearch.records import record_to_dict
+            # The very document GET /api/search returns (same schema, same presenter), with links
+            # made against the configured public address.
+            from iconosearch.api.presenting import Presenter
 
-            emit_json(
-                {
-                    "hits": [
-                        {
-                            "score": h.score,
-                            "duplicates": list(h.duplicates),
-                            "record": record_to_dict(h.record),
-                        }
-                        for h in page.hits
-                    ],
-                    "next_cursor": page.next_cursor,
-                    "facets": page.facets,
-                    "index_version": page.index_version,
-                    "embed_ms": page.embed_ms,
-                    "search_ms": page.search_ms,
-                    "query": {k: v for k, v in asdict(query).items() if k != "terms"},
-                }
+            server = settings.server
+            base = server.public_url or f"http://{server.host}:{server.port}"
+            presenter = Presenter(base_url=base.rstrip("/"), viewers=server.viewers)
+            response = presenter.search_response(
+                page, sort=query.sort, facets=page.facets or None, started=started
             )
+            sys.stdout.write(response.model_dump_json(indent=2) + "\n")
             return
         from rich.table import Table
 
