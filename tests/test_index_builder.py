@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,9 @@ def test_cli_check_gc_and_search(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--config", str(config), "search", "--item", rid, "-f", "rights=open"])
     assert result.exit_code == 0, result.output
     assert "score" in result.stdout
+    # Every result's id is printed whole, on one line, however narrow the table (ids are copied).
+    shown = int(re.search(r"(\d+) result", result.stdout)[1])  # type: ignore[index]
+    assert shown > 0 and len(re.findall(r"\b[0-7][0-9a-f]{15}\b", result.stdout)) == shown
     result = runner.invoke(app, ["--config", str(config), "search", "--item", rid, "-f", "colour=red"])
     assert result.exit_code == 2 and "unknown filter" in result.output
     result = runner.invoke(app, ["--config", str(config), "search", "--item", rid, "-f", "collection=nope"])

@@ -156,7 +156,8 @@ def register(app: typer.Typer) -> None:
             out_console.print(
                 f"index [bold]{name}[/] version [bold]{m.version}[/]: {m.count} records of "
                 f"{', '.join(m.collections)}; {m.faiss_type} ({recall}); model {m.model_spec}"
-                + (f"; {len(m.failures)} image(s) failed" if m.failures else "")
+                + (f"; {len(m.failures)} image(s) failed" if m.failures else ""),
+                soft_wrap=True,  # the model spec and version are copied: no hard line breaks inside them
             )
 
 

@@ -81,7 +81,9 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title="Models (spec strings for 'model' in the config or --model)")
-        for column in ("spec", "dim", "preprocessing", "license", "offline", "description"):
+        # Specs are copied into configs and commands: never wrapped or cut (the description folds instead).
+        table.add_column("spec", no_wrap=True, min_width=max((len(r["spec"]) for r in rows), default=4))
+        for column in ("dim", "preprocessing", "license", "offline", "description"):
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(

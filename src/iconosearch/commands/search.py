@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("collection")
         table.add_column("date")
         table.add_column("rights")
-        table.add_column("id")
+        table.add_column("id", no_wrap=True, min_width=16)  # full ids: they are copied into --item, URLs
         table.add_column("dups", justify="right")
         from iconosearch.rights import rights_class
 
