@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from iconosearch.cli import app
 from iconosearch.config import CollectionConfig, HarvestConfig, LimitsConfig, Settings
-from iconosearch.harvest.harvester import HarvestSummary, harvest
+from iconosearch.harvest.harvester import harvest
 from iconosearch.harvest.state import HarvestState
+from iconosearch.harvest.summary import HarvestSummary
 from tests.helpers.http_server import FixtureServer, Reply, image_server, jpeg, png_bomb, rewrite_urls
 
 

@@ -106,7 +106,7 @@ def test_ad_hoc_manifest_url_and_cache_repair(tmp_path: Path) -> None:
 
 
 def test_unknown_collection_and_unusable_source(tmp_path: Path) -> None:
-    from iconosearch.harvest.harvester import HarvestError
+    from iconosearch.harvest.sources import HarvestError
 
     with FixtureServer() as srv:
         srv.add(

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build, harvest, index and serve the bundled demo collection on 127.0.0.1."""
         from iconosearch.demo import DemoError, run_demo
-        from iconosearch.harvest.harvester import HarvestError
+        from iconosearch.harvest.sources import HarvestError
         from iconosearch.index.store import IndexStoreError
         from iconosearch.models.specs import ModelUnavailableError
 

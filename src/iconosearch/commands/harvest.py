@@ -22,7 +22,7 @@ from iconosearch.commands._common import (
 )
 
 if TYPE_CHECKING:
-    from iconosearch.harvest.harvester import HarvestSummary
+    from iconosearch.harvest.summary import HarvestSummary
 
 _AGO = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -127,8 +127,9 @@ def register(app: typer.Typer) -> None:
 
         from rich.progress import TaskID
 
-        from iconosearch.harvest.harvester import HarvestError, Stage
+        from iconosearch.harvest.harvester import Stage
         from iconosearch.harvest.harvester import harvest as run
+        from iconosearch.harvest.sources import HarvestError
 
         st = state(ctx)
         settings = st.settings()

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,10 @@ from urllib.parse import unquote, urlsplit
 from iconosearch.config import CollectionConfig, Settings
 from iconosearch.datadir import DataDir
 from iconosearch.harvest.fetch import HOST_DOWN, Fetcher, FetchError, FetchResult
+from iconosearch.harvest.image_urls import image_key, merge_service, needs_info
+from iconosearch.harvest.sources import HarvestError, local_base_url, resolve_source
 from iconosearch.harvest.state import HarvestState, PendingImage
+from iconosearch.harvest.summary import HarvestSummary, outcome_of
 from iconosearch.iiif.changes import ChangeWalker, parse_page, parse_stream, parse_time
 from iconosearch.iiif.collection import parse_collection
 from iconosearch.iiif.document import DocumentSkippedError, describe
@@ -47,7 +50,6 @@ from iconosearch.records import ImageRecord, ImageService
 log = logging.getLogger(__name__)
 
 Stage = Literal["documents", "images"]
-Outcome = Literal["ok", "partial", "failed"]
 ProgressCallback = Callable[[Stage, int, int | None], None]
 """Called with (stage, done, total or None while unknown)."""
 
@@ -60,73 +62,10 @@ IMAGE_WORKERS = 16
 _FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "JPEG2000": "jp2"}
 
 
-class HarvestError(Exception):
-    """A harvest that cannot start (unknown collection, unreachable or unusable source)."""
-
-
-@dataclass
-class HarvestSummary:
-    collection: str
-    source: str
-    kind: str
-    documents_fetched: int = 0
-    documents_unchanged: int = 0
-    manifests: int = 0
-    records: int = 0
-    """Live records of the collection after the run."""
-    records_new: int = 0
-    records_deleted: int = 0
-    images_fetched: int = 0
-    images_reused: int = 0
-    """Images already in the cache under the same URL (no request made)."""
-    images_failed: int = 0
-    images_cached: int = 0
-    """Live records of the collection whose image is cached after the run."""
-    skipped: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    """Every failure in full (ref, stage, reason, detail), as also kept in ``state.sqlite``."""
-    complete: bool = False
-    """The walk saw the whole source (no listing failed, no ``--limit``): unseen records were deleted."""
-    outcome: Outcome = "ok"
-    """``ok``: every record and image succeeded or was skipped for a stated reason; ``partial``: some
-    failed; ``failed``: failures, and nothing of the collection is usable (no record, or no image)."""
-    requests: int = 0
-    duration_s: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 @dataclass(frozen=True, slots=True)
 class _ManifestRef:
     url: str
     part_of: tuple[str, ...]
-
-
-def url_collection_name(url: str) -> str:
-    """Name of an ad-hoc collection harvested by URL: host plus a short hash of the URL."""
-    host = urlsplit(url).hostname or "local"
-    return f"{host.replace(':', '-')}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
-
-
-def resolve_source(settings: Settings, name_or_url: str) -> tuple[str, CollectionConfig | None]:
-    """(collection name, its config); config None for an ad-hoc URL whose kind is found by fetching it."""
-    if name_or_url in settings.collections:
-        return name_or_url, settings.collections[name_or_url]
-    for name, cfg in settings.collections.items():
-        if cfg.url == name_or_url:
-            return name, cfg
-    if name_or_url.startswith(("http://", "https://", "file://")):
-        return url_collection_name(name_or_url), None
-    known = ", ".join(sorted(settings.collections)) or "none configured"
-    raise HarvestError(f"unknown collection {name_or_url!r} (configured: {known}); or give a IIIF URL")
-
-
-def local_base_url(settings: Settings, name: str) -> str:
-    """Public base URL of a local collection's static IIIF (served by the API at ``/iiif/local/``)."""
-    base = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
-    return f"{base.rstrip('/')}/iiif/local/{name}"
 
 
 class _Run:
@@ -444,7 +383,7 @@ class _Run:
         for skip in parsed.skips:
             self.skip(skip.ref or parsed.manifest_id, skip.reason, skip.detail)
         target = self.settings.harvest.image_target_px
-        rows = [(r, _image_key(r, target)) for r in parsed.records]
+        rows = [(r, image_key(r, target)) for r in parsed.records]
         # Records are keyed by manifest id; the URL it came from may differ, so store under both.
         new, gone = self.state.save_manifest_records(self.name, parsed.manifest_id, rows, self.run)
         self._remember(ref.url, "manifest", parsed.manifest_id)
@@ -494,13 +433,13 @@ class _Run:
         urls: list[str] = []
         svc = record.service
         if svc is not None:
-            if _needs_info(svc):
+            if needs_info(svc):
                 task = info_cache.get(svc.id)
                 if task is None:
                     task = info_cache[svc.id] = asyncio.ensure_future(self._service_info(svc))
                 info = await task
                 if info is not None:
-                    svc = _merge_service(svc, info)
+                    svc = merge_service(svc, info)
             urls.append(image_url(svc, target))
         if record.static_url and record.static_url not in urls:
             urls.append(record.static_url)
@@ -601,17 +540,11 @@ class _Run:
         s.skipped = dict(self.skips)
         s.failed = dict(self.fails)
         s.complete = complete and self.walk_clean
-        s.outcome = _outcome(s)
+        s.outcome = outcome_of(s)
         s.requests = self.fetcher.requests
         s.duration_s = round(time.monotonic() - started, 3)
         self.state.finish_run(self.run, complete=s.complete, summary=s.as_dict())
         return s
-
-
-def _outcome(s: HarvestSummary) -> Outcome:
-    if not s.failed:
-        return "ok"
-    return "failed" if s.records == 0 or s.images_cached == 0 else "partial"
 
 
 def _remove_stale_partials(cache: Path, older_than_s: float = 600.0) -> None:
@@ -621,37 +554,6 @@ def _remove_stale_partials(cache: Path, older_than_s: float = 600.0) -> None:
         with contextlib.suppress(OSError):
             if tmp.stat().st_mtime < cutoff:
                 tmp.unlink()
-
-
-def _image_key(record: ImageRecord, target: int) -> str | None:
-    """What identifies the image to fetch: a changed key makes the record fetch its image again."""
-    if record.service is not None:
-        return f"{image_url(record.service, target)}"
-    return record.static_url
-
-
-def _needs_info(svc: ImageService) -> bool:
-    """Whether the embedded description is too thin to pick a size the server will serve."""
-    if svc.level == 0 and not svc.sizes:
-        return True
-    # Without the size, level 1 (or unknown) could only ask for "w,", which upscales small images
-    # (an error in 3.0); level 2 can ask for "!w,h", which never does.
-    return (svc.level is None or svc.level <= 1) and not (svc.width and svc.height) and not svc.sizes
-
-
-def _merge_service(embedded: ImageService, info: ImageService) -> ImageService:
-    """info.json is authoritative, but keeps the embedded id (servers sometimes report internal hosts)."""
-    return ImageService(
-        id=embedded.id,
-        api_version=info.api_version,
-        level=info.level if info.level is not None else embedded.level,
-        width=info.width or embedded.width,
-        height=info.height or embedded.height,
-        sizes=info.sizes or embedded.sizes,
-        max_width=info.max_width or embedded.max_width,
-        max_height=info.max_height or embedded.max_height,
-        max_area=info.max_area or embedded.max_area,
-    )
 
 
 async def harvest(
