@@ -70,11 +70,30 @@ def test_region_thumbnail_crops_on_level1_servers() -> None:
     svc = ImageService(
         id="https://img.example.org/iiif/3/abc", api_version=3, level=1, width=4000, height=3000
     )
-    rec = _record(service=svc, image_region="100,200,800,400")
+    # The canvas is half the image's size: the canvas region and the image-pixel crop differ.
+    rec = _record(service=svc, region="50,100,400,200", image_region="100,200,800,400")
     t = thumbnail(rec)
     assert t.url == "https://img.example.org/iiif/3/abc/100,200,800,400/400,/0/default.jpg"
     assert (t.width, t.height) == (400, 200)
     assert aspect_ratio(rec) == 2.0
+    p = Presenter(base_url="https://search.example.org", viewers=ViewerConfig())
+    state = decode_content_state(p.viewer_links(rec).content_state)
+    assert state["target"]["id"].endswith("#xywh=50,100,400,200")
+
+
+def test_no_derivatives_items_are_never_cropped() -> None:
+    svc = ImageService(
+        id="https://img.example.org/iiif/3/abc", api_version=3, level=2, width=4000, height=3000
+    )
+    rec = _record(
+        service=svc,
+        region="100,200,800,400",
+        image_region="100,200,800,400",
+        rights="https://creativecommons.org/licenses/by-nd/4.0/",
+    )
+    assert "/full/" in (thumbnail(rec).url or "")
+    result = Presenter(base_url="https://s.example", viewers=ViewerConfig()).result(rec, 0.5, ())
+    assert result.image_region is None and result.region == "100,200,800,400"
 
 
 def test_without_service_falls_back_to_thumbnail_or_static_image() -> None:
@@ -125,5 +144,33 @@ def test_search_manifest_keeps_good_results_and_leaves_out_unusable_ones() -> No
     assert len(manifest.items) == 1
     canvas = doc["items"][0]
     assert canvas["label"] == {"en": ["a harbour"]}
-    assert (canvas["width"], canvas["height"]) == (1000, 750)
+    # The real pixel size of the image, on the canvas and on the painted image alike (not a made-up 1000).
+    assert (canvas["width"], canvas["height"]) == (800, 600)
+    body = canvas["items"][0]["items"][0]["body"]
+    assert (body["width"], body["height"]) == (800, 600)
+    assert body["id"] == f"{svc.id}/full/max/0/default.jpg"
     assert canvas["items"][0]["items"][0]["body"]["service"][0]["id"] == svc.id
+
+
+def test_search_manifest_crops_in_image_pixels_and_publishes_canonical_rights() -> None:
+    from iconosearch.api.iiif_search import search_manifest
+
+    p = Presenter(base_url="https://search.example.org", viewers=ViewerConfig())
+    svc = ImageService(id="https://img.example.org/iiif/3/abc", api_version=3, level=2, width=384, height=272)
+    rec = _record(
+        service=svc,
+        width=384,
+        height=272,
+        region="50,50,500,250",  # canvas coordinates (the canvas is larger than the image)
+        image_region="19,14,192,96",
+        rights="https://creativecommons.org/licenses/by/4.0/",
+    )
+    doc = search_manifest(
+        "https://s.example/api/search.iiif?q=x", "x", [p.result(rec, 0.5, ())], next_url=None
+    )
+    canvas = doc["items"][0]
+    body = canvas["items"][0]["items"][0]["body"]
+    assert body["id"] == f"{svc.id}/19,14,192,96/max/0/default.jpg"
+    assert (canvas["width"], canvas["height"]) == (body["width"], body["height"]) == (192, 96)
+    assert canvas["rights"] == "http://creativecommons.org/licenses/by/4.0/"
+    assert p.result(rec, 0.5, ()).rights == "https://creativecommons.org/licenses/by/4.0/"  # API: verbatim

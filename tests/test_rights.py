@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iconosearch.rights import rights_class
+from iconosearch.rights import canonical_rights, rights_class
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,47 @@ from iconosearch.rights import rights_class
 )
 def test_rights_class(uri: str | None, expected: str) -> None:
     assert rights_class(uri) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "canonical"),
+    [
+        (
+            "https://creativecommons.org/publicdomain/zero/1.0/",
+            "http://creativecommons.org/publicdomain/zero/1.0/",
+        ),
+        (
+            "https://creativecommons.org/publicdomain/mark/1.0",
+            "http://creativecommons.org/publicdomain/mark/1.0/",
+        ),
+        (
+            "HTTPS://www.CreativeCommons.org/licenses/BY-SA/4.0/legalcode",
+            "http://creativecommons.org/licenses/by-sa/4.0/",
+        ),
+        (
+            "https://creativecommons.org/licenses/by/4.0/deed.fr",
+            "http://creativecommons.org/licenses/by/4.0/",
+        ),
+        ("http://creativecommons.org/licenses/by/3.0/nl/", "http://creativecommons.org/licenses/by/3.0/nl/"),
+        ("https://rightsstatements.org/vocab/inc/1.0/", "http://rightsstatements.org/vocab/InC/1.0/"),
+        (
+            "http://rightsstatements.org/page/NoC-US/1.0/?language=en",
+            "http://rightsstatements.org/vocab/NoC-US/1.0/",
+        ),
+        (
+            "http://rightsstatements.org/vocab/InC-OW-EU/1.0/",
+            "http://rightsstatements.org/vocab/InC-OW-EU/1.0/",
+        ),
+        ("http://rightsstatements.org/vocab/NotAStatement/1.0/", None),
+        ("http://www.europeana.eu/rights/rr-f/", None),
+        ("https://creativecommons.org/about/", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_canonical_rights(uri: str | None, canonical: str | None) -> None:
+    assert canonical_rights(uri) == canonical
+    if canonical is not None:
+        # Both forms are classified the same, and the canonical form is a fixed point.
+        assert rights_class(canonical) == rights_class(uri)
+        assert canonical_rights(canonical) == canonical

@@ -98,10 +98,12 @@ class ImageRecord:
     canvas_index: int = 0
     region: str | None = None
     """``x,y,w,h`` on the *canvas* where the image is painted, when that is only part of the canvas (an
-    overlay): what viewers are pointed at. It says nothing about the image's own pixels."""
+    overlay), or the detail a record shows: what viewers are pointed at (``#xywh=``). It says nothing
+    about the image's own pixels."""
     image_region: str | None = None
     """``x,y,w,h`` in the *image's* own pixels when only that part of it is painted (a selector on the
-    image resource); None: the whole image. Thumbnails crop by this, never by ``region``."""
+    image resource) or shown; None: the whole image. Thumbnails and Image API URLs crop by this, never by
+    ``region``: the two agree only when canvas and image sizes match (:mod:`iconosearch.iiif.regions`)."""
     service: ImageService | None = None
     static_url: str | None = None
     """Direct image URL, used when there is no image service."""

@@ -3,6 +3,10 @@
 Open: CC0, Public Domain Mark, CC BY, CC BY-SA, and rightsstatements.org NoC-* (no copyright) statements.
 Restricted: any CC licence with NC or ND, and rightsstatements.org InC* (in copyright). Everything else,
 including "copyright not evaluated" statements, is unknown.
+
+Harvested values are kept verbatim in records and the API; what we *publish* as IIIF uses
+:func:`canonical_rights`, the ``http://`` forms that the Presentation 3 spec and its official validator
+accept (``https://creativecommons.org/...`` fails the validator's schema).
 """
 
 from __future__ import annotations
@@ -17,6 +21,33 @@ _CC = re.compile(r"creativecommons\.org/(licenses|publicdomain)/([a-z0-9\-+]+)",
 # Legacy Europeana statements: rr-f/rr-p/rr-r are "rights reserved" (free/paid/restricted access).
 _EUROPEANA_RR = re.compile(r"europeana\.eu/rights/rr-[fpr]", re.IGNORECASE)
 _RS = re.compile(r"rightsstatements\.org/(?:vocab|page)/([a-z\-]+)", re.IGNORECASE)
+_CC_FULL = re.compile(
+    r"^\s*https?://(?:www\.)?creativecommons\.org/(licenses|publicdomain)/([a-z0-9\-+]+)/(\d+(?:\.\d+)?)"
+    r"(?:/([a-z]{2}(?:-[a-z]{2})?))?(?=/|$)",
+    re.IGNORECASE,
+)
+_RS_FULL = re.compile(
+    r"^\s*https?://(?:www\.)?rightsstatements\.org/(?:vocab|page)/([a-z\-]+)/(\d+\.\d+)(?:/|\?|$)",
+    re.IGNORECASE,
+)
+# The twelve RightsStatements.org statements, in the case their URIs use.
+_RS_CODES = {
+    code.upper(): code
+    for code in (
+        "InC",
+        "InC-OW-EU",
+        "InC-EDU",
+        "InC-NC",
+        "InC-RUU",
+        "NoC-CR",
+        "NoC-NC",
+        "NoC-OKLR",
+        "NoC-US",
+        "CNE",
+        "UND",
+        "NKC",
+    )
+}
 
 
 def rights_class(uri: str | None) -> RightsClass:
@@ -65,3 +96,39 @@ def licence_in(value: Any) -> str | None:
         return None
     m = _LICENCE_URL.search(json.dumps(value, ensure_ascii=False).replace("\\/", "/"))
     return m.group(0) if m else None
+
+
+def canonical_rights(uri: str | None) -> str | None:
+    """The canonical ``http://`` URI of a Creative Commons licence or tool, or of a RightsStatements.org
+    statement; ``None`` for anything else, which IIIF ``rights`` must not carry (Presentation 3 §3.3.1).
+
+    Scheme, ``www.``, case, ``legalcode``/``deed.*`` suffixes, query strings and the ``page/`` form of
+    RightsStatements.org are normalised away; a jurisdiction port (``/3.0/nl/``) is kept.
+    """
+    if not uri or not isinstance(uri, str):
+        return None
+    m = _CC_FULL.match(uri)
+    if m:
+        kind, code, version, port = m.group(1).lower(), m.group(2).lower(), m.group(3), m.group(4)
+        tail = f"{port.lower()}/" if port else ""
+        return f"http://creativecommons.org/{kind}/{code}/{version}/{tail}"
+    m = _RS_FULL.match(uri)
+    if m:
+        code = _RS_CODES.get(m.group(1).upper())
+        return f"http://rightsstatements.org/vocab/{code}/{m.group(2)}/" if code else None
+    return None
+
+
+def allows_derivatives(uri: str | None) -> bool:
+    """False when the licence forbids derivatives (CC ``-nd``), so the item may only be shown whole.
+
+    Cropping a region out of an image is an adaptation under CC's ND terms, while scaling and format
+    changes are not; so for these items thumbnails, viewers' image URLs and image services must use the
+    full region. Only an explicit ND licence says no: other statements leave the publisher in charge.
+    """
+    if not uri or not isinstance(uri, str):
+        return True
+    m = _CC.search(uri.strip())
+    if m is None or m.group(1).lower() != "licenses":
+        return True
+    return "nd" not in m.group(2).lower().split("-")

@@ -257,7 +257,7 @@ def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> 
             "id": record_id(second.manifest_id, reg_canvas, second.image_id),
             "canvas_id": reg_canvas,
             "region": region,
-            "image_region": region,
+            "image_region": region,  # the canvas is the image's size here, so both coordinates agree
             "caption": {"en": [f"detail of {sources[1].caption}"]},
         }
     )

@@ -1,7 +1,10 @@
 """IIIF Content State API 1.0: point a viewer at one canvas (and region) of a manifest.
 
 A content state is a JSON annotation whose target is the canvas, ``partOf`` its manifest. In URLs it is
-passed as ``iiif-content``: the UTF-8 JSON encoded as base64url with the ``=`` padding removed.
+passed as ``iiif-content``, *content-state-encoded* (§6.1): ``encodeURIComponent`` of the JSON, then
+base64url, then the ``=`` padding removed. The first step is what keeps ``%`` and non-ASCII identifiers
+intact through the spec's JavaScript decoder (``atob`` yields bytes as Latin-1 characters, so raw UTF-8
+would come out as mojibake), and the same functions run in our viewer page (``web/viewer/``).
 """
 
 from __future__ import annotations
@@ -9,9 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
+from urllib.parse import quote, unquote
 
 CONTEXT = "http://iiif.io/api/presentation/3/context.json"
+_JS_UNRESERVED = "!'()*"
+"""What ``encodeURIComponent`` leaves alone beyond what :func:`urllib.parse.quote` always keeps."""
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def content_state(
@@ -39,19 +47,24 @@ def content_state(
 
 
 def encode_content_state(state: dict) -> str:
-    """base64url of the compact UTF-8 JSON, padding removed (Content State API §2.3)."""
-    raw = json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    """Content-state-encoding (§6.1) of the compact JSON: encodeURIComponent, base64url, no padding."""
+    text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+    uri_encoded = quote(text, safe=_JS_UNRESERVED)  # exactly encodeURIComponent, UTF-8 for non-ASCII
+    return base64.urlsafe_b64encode(uri_encoded.encode("ascii")).decode("ascii").rstrip("=")
 
 
 def decode_content_state(value: str) -> dict:
-    """Inverse of :func:`encode_content_state`; raises ``ValueError`` on anything that is not one."""
+    """Inverse of :func:`encode_content_state` (§6.3); raises ``ValueError`` on anything that is not one."""
+    if len(value) % 4 == 1:
+        raise ValueError("not a content state: a base64url string cannot have this length")
     padded = value + "=" * (-len(value) % 4)
     try:
-        raw = base64.urlsafe_b64decode(padded.encode("ascii"))
-        data = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, UnicodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not a base64url-encoded content state: {exc}") from exc
+        uri_encoded = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode("ascii")
+        if _BAD_ESCAPE.search(uri_encoded):
+            raise ValueError("a % not followed by two hex digits")  # decodeURIComponent throws here too
+        data = json.loads(unquote(uri_encoded, errors="strict"))
+    except (binascii.Error, UnicodeError, json.JSONDecodeError, ValueError) as exc:
+        raise ValueError(f"not a content-state-encoded content state: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError("a content state must be a JSON object")
     return data

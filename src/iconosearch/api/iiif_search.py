@@ -1,8 +1,13 @@
 """A page of search results as a IIIF Presentation 3 Manifest, so results open in any IIIF viewer.
 
 Each result becomes one canvas painted with the result's image (with its image service, so viewers can
-deep-zoom), labelled with the caption, carrying the original rights, attribution, provider and homepage,
-and ``partOf`` the manifest it came from.
+deep-zoom), labelled with the caption, carrying the rights (in the canonical ``http://`` form the spec's
+validator accepts), attribution, provider and homepage, and ``partOf`` the manifest it came from.
+
+Canvas and painted image carry the real pixel size of what is shown: the image service's full size, or
+the crop's size when the result is a crop of its image (never for "no derivatives" items: the presenter
+leaves their ``image_region`` empty). Only when no size is known does the canvas fall back to
+``DEFAULT_CANVAS_PX`` on the long side, with no size claimed for the image itself.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import iiif_prezi3 as prezi
 from pydantic import ValidationError
 
 from iconosearch.api import schemas as s
+from iconosearch.rights import canonical_rights
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +48,35 @@ def _service(result: s.Result) -> list[dict[str, Any]] | None:
     return [{"@id": svc.id, "@type": "ImageService2", "profile": profile}]
 
 
-def _canvas(result: s.Result, canvas_id: str, width: int, height: int) -> prezi.Canvas:
+def _crop(result: s.Result) -> str | None:
+    """The image-pixel region to request, when the result is a crop and its service can cut one."""
+    svc = result.image_service
+    return result.image_region if svc is not None and svc.level != 0 else None
+
+
+def _shown_size(result: s.Result) -> tuple[int, int] | None:
+    """Pixel size of what the result shows (its crop, else the whole image), when the service says it."""
+    svc = result.image_service
+    if svc is None:
+        return None
+    crop = _crop(result)
+    if crop:
+        w, h = (int(v) for v in crop.split(",")[2:])
+        return w, h
+    return (svc.width, svc.height) if svc.width and svc.height else None
+
+
+def _canvas(result: s.Result, canvas_id: str, width: int, height: int, exact: bool) -> prezi.Canvas:
     svc = result.image_service
     if svc is not None:
-        region = result.region or "full"
-        image_id = (
-            f"{svc.id}/{region}/max/0/default.jpg"
-            if svc.api_version >= 3
-            else f"{svc.id}/{region}/full/0/default.jpg"
-        )
+        region = _crop(result) or "full"
+        size = "max" if svc.api_version >= 3 else "full"
+        image_id = f"{svc.id}/{region}/{size}/0/default.jpg"
     else:
         image_id = result.image_url or result.thumbnail.url or result.canvas
+    dims = {"width": width, "height": height} if exact else {}
     body = prezi.AnnotationBody(
-        id=image_id, type="Image", format="image/jpeg", width=width, height=height, service=_service(result)
+        id=image_id, type="Image", format="image/jpeg", service=_service(result), **dims
     )
     annotation = prezi.Annotation(
         id=f"{canvas_id}/painting", motivation="painting", body=body, target=canvas_id
@@ -111,7 +133,10 @@ def _canvas(result: s.Result, canvas_id: str, width: int, height: int) -> prezi.
             }
             for h in result.homepage
         ]
-    optional = {"rights": result.rights} if result.rights else {}
+    rights = canonical_rights(result.rights)
+    if result.rights and rights is None:
+        fields["metadata"].append({"label": {"en": ["Rights"]}, "value": {"none": [result.rights]}})
+    optional = {"rights": rights} if rights else {}
     try:
         return prezi.Canvas(**fields, **optional)
     except ValidationError:
@@ -125,7 +150,10 @@ def search_manifest(manifest_id: str, label: str, results: list[s.Result], *, ne
     """The manifest document (JSON-able dict) of one page of results."""
     canvases = []
     for i, result in enumerate(results):
-        if result.aspect_ratio:
+        shown = _shown_size(result)
+        if shown is not None:
+            width, height = shown
+        elif result.aspect_ratio:
             width = (
                 DEFAULT_CANVAS_PX
                 if result.aspect_ratio >= 1
@@ -136,7 +164,7 @@ def search_manifest(manifest_id: str, label: str, results: list[s.Result], *, ne
             width = height = DEFAULT_CANVAS_PX
         canvas_id = f"{manifest_id.split('?', maxsplit=1)[0]}/canvas/{i}-{result.id}"
         try:
-            canvases.append(_canvas(result, canvas_id, max(1, width), max(1, height)))
+            canvases.append(_canvas(result, canvas_id, max(1, width), max(1, height), shown is not None))
         except ValidationError:
             # A result whose upstream ids are not URLs cannot be a canvas; leave it out, keep the rest.
             log.warning("result %s cannot be expressed as a IIIF canvas; left out", result.id)

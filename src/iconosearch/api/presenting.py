@@ -10,10 +10,11 @@ from iconosearch.api import schemas as s
 from iconosearch.api.content_state import content_state, encode_content_state
 from iconosearch.config import ViewerConfig
 from iconosearch.iiif.image_api import choose_size, image_url
+from iconosearch.iiif.regions import Box, parse_box
 from iconosearch.query import SearchPage
 from iconosearch.records import DateRange, ImageRecord, LangMap
 from iconosearch.relevance import Thresholds
-from iconosearch.rights import rights_class
+from iconosearch.rights import allows_derivatives, rights_class
 
 THUMB_PX = 400
 VIEWER_PATH = "/viewer/"
@@ -138,6 +139,8 @@ class Presenter:
                 id=service.id,
                 api_version=service.api_version,
                 level=service.level,
+                width=service.width or record.width,
+                height=service.height or record.height,
                 info_url=f"{service.id}/info.json",
             )
             if service is not None
@@ -147,6 +150,7 @@ class Presenter:
             "canvas": record.canvas_id,
             "canvas_index": record.canvas_index,
             "region": record.region,
+            "image_region": str(crop) if (crop := shown_region(record)) else None,
             "rights": record.rights,
             "attribution": s.Attribution(
                 label=record.required_statement.label, value=record.required_statement.value
@@ -177,24 +181,22 @@ def creator(record: ImageRecord) -> LangMap:
     return dict(found[0]) if found else {}
 
 
-def parse_region(region: str | None) -> tuple[int, int, int, int] | None:
-    if not region:
-        return None
-    try:
-        x, y, w, h = (int(float(v)) for v in region.split(","))
-    except ValueError:
-        return None
-    return (x, y, w, h) if w > 0 and h > 0 else None
+def shown_region(record: ImageRecord) -> Box | None:
+    """The crop of the image (image pixels) that the record shows, or ``None`` for the whole image.
+
+    A "no derivatives" licence forbids showing a crop, so such records are always shown whole.
+    """
+    return parse_box(record.image_region) if allows_derivatives(record.rights) else None
 
 
 def image_size(record: ImageRecord) -> tuple[int, int] | None:
-    """Pixel size of what the record shows: the image region when there is one, else the image.
+    """Pixel size of what the record shows: its crop of the image when there is one, else the image.
 
     Never the canvas region: an overlay painted onto part of a canvas is a whole image of its own size.
     """
-    region = parse_region(record.image_region)
+    region = shown_region(record)
     if region is not None:
-        return region[2], region[3]
+        return region.w, region.h
     width = record.width or (record.service.width if record.service else None)
     height = record.height or (record.service.height if record.service else None)
     if width and height:
@@ -215,14 +217,13 @@ def thumbnail(record: ImageRecord, target: int = THUMB_PX) -> s.Thumbnail:
     """
     size = image_size(record)
     svc = record.service
-    region = parse_region(record.image_region)
+    region = shown_region(record)
     usable = svc is not None and not (svc.level == 0 and not svc.sizes and record.thumbnail)
     if svc is not None and usable:
         quality = "native" if svc.api_version == 1 else "default"
         if region is not None and svc.level != 0:
-            w, h = _fit((region[2], region[3]), target)
-            crop = ",".join(str(v) for v in region)
-            return s.Thumbnail(url=f"{svc.id}/{crop}/{w},/0/{quality}.jpg", width=w, height=h)
+            w, h = _fit((region.w, region.h), target)
+            return s.Thumbnail(url=f"{svc.id}/{region}/{w},/0/{quality}.jpg", width=w, height=h)
         # Level 0 cannot crop: a region's thumbnail is the whole image.
         choice = choose_size(svc, target)
         full = (svc.width, svc.height) if svc.width and svc.height else None

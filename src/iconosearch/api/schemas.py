@@ -31,6 +31,8 @@ class ImageServiceOut(_Out):
     id: str
     api_version: int
     level: int | None = None
+    width: int | None = Field(default=None, description="Width of the full image the service serves.")
+    height: int | None = Field(default=None, description="Height of the full image the service serves.")
     info_url: str = Field(description="The service's info.json, for deep-zoom viewers such as OpenSeadragon.")
 
 
@@ -115,7 +117,13 @@ class Result(_Out):
     canvas: str
     canvas_index: int
     region: str | None = Field(
-        default=None, description="x,y,w,h on the canvas when the image is a fragment."
+        default=None,
+        description="x,y,w,h in canvas coordinates when the result is part of its canvas (`#xywh=`).",
+    )
+    image_region: str | None = Field(
+        default=None,
+        description="x,y,w,h in the image's pixels when the result is a crop of its image "
+        "(for Image API requests); null for the whole image.",
     )
     rights: str | None = Field(default=None, description="Rights statement or licence URI.")
     attribution: Attribution | None = None

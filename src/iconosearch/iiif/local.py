@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from iconosearch.images import ImageRejectedError, open_image, probe_image
+from iconosearch.rights import canonical_rights
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +214,14 @@ def _manifest(
             pairs.append(kv_cls(label={"en": [label]}, value={"none": values}))
     if meta.get("source"):
         pairs.append(kv_cls(label={"en": ["Source"]}, value={"none": [meta["source"]]}))
+    rights = canonical_rights(meta.get("rights"))
+    if meta.get("rights") and rights is None:
+        # Presentation 3 allows only CC and RightsStatements.org URIs in ``rights``; others stay visible.
+        pairs.append(kv_cls(label={"en": ["Rights"]}, value={"none": [meta["rights"]]}))
     if pairs:
         manifest.metadata = pairs
-    if meta.get("rights", "").startswith(("http://", "https://")):
-        manifest.rights = meta["rights"]
+    if rights is not None:
+        manifest.rights = rights
     if meta.get("attribution"):
         manifest.requiredStatement = kv_cls(
             label={"en": ["Attribution"]}, value={"none": [meta["attribution"]]}
