@@ -244,8 +244,12 @@ def test_duplicates_are_collapsed_into_one_result(client: TestClient, demo: Demo
 
 def test_region_results_point_at_the_region(client: TestClient, demo: DemoIndex) -> None:
     item = client.get(f"/api/items/{demo.region_id}").json()
-    assert item["region"]
-    assert f"/{item['region']}/" in item["thumbnail"]["url"] or item["thumbnail"]["url"]
+    rec = next(r for r in demo.records if r.id == demo.region_id)
+    # The canvas is twice the image's size: the viewer gets canvas coordinates, the Image API pixels.
+    assert (item["region"], item["image_region"]) == (rec.region, rec.image_region)
+    assert item["region"] != item["image_region"]
+    assert item["image_service"]["level"] == 0  # a static tree cannot crop: the thumbnail is whole
+    assert "/full/" in item["thumbnail"]["url"]
     state = decode_content_state(item["viewers"]["content_state"])
     assert state["target"]["id"].endswith(f"#xywh={item['region']}")
 

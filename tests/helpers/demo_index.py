@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+from iconosearch.iiif.regions import Box, canvas_to_image
 from iconosearch.index.builder import EmbeddedRecord, ModelInfo, write_version
 from iconosearch.index.store import IndexStore
 from iconosearch.models.embedder import load_embedder
@@ -246,18 +247,21 @@ def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> 
             "collection": COLLECTION,
         }
     )
-    # A region of a canvas (the left half of the second image).
+    # A detail of a canvas (the left half of the second image), on a canvas twice the image's size, so
+    # canvas coordinates (content states) and image pixels (Image API) differ.
     second = records[1]
     assert second.width and second.height
-    region = f"0,0,{second.width // 2},{second.height}"
+    canvas_size = (second.width * 2, second.height * 2)
+    region = Box(0, 0, second.width, second.height * 2)
+    crop = canvas_to_image(region, canvas_size, (second.width, second.height))
     reg_canvas = f"{second.canvas_id}/detail"
     reg = ImageRecord(
         **{
             **{f: getattr(second, f) for f in second.__dataclass_fields__},
             "id": record_id(second.manifest_id, reg_canvas, second.image_id),
             "canvas_id": reg_canvas,
-            "region": region,
-            "image_region": region,  # the canvas is the image's size here, so both coordinates agree
+            "region": str(region),
+            "image_region": str(crop),
             "caption": {"en": [f"detail of {sources[1].caption}"]},
         }
     )

@@ -2,7 +2,7 @@
 
 A canvas ``#xywh=`` fragment (Presentation API, Content State) is in canvas coordinates; an Image API
 ``x,y,w,h`` region is in the pixels of the image. They agree only when the image is painted on the whole
-canvas at the canvas's size, so every crossing between the two goes through these functions.
+canvas at the canvas's size, so every crossing from one to the other goes through :func:`canvas_to_image`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,3 @@ def _scale(box: Box, sx: float, sy: float, limit: tuple[int, int]) -> Box:
 def canvas_to_image(box: Box, canvas: tuple[int, int], image: tuple[int, int]) -> Box:
     """A canvas region as pixels of the image painted on the whole canvas (clamped to the image)."""
     return _scale(box, image[0] / canvas[0], image[1] / canvas[1], image)
-
-
-def image_to_canvas(box: Box, image: tuple[int, int], canvas: tuple[int, int]) -> Box:
-    """Pixels of the image painted on the whole canvas as a canvas region (clamped to the canvas)."""
-    return _scale(box, canvas[0] / image[0], canvas[1] / image[1], canvas)
