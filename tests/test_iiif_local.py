@@ -1,4 +1,4 @@
-"""A local image folder → Presentation 3 + level-0 static Image API, harvested like any IIIF source."""
+"""A local image folder → Presentation 3 + an Image API tree (level 2 as served), harvested like IIIF."""
 
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ def test_build_writes_valid_iiif(tmp_path: Path) -> None:
         doc = json.loads(path.read_text())
         Manifest(**doc)  # valid Presentation 3 per iiif-prezi3's own model
         (record,) = parse_manifest(doc, collection="pics").records
-        assert record.service is not None and record.service.level == 0
+        assert record.service is not None and record.service.level == 2  # served by iiif_routes
         slug = record.service.id.rsplit("/", 1)[1]
         info = parse_service(json.loads((out / "images" / slug / "info.json").read_text()))
-        assert info is not None and info.level == 0 and info.sizes
+        assert info is not None and info.level == 2 and info.sizes
         for w, h in info.sizes:
             with Image.open(out / "images" / slug / "full" / f"{w},{h}" / "0" / "default.jpg") as im:
                 assert im.size == (w, h)

@@ -96,6 +96,10 @@ class LimitsConfig(_Strict):
     """Politeness delay between requests to one host."""
     image_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     document_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    iiif_render_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
+    """Disk for images the local Image API service rendered (least recently used go first)."""
+    iiif_render_concurrency: int = Field(default=2, ge=1, le=64)
+    """Images the local Image API service renders at once (each decodes one ≤2048-px master)."""
 
 
 class HarvestConfig(_Strict):

@@ -6,9 +6,10 @@ Layout (all created on demand)::
       state.sqlite                    harvest state: documents, records, failures (the indexer writes)
       cache/images/<ab>/<sha256>.<ext> fetched images, by content hash
       cache/embeddings/<fingerprint>/  embeddings by (image content hash, model fingerprint)
+      cache/iiif-renders/<ab>/         images the local Image API service rendered (bounded, LRU)
       indexes/<name>/<version>/        one immutable index version (manifest, FAISS, metadata)
       indexes/<name>/CURRENT           the version readers use; replaced atomically by the indexer
-      local-iiif/<collection>/         static IIIF (level 0) generated from local image folders
+      local-iiif/<collection>/         IIIF generated from local image folders (masters, info, manifests)
       models/                          fine-tuned models (usable as ``local-dir:`` specs)
       reports/                         benchmark reports
 
@@ -37,6 +38,10 @@ class DataDir:
     @property
     def embedding_cache(self) -> Path:
         return self._dir("cache", "embeddings")
+
+    @property
+    def render_cache(self) -> Path:
+        return self._dir("cache", "iiif-renders")
 
     @property
     def indexes(self) -> Path:

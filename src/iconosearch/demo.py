@@ -1,7 +1,7 @@
 """The main job on the bundled demo collection: build its IIIF, serve it, harvest it over HTTP, index, serve.
 
 The demo goes through exactly the path a real institution's collection takes: the local folder becomes
-static IIIF (Presentation 3 + level-0 Image API), the API serves it at ``/iiif/local/``, the harvester
+IIIF (Presentation 3 + a level-2 Image API service), the API serves it at ``/iiif/local/``, the harvester
 fetches it over HTTP like any remote collection, and the index is built with the embedded default model.
 The server is started first, with an empty index, and picks the new index version up without restart.
 """

@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from iconosearch import __version__
 from iconosearch.api.assets import openseadragon_dir, swagger_ui_dir, web_dir
 from iconosearch.api.context import ApiContext
+from iconosearch.api.iiif_routes import LocalImages
+from iconosearch.api.iiif_routes import router as iiif_router
 from iconosearch.api.metrics import Metrics, MetricsMiddleware
 from iconosearch.api.pages import router as pages_router
 from iconosearch.api.problems import PROBLEM_JSON, install_problem_handlers, problem_body
@@ -90,6 +92,10 @@ def create_app(
             {"name": "subjects", "description": "ICONCLASS notations: autocomplete and labels."},
             {"name": "admin", "description": "Reload or rebuild the index (API key)."},
             {"name": "health", "description": "Liveness, readiness, metrics."},
+            {
+                "name": "iiif",
+                "description": "Local collections as IIIF: Image API 3.0 level 2, Presentation 3.",
+            },
         ],
     )
     app.state.ctx = ctx
@@ -97,6 +103,8 @@ def create_app(
     app.include_router(router)
     app.include_router(subjects_router)
     app.include_router(pages_router)
+    app.state.local_images = LocalImages(settings)
+    app.include_router(iiif_router)  # before the static mount below, which serves the rest of the tree
 
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=(settings.limits.upload_max_bytes * 4) // 3 + BODY_OVERHEAD

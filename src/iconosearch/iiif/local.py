@@ -1,12 +1,16 @@
-"""A local folder of images → real IIIF: Presentation 3 (iiif-prezi3) + a level-0 static Image API tree.
+"""A local folder of images → real IIIF: Presentation 3 (iiif-prezi3) + an Image API 3.0 service.
 
 So that a library without IIIF infrastructure is indexed exactly like a IIIF one, the folder becomes::
 
     <out>/collection.json                       Collection of one Manifest per image
     <out>/manifests/<slug>.json                 Manifest: one Canvas painted with the image
-    <out>/images/<slug>/info.json               ImageService3, level 0, with the precomputed sizes
-    <out>/images/<slug>/full/<w>,<h>/0/default.jpg   each listed size (3.0 canonical form)
-    <out>/images/<slug>/full/max/0/default.jpg  the largest size served
+    <out>/images/<slug>/info.json               ImageService3, level 2 (level 0 for "no derivatives")
+    <out>/images/<slug>/full/<w>,<h>/0/default.jpg   each listed size, rendered ahead (3.0 canonical form)
+    <out>/images/<slug>/full/max/0/default.jpg  the largest size served: the master every request is cut from
+
+The API serves the tree at ``/iiif/local/<collection>`` and renders every other request (regions, sizes,
+rotations, formats) on the fly from the master (:mod:`iconosearch.iiif.image_server`). Items under a
+"no derivatives" licence get a level-0 description (listed sizes only): the service refuses to crop them.
 
 All ids are under ``base_url`` (where the API serves ``<out>``, at ``/iiif/local/<collection>``).
 Optional sidecar ``metadata.csv`` or ``metadata.json`` (a list of objects) in the folder, keyed by
@@ -26,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iconosearch.iiif.image_server import EXTRA_FEATURES, FORMATS, QUALITIES, TILE
 from iconosearch.images import ImageRejectedError, open_image, probe_image
-from iconosearch.rights import canonical_rights
+from iconosearch.rights import allows_derivatives, canonical_rights
 
 log = logging.getLogger(__name__)
 
@@ -165,21 +170,10 @@ def build_local_iiif(
             log.warning("local image %s skipped: %s", rel, exc)
             continue
         service_id = f"{base}/images/{slug}"
-        info = {
-            "@context": "http://iiif.io/api/image/3/context.json",
-            "id": service_id,
-            "type": "ImageService3",
-            "protocol": "http://iiif.io/api/image",
-            "profile": "level0",
-            "width": width,
-            "height": height,
-            "sizes": [{"width": w, "height": h} for w, h in sizes],
-        }
-        (image_dir / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
         meta = sidecar.get(rel, {})
-        manifest = _manifest(
-            Manifest, KeyValueString, base, slug, rel, meta, (width, height), sizes, service_id
-        )
+        info = image_info(service_id, (width, height), sizes, canonical_rights(meta.get("rights")))
+        (image_dir / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+        manifest = _manifest(Manifest, KeyValueString, base, slug, rel, meta, info)
         (out / "manifests").mkdir(exist_ok=True)
         (out / "manifests" / f"{slug}.json").write_text(manifest.json(indent=1), encoding="utf-8")
         collection.add_item_by_reference(manifest)
@@ -189,6 +183,34 @@ def build_local_iiif(
     return LocalBuild(collection_url=f"{base}/collection.json", manifests=manifests, skipped=skipped)
 
 
+def image_info(
+    service_id: str, size: tuple[int, int], sizes: list[tuple[int, int]], rights: str | None
+) -> dict[str, Any]:
+    """The info.json of one image: level 2 with tiles, or level 0 (listed sizes) when it must not be cut."""
+    width, height = size
+    info: dict[str, Any] = {
+        "@context": "http://iiif.io/api/image/3/context.json",
+        "id": service_id,
+        "type": "ImageService3",
+        "protocol": "http://iiif.io/api/image",
+        "profile": "level2",
+        "width": width,
+        "height": height,
+        "sizes": [{"width": w, "height": h} for w, h in sizes],
+    }
+    if allows_derivatives(rights):
+        factors = [f for f in (1, 2, 4, 8) if f == 1 or max(width, height) / f >= TILE // 2]
+        info["tiles"] = [{"width": TILE, "scaleFactors": factors}]
+        info["extraQualities"] = [q for q in QUALITIES if q != "default"]
+        info["extraFormats"] = [f for f in FORMATS if f != "jpg"]
+        info["extraFeatures"] = list(EXTRA_FEATURES)
+    else:
+        info["profile"] = "level0"
+    if rights:
+        info["rights"] = rights
+    return info
+
+
 def _manifest(
     manifest_cls: Any,
     kv_cls: Any,
@@ -196,11 +218,9 @@ def _manifest(
     slug: str,
     rel: str,
     meta: dict[str, str],
-    size: tuple[int, int],
-    sizes: list[tuple[int, int]],
-    service_id: str,
+    info: dict[str, Any],
 ) -> Any:
-    width, height = size
+    width, height, service_id = info["width"], info["height"], info["id"]
     title = meta.get("title") or Path(rel).stem
     manifest = manifest_cls(id=f"{base}/manifests/{slug}.json", label={"none": [title]})
     if meta.get("description"):
@@ -243,14 +263,5 @@ def _manifest(
         height=height,
     )
     # The listed sizes travel with the manifest, so harvesters need not fetch info.json per image.
-    page.items[0].body.service = [
-        {
-            "id": service_id,
-            "type": "ImageService3",
-            "profile": "level0",
-            "width": width,
-            "height": height,
-            "sizes": [{"width": w, "height": h} for w, h in sizes],
-        }
-    ]
+    page.items[0].body.service = [{k: info[k] for k in ("id", "type", "profile", "width", "height", "sizes")}]
     return manifest
