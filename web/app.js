@@ -8,6 +8,7 @@ import { applyStatic, currentLang, t } from "./i18n.js";
 import { wireImageInput } from "./image-query.js";
 import { emptyState, filterQuery, intOrNull, requestBody, stateFromUrl, urlFromState } from "./state.js";
 import { wireSuggestions } from "./suggest.js";
+import { readContentState } from "/viewer/content-state.js";
 
 const SPINNER_DELAY_MS = 300;
 const TYPING_DELAY_MS = 300;
@@ -558,7 +559,28 @@ wireImageInput({
 
 // ------------------------------------------------------------------ start
 
+// A IIIF Content State received as ?iiif-content= (Content State API §3.1): one of our own items opens
+// its detail panel (zoomed to its region); anything else opens in the bundled viewer, which shows any
+// manifest, canvas and region.
+async function receiveContentState(value) {
+  try {
+    const target = await readContentState(value);
+    const own = target.id && target.id.match(/\/api\/items\/([0-9a-f]{16})$/);
+    if (own && target.id.startsWith(location.origin)) {
+      history.replaceState(null, "", urlFromState({ ...emptyState(), item: own[1] }));
+      state = stateFromUrl();
+      return true;
+    }
+  } catch (_err) {
+    // Not decodable here: the viewer page explains what is wrong with the link.
+  }
+  location.replace(`/viewer/?iiif-content=${encodeURIComponent(value)}`);
+  return false;
+}
+
 async function start() {
+  const incoming = new URLSearchParams(location.search).get("iiif-content");
+  if (incoming && !(await receiveContentState(incoming))) return; // the page is being replaced
   await initSite(rerenderTexts);
   applyStatic(document);
   // On a phone the filters and the extra options start folded so that results come first.

@@ -99,8 +99,10 @@ export function showViewer(viewer, item) {
     showNavigator: false, gestureSettingsMouse: { clickToZoom: false }, visibilityRatio: 0.5,
   });
   osd.addHandler("open-failed", fallback);
-  if (item.region) {
-    const [x, y, w, h] = item.region.split(",").map(Number);
+  if (item.image_region) {
+    // Image pixels (the Image API's coordinates, which OpenSeadragon's image rectangle uses), not the
+    // canvas coordinates of item.region.
+    const [x, y, w, h] = item.image_region.split(",").map(Number);
     osd.addOnceHandler("open", () => {
       const rect = osd.viewport.imageToViewportRectangle(x, y, w, h);
       osd.viewport.fitBounds(rect, true);

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iconosearch import __version__
-from iconosearch.api.assets import openseadragon_dir, swagger_ui_dir, web_dir
+from iconosearch.api.assets import mirador_dir, openseadragon_dir, swagger_ui_dir, web_dir
 from iconosearch.api.context import ApiContext
 from iconosearch.api.iiif_routes import LocalImages
 from iconosearch.api.iiif_routes import router as iiif_router
@@ -126,6 +126,9 @@ def create_app(
     osd = openseadragon_dir(web)
     if osd is not None:
         app.mount("/vendor/openseadragon", StaticFiles(directory=osd), name="openseadragon")
+    mirador = mirador_dir(web)
+    if mirador is not None:
+        app.mount("/vendor/mirador", StaticFiles(directory=mirador), name="mirador")
     swagger = swagger_ui_dir(web)
     if swagger is not None:
         app.mount("/vendor/swagger-ui", StaticFiles(directory=swagger), name="swagger-ui")

@@ -2,7 +2,8 @@
 
 Looked up in order: ``$ICONOSEARCH_WEB_DIR``; ``web/`` of the source checkout (editable installs); a
 ``web/`` copy inside the package (wheels built after ``make web``). OpenSeadragon comes from npm
-(``make web`` → ``web/node_modules/openseadragon``) or from a vendored copy in ``web/vendor/``.
+(``make web`` → ``web/node_modules/openseadragon``) or from a vendored copy in ``web/vendor/``; Mirador
+and swagger-ui from npm.
 """
 
 from __future__ import annotations
@@ -35,3 +36,11 @@ def swagger_ui_dir(web: Path | None) -> Path | None:
         return None
     path = web / "node_modules" / "swagger-ui-dist"
     return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+def mirador_dir(web: Path | None) -> Path | None:
+    """Mirador's self-contained build from npm (``make web``), for the viewer page at ``/viewer/``."""
+    if web is None:
+        return None
+    path = web / "node_modules" / "mirador" / "dist"
+    return path if (path / "mirador.min.js").is_file() else None
