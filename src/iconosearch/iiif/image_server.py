@@ -160,15 +160,21 @@ def decode_master(path: Path, *, max_pixels: int, max_side: int | None) -> Image
 
 
 def render(master_path: Path, request: ImageRequest, full: tuple[int, int], *, max_pixels: int) -> bytes:
-    """Encode the requested image. A small whole-image request decodes the JPEG master at reduced scale."""
+    """Encode the requested image. A request smaller than its region decodes the JPEG master at a
+    reduced scale (``draft``: 1/2, 1/4, 1/8), so a thumbnail of a region never costs a full decode."""
     region, (w, h) = request.region, request.size
     scale = max(w / region.w, h / region.h)
-    # Decoding at a reduced size is exact only for the whole image; a crop needs full-size pixels.
-    whole = region == Box(0, 0, *full)
-    reduced = max(1, math.ceil(max(full) * scale)) if whole and scale < 1 else None
-    image = decode_master(master_path, max_pixels=max_pixels, max_side=reduced)
-    if not whole:
-        image = image.crop((region.x, region.y, region.x + region.w, region.y + region.h))
+    factor = next((f for f in (8, 4, 2) if scale * f <= 1), 1)
+    image = decode_master(master_path, max_pixels=max_pixels, max_side=-(-max(full) // factor))
+    sx, sy = image.width / full[0], image.height / full[1]
+    box = (
+        round(region.x * sx),
+        round(region.y * sy),
+        round((region.x + region.w) * sx),
+        round((region.y + region.h) * sy),
+    )
+    if box != (0, 0, image.width, image.height):
+        image = image.crop(box)
     if image.size != (w, h):
         image = image.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
     if request.mirror:
