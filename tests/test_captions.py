@@ -66,3 +66,13 @@ def test_caption_without_languages_and_repeats() -> None:
     assert build_caption(record()) == {}
     long = build_caption(record(summary={"en": ["word " * 500]}))
     assert len(long["en"][0]) <= MAX_CHARS
+
+
+def test_untagged_text_does_not_lead_a_tagged_caption() -> None:
+    r = record(
+        canvas_label={"none": ["Ansicht der Stadt Köln von Süden, kolorierter Kupferstich nach Merian"]},
+        manifest_label={"en": ["View of Cologne"]},
+    )
+    cap = build_caption(r)
+    assert cap["en"][0].startswith("View of Cologne. ")
+    assert list(cap) == ["en"]  # the language map is kept; no separate "none" caption is invented

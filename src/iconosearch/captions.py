@@ -9,8 +9,9 @@ For every language present, the caption joins (with ". "), in this order and wit
 4. the values of the chosen metadata fields, matched case-insensitively against the pair's label in any
    language (``CollectionConfig.caption_fields``, default title, description, subject).
 
-Values without a language (``none``) belong to every language; a caption in ``none`` is made only when no
-language-tagged text exists. Each caption is capped at :data:`MAX_CHARS` characters.
+Values without a language (``none``) belong to every language, after the language's own texts (so that
+untagged text in another language cannot lead an ``en`` caption); a caption in ``none`` is made only when
+no language-tagged text exists. Each caption is capped at :data:`MAX_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -83,8 +84,11 @@ def build_caption(
     caption: LangMap = {}
     for lang in targets:
         texts: list[str] = []
-        for part in parts:
-            for key in (lang, NO_LANG) if lang != NO_LANG else (NO_LANG,):
+        # The language's own texts first, then the untagged ones: untagged text is often in another
+        # language (a German title under "none" in an English record) and must not lead, or crowd out,
+        # the caption of a language the record has words in.
+        for key in (lang, NO_LANG) if lang != NO_LANG else (NO_LANG,):
+            for part in parts:
                 for v in part.get(key, []):
                     norm = v.strip().rstrip(".").strip()
                     if norm and not any(norm.lower() in t.lower() for t in texts):
