@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from iconosearch.api import create_app
+from iconosearch.api.assets import mirador_dir, web_dir
 from iconosearch.api.content_state import decode_content_state, encode_content_state
 from iconosearch.config import Settings
 from iconosearch.iiif.local import build_local_iiif
@@ -31,6 +32,9 @@ from tests.helpers.browser import chromium, live_server, screenshot
 from tests.helpers.demo_index import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+if mirador_dir(web_dir()) is None:
+    pytest.skip("Mirador is not installed: run `make web` (npm ci in web/)", allow_module_level=True)
 
 TIMEOUT_MS = 30_000
 COLLECTION = "viewertest"
