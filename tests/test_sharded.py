@@ -144,6 +144,6 @@ def test_cli_compacts_into_shards_and_refuses_bad_counts(tmp_path: Path) -> None
     assert result.exit_code == 0 and json.loads(result.stdout)["ok"] is True, result.output
     rid = items[4].record.id
     result = runner.invoke(app, ["--config", str(config), "--json", "search", "--item", rid, "-k", "3"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["hits"][0]["record"]["id"] == rid
+    assert result.exit_code == 0 and json.loads(result.stdout)["results"][0]["id"] == rid
     result = runner.invoke(app, ["--config", str(config), "index", "--shards", "0"])
     assert result.exit_code == 2 and "--shards" in result.output

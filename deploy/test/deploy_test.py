@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,11 +174,16 @@ def run() -> dict[str, Any]:
         _wait("every replica to serve the new version", all_replicas_on_one_version, 60)
         times["replicas_agree_after_index"] = round(time.monotonic() - t, 1)
         result["versions"] = versions
-        # Each replica loads the text model on its first text query (tens of seconds on a busy machine):
-        # warm them one by one, so the load test measures serving, not model loading.
+        # Each replica loads the text model on its first text query; on a busy machine that outlasts the
+        # API's 30 s request timeout (504) while the load goes on: warm each until it answers, so the
+        # load test measures serving, not model loading.
         t = time.monotonic()
         for n in range(1, REPLICAS + 1):
-            _in_replica(n, "/api/search?q=warm&k=1", timeout=300)
+            _wait(
+                f"replica {n} to answer a text query",
+                partial(_in_replica, n, "/api/search?q=warm&k=1", 60),
+                600,
+            )
         times["first_text_query_all_replicas"] = round(time.monotonic() - t, 1)
         page = httpx.get(f"{proxy}/api/search", params={"q": "a sailing ship", "k": 5}, timeout=30).json()
         result["search_through_proxy"] = [h["caption"] for h in page["results"]]
