@@ -19,7 +19,7 @@ from PIL import Image
 from iconosearch.config import Settings
 from iconosearch.demo import DemoRun, run_demo
 from iconosearch.harvest.state import HarvestState
-from iconosearch.records import legacy_record_id, local_identity, record_id
+from iconosearch.records import HarvestedImage, ImageRecord, legacy_record_id, local_identity, record_id
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,26 @@ def test_local_identity_ignores_the_address() -> None:
     # Remote sources keep the 0.1 formula: their own canonical ids.
     m = "https://example.org/iiif/m1.json"
     assert record_id(m, m + "/c1", m + "/i1") == legacy_record_id(m, m + "/c1", m + "/i1")
+
+
+def test_split_groups_do_not_depend_on_the_address(tmp_path: Path) -> None:
+    from iconosearch.evaluation.pairs import pair_of
+
+    made = []
+    for port in (8000, 9123):
+        m = f"http://127.0.0.1:{port}/iiif/local/demo/manifests/red-1a2b3c.json"
+        rec = ImageRecord(
+            id=record_id(m, m.replace(".json", "/canvas/1"), "i"),
+            collection="demo",
+            manifest_id=m,
+            canvas_id=m.replace(".json", "/canvas/1"),
+            image_id="i",
+            caption={"en": ["A red square"]},
+        )
+        made.append(pair_of(HarvestedImage(rec, "h", tmp_path / "x.jpg")))
+    assert made[0] is not None and made[1] is not None
+    assert made[0].group == made[1].group == "local:demo/manifests/red-1a2b3c.json"
+    assert made[0].item_id == made[1].item_id
 
 
 def test_two_ports_keep_ids_and_permalinks(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from iconosearch.records import HarvestedImage, ImageRecord
+from iconosearch.records import HarvestedImage, ImageRecord, local_identity
 
 Part = Literal["train", "val", "test", "heldout"]
 PARTS: tuple[Part, ...] = ("train", "val", "test", "heldout")
@@ -79,7 +79,9 @@ def pair_of(image: HarvestedImage) -> Pair | None:
         provider = values[0] if values else None
     return Pair(
         item_id=record.id,
-        group=record.manifest_id,
+        # Saved splits name groups: a local collection's manifest is named without the address it was
+        # served at, so that a split still matches after the demo moves to another port or host.
+        group=local_identity(record.manifest_id) or record.manifest_id,
         collection=record.collection,
         image_path=image.path,
         content_hash=image.content_hash,
