@@ -49,7 +49,16 @@ def client(demo: DemoIndex) -> Iterator[TestClient]:
         _settings(demo.data_dir, cors_origins=["https://catalogue.example.org"]), reload_interval_s=0
     )
     with TestClient(app, base_url=demo.base_url, raise_server_exceptions=False) as c:
+        wait_ready(c)
         yield c
+
+
+def wait_ready(c: TestClient, timeout_s: float = 120) -> None:
+    """``/readyz`` turns 200 once the model has answered its warm-up query."""
+    deadline = time.monotonic() + timeout_s
+    while c.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, c.get("/readyz").text
+        time.sleep(0.1)
 
 
 def _jpeg(path: Path) -> bytes:
@@ -632,11 +641,13 @@ def test_serve_command_serves_the_index(demo: DemoIndex, tmp_path: Path) -> None
         while True:
             try:
                 ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
+                if ready.status_code == 200:
+                    break
             except httpx.HTTPError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
         assert ready.status_code == 200 and ready.json()["count"] == len(demo.records)
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.status_code == 200 and "iconosearch" in page.text

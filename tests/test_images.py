@@ -232,3 +232,34 @@ def test_high_bit_depth_and_multi_frame_formats() -> None:
         assert probe_image(buf.getvalue(), max_pixels=CAP).frames == 2
         r, g, b = np.asarray(open_image(buf.getvalue(), max_pixels=CAP))[5, 5].tolist()
         assert r > 240 and g < 15 and b < 15
+
+
+def test_16bit_greyscale_is_reduced_in_bands_with_the_same_result() -> None:
+    """Banded reduction of 16-bit data gives what a whole-image conversion gives (top byte)."""
+    import numpy as np
+
+    from iconosearch.images import open_image
+
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 65536, (600, 900), dtype=np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    full = open_image(buf.getvalue(), max_pixels=10**7)
+    assert full.mode == "RGB" and full.size == (900, 600)
+    assert np.array_equal(np.asarray(full)[..., 0], (arr >> 8).astype(np.uint8))
+    small = open_image(buf.getvalue(), max_pixels=10**7, max_side=300)
+    assert max(small.size) == 300
+
+
+def test_decoded_bytes_are_capped_before_decoding() -> None:
+    from iconosearch.images import decoded_bytes, probe_image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (1000, 1000)).save(buf, "PNG")
+    assert decoded_bytes(1000, 1000, "RGBA") == 4_000_000
+    with pytest.raises(ImageRejectedError) as err:
+        probe_image(buf.getvalue(), max_pixels=10**7, max_decode_bytes=3_000_000)
+    assert err.value.reason == "too-many-pixels" and "bytes decoded" in str(err.value)
+    with pytest.raises(ImageRejectedError):
+        open_image(buf.getvalue(), max_pixels=10**7, max_decode_bytes=3_000_000)
+    assert probe_image(buf.getvalue(), max_pixels=10**7, max_decode_bytes=4_000_000).width == 1000

@@ -21,6 +21,8 @@ export function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v === null || v === undefined) continue;
     if (URL_ATTRS.has(k) && safeUrl(k, v) === null) continue;
+    // The Content-Security-Policy (api/security.py) forbids style attributes in markup; CSSOM is allowed.
+    if (k === "style") { node.style.cssText = v; continue; }
     node.setAttribute(k, v);
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);

@@ -79,6 +79,10 @@ class ServerConfig(_Strict):
     public_url: str | None = None
     """Base URL the service is reached at, for absolute links in IIIF output (default: the request's)."""
     viewers: ViewerConfig = Field(default_factory=ViewerConfig)
+    admin_attempts_per_minute: int = Field(default=10, ge=1)
+    """Failed admin-key attempts allowed per client address per minute; then 429 until the window moves."""
+    metrics_require_key: bool = False
+    """Serve ``/metrics`` only with an admin API key (as for ``/api/admin/*``)."""
 
 
 class LimitsConfig(_Strict):
@@ -95,6 +99,12 @@ class LimitsConfig(_Strict):
     harvest_delay_s: float = Field(default=0.1, ge=0)
     """Politeness delay between requests to one host."""
     image_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    image_max_decode_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Memory one decoded image may take (pixels × bytes per pixel), checked before decoding."""
+    image_decode_concurrency: int = Field(default=2, ge=1, le=64)
+    """Image queries the API decodes and embeds at once; more wait in a queue as long."""
+    search_concurrency: int = Field(default=8, ge=1, le=256)
+    """Other searches the API runs at once; up to 8× more wait, beyond that 503 + Retry-After."""
     document_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     iiif_render_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
     """Disk for images the local Image API service rendered (least recently used go first)."""

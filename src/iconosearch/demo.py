@@ -162,8 +162,9 @@ def run_demo(
     return run
 
 
-def _wait_ready(base_url: str, version: str, timeout_s: float = 60.0) -> None:
-    """Poll until the running API serves ``version`` (it watches for new versions; no restart)."""
+def _wait_ready(base_url: str, version: str, timeout_s: float = 240.0) -> None:
+    """Poll until the running API serves ``version`` (it watches for new versions; no restart) and
+    has warmed up its model (a cold start on busy CPUs takes tens of seconds)."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=base_url, timeout=10) as client:
         while time.monotonic() < deadline:

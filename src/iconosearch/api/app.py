@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iconosearch import __version__
@@ -21,8 +22,14 @@ from iconosearch.api.iiif_routes import LocalImages
 from iconosearch.api.iiif_routes import router as iiif_router
 from iconosearch.api.metrics import Metrics, MetricsMiddleware
 from iconosearch.api.pages import router as pages_router
-from iconosearch.api.problems import PROBLEM_JSON, install_problem_handlers, problem_body
+from iconosearch.api.problems import (
+    PROBLEM_JSON,
+    install_problem_handlers,
+    problem_body,
+    problem_response,
+)
 from iconosearch.api.routes import router
+from iconosearch.api.security import SecurityHeadersMiddleware, csp_allowing_inline_scripts
 from iconosearch.api.subjects import router as subjects_router
 from iconosearch.api.subjects import warm_up as warm_up_subjects
 from iconosearch.config import Settings
@@ -63,22 +70,26 @@ def create_app(
         )
     ctx = ApiContext(settings=settings, engine=engine, metrics=metrics)
     metrics.set_index_size_source(lambda: _index_size(ctx))
+    metrics.set_degraded_source(lambda: 1.0 if ctx.engine.degraded else 0.0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_watch_index(ctx, reload_interval_s)) if reload_interval_s > 0 else None
         warm_up_subjects()
+        tasks = [asyncio.create_task(_warm_up(ctx))]
+        if reload_interval_s > 0:
+            tasks.append(asyncio.create_task(_watch_index(ctx, reload_interval_s)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            ctx.close()
             if owned:
                 ctx.engine.close()
 
-    app = FastAPI(
+    app = _App(
         title="iconosearch",
         version=__version__,
         description=DESCRIPTION,
@@ -140,16 +151,19 @@ def create_app(
                 "<!doctype html><title>iconosearch API</title><p>The interactive docs need "
                 '<code>make web</code>; the API description is at <a href="/openapi.json">/openapi.json</a>.'
             )
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="iconosearch API",
             swagger_js_url="/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/vendor/swagger-ui/favicon-32x32.png",
         )
+        html = bytes(page.body).decode()
+        page.headers["content-security-policy"] = csp_allowing_inline_scripts(html)
+        return page
 
     if web is not None:
-        app.mount("/", StaticFiles(directory=web, html=True), name="web")
+        app.mount("/", WebFiles(directory=web, html=True), name="web")
     else:
         log.warning("web UI not found (set ICONOSEARCH_WEB_DIR); serving the API only")
     return app
@@ -162,6 +176,18 @@ def _index_size(ctx: ApiContext) -> float:
         return 0.0
 
 
+async def _warm_up(ctx: ApiContext, poll_s: float = 0.2) -> None:
+    """Load the model and answer one query before ``/readyz`` says ready (waits for a first index)."""
+    while not ctx.engine.ready:
+        await asyncio.sleep(poll_s)
+    try:
+        seconds = await asyncio.to_thread(ctx.engine.warm_up)
+        log.info("model loaded and warmed up in %.1f s; ready", seconds)
+    except Exception as exc:  # a model problem: searches will say so (503); readiness must not hang
+        log.error("warm-up query failed: %s", exc)
+    ctx.warmed = True
+
+
 async def _watch_index(ctx: ApiContext, interval_s: float) -> None:
     """Pick up new index versions without restart (the indexer replaces CURRENT atomically)."""
     while True:
@@ -170,8 +196,50 @@ async def _watch_index(ctx: ApiContext, interval_s: float) -> None:
             if await asyncio.to_thread(ctx.engine.reload_if_changed):
                 ctx.metrics.reloads.inc()
                 log.info("now serving index version %s", ctx.engine.info().version)
+                if ctx.warmed:  # a new version may bring another model: load it before users need it
+                    await asyncio.to_thread(ctx.engine.warm_up)
         except Exception:  # keep watching; the engine keeps serving the old version
             log.exception("index reload check failed")
+
+
+class _App(FastAPI):
+    """FastAPI whose security headers wrap even Starlette's error middleware (500s get them too)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeadersMiddleware(super().build_middleware_stack())
+
+
+class WebFiles(StaticFiles):
+    """The web UI at ``/``, which every path falls through to. Plain ``StaticFiles`` answered any
+    other method with 405 ``Allow: GET, HEAD`` — also for API paths (``PUT /api/search``) and for
+    ``OPTIONS``. Here ``OPTIONS`` gets 204 with the path's real methods, and other methods on an API
+    path get 405 with that path's methods."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method", "GET")
+        if scope["type"] != "http" or method in ("GET", "HEAD"):
+            await super().__call__(scope, receive, send)
+            return
+        allowed = _api_methods(scope) or {"GET", "HEAD"}
+        allow = ", ".join(sorted(allowed | {"OPTIONS"}))
+        if method == "OPTIONS":
+            response: Response = Response(status_code=204, headers={"Allow": allow})
+        else:
+            response = problem_response(
+                405, "method-not-allowed", f"{method} is not allowed here", instance=scope.get("path")
+            )
+            response.headers["Allow"] = allow
+        await response(scope, receive, send)
+
+
+def _api_methods(scope: Scope) -> set[str]:
+    """Methods of the API routes whose path matches (a method mismatch is a partial match)."""
+    routes = [r for r in scope["app"].router.routes if not isinstance(r, Mount)]
+    return {
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**scope, "method": method})[0] == Match.FULL for r in routes)
+    }
 
 
 class BodyLimitMiddleware:
@@ -242,7 +310,7 @@ async def _send_problem(send: Send, status: int, code: str, detail: str, scope: 
 
 
 class PublicHeadersMiddleware:
-    """IIIF resources are public data for any viewer (CORS ``*``); every answer gets safe defaults."""
+    """IIIF resources are public data for any viewer (CORS ``*``); other headers: ``api.security``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -260,8 +328,6 @@ class PublicHeadersMiddleware:
                 names = {k.lower() for k, _ in headers}
                 if public_iiif and b"access-control-allow-origin" not in names:
                     headers.append((b"access-control-allow-origin", b"*"))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                headers.append((b"referrer-policy", b"strict-origin-when-cross-origin"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -47,9 +47,23 @@ class Metrics:
         self.reloads = Counter(
             "iconosearch_index_reloads", "Times a new index version was picked up.", registry=self.registry
         )
+        self.degraded = Gauge(
+            "iconosearch_index_degraded",
+            "1 while the served version is a fallback because CURRENT is damaged (see /readyz).",
+            registry=self.registry,
+        )
+        self.busy_refusals = Counter(
+            "iconosearch_busy_refusals",
+            "Requests refused with 503 because their lane was full (admission control).",
+            ["lane"],
+            registry=self.registry,
+        )
 
     def set_index_size_source(self, source: Callable[[], float]) -> None:
         self.index_size.set_function(source)
+
+    def set_degraded_source(self, source: Callable[[], float]) -> None:
+        self.degraded.set_function(source)
 
     def observe_search(self, embed_ms: float, search_ms: float) -> None:
         self.embed_seconds.observe(embed_ms / 1000.0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Query as QueryParam
+from pydantic import StringConstraints
 from starlette.requests import Request
 
 from iconosearch.api import schemas as s
@@ -22,6 +23,8 @@ LESS_OF_WEIGHT = -0.5
 """Weight of a 'less of' term given in the query string (``not=…``, ``unlike=…``)."""
 
 RECORD_ID = re.compile(r"^[0-9a-f]{16}$")
+ItemIdParam = Annotated[str, StringConstraints(pattern=RECORD_ID.pattern)]
+"""An item id in a query parameter; the pattern is in the OpenAPI schema (0.1 checked it only in code)."""
 
 Rights = Literal["open", "restricted", "unknown"]
 
@@ -66,13 +69,13 @@ def search_params(
         ),
     ] = None,
     like: Annotated[
-        list[str] | None,
+        list[ItemIdParam] | None,
         QueryParam(
             description="Ids of items to find more like (repeatable).", examples=[["3f2a9c0d41b7e615"]]
         ),
     ] = None,
     unlike: Annotated[
-        list[str] | None, QueryParam(description="Ids of items to see less like (repeatable).")
+        list[ItemIdParam] | None, QueryParam(description="Ids of items to see less like (repeatable).")
     ] = None,
     not_: Annotated[
         list[str] | None,
@@ -213,7 +216,12 @@ def check_image_bytes(data: bytes, limits: LimitsConfig) -> None:
         raise ProblemError(
             413, "upload-too-large", f"the image is larger than {limits.upload_max_bytes} bytes"
         )
-    probe_image(data, max_pixels=limits.image_max_pixels, max_bytes=limits.upload_max_bytes)
+    probe_image(
+        data,
+        max_pixels=limits.image_max_pixels,
+        max_bytes=limits.upload_max_bytes,
+        max_decode_bytes=limits.image_max_decode_bytes,
+    )
 
 
 def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:

@@ -84,7 +84,7 @@ def problem_body(status: int, code: str, detail: str, *, instance: str | None = 
 def problem_response(
     status: int, code: str, detail: str, *, instance: str | None = None, **extra: Any
 ) -> JSONResponse:
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": str(extra.get("retry_after", 5))} if status in (429, 503) else None
     return JSONResponse(
         problem_body(status, code, detail, instance=instance, **extra),
         status_code=status,

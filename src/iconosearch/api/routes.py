@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
@@ -69,12 +69,17 @@ def _ok(example: Any, media: str = "application/json") -> dict[int | str, dict[s
     return {200: {"content": {media: {"example": example}}}}
 
 
+# What each operation can really answer (checked by Schemathesis in tests/test_api_contract.py):
+# 404 for an unknown item id in like/unlike, 413/415 only where there is a body.
+GET_SEARCH_RESPONSES = {**_ok(SEARCH_EXAMPLE), **_problems(400, 404, 422, 503, 504)}
 SEARCH_RESPONSES = {**_ok(SEARCH_EXAMPLE), **_problems(400, 404, 413, 415, 422, 503, 504)}
+IMAGE_SEARCH_RESPONSES = {**SEARCH_RESPONSES, **_problems(411)}
 
 
 async def _search(ctx: ApiContext, query: Query) -> SearchPage:
     check_limits(query, ctx.settings.limits)
-    page = await ctx.call(ctx.engine.search, query)
+    heavy = any(t.kind in ("image", "url") for t in query.terms)
+    page = await ctx.call(ctx.engine.search, query, heavy=heavy)
     ctx.metrics.observe_search(page.embed_ms, page.search_ms)
     return page
 
@@ -95,7 +100,7 @@ async def _respond(
 @router.get(
     "/api/search",
     response_model=s.SearchResponse,
-    responses=SEARCH_RESPONSES,
+    responses=GET_SEARCH_RESPONSES,
     tags=["search"],
     summary="Search by words and items (query string)",
 )
@@ -123,7 +128,7 @@ async def search_post(ctx: Ctx, request: Request, body: s.SearchRequest) -> s.Se
 @router.post(
     "/api/search/image",
     response_model=s.SearchResponse,
-    responses=SEARCH_RESPONSES,
+    responses=IMAGE_SEARCH_RESPONSES,
     tags=["search"],
     openapi_extra={
         "requestBody": {"content": {"multipart/form-data": {"example": {"file": "(image bytes)"}}}}
@@ -155,7 +160,7 @@ async def search_image(
 
 @router.get(
     "/api/search.iiif",
-    responses={**_ok(MANIFEST_EXAMPLE, IIIF_JSON), **_problems(400, 503)},
+    responses={**_ok(MANIFEST_EXAMPLE, IIIF_JSON), **_problems(400, 404, 422, 503, 504)},
     response_class=JSONResponse,
     tags=["search"],
     summary="Search results as a IIIF manifest",
@@ -191,7 +196,7 @@ ItemId = Annotated[str, Path(description="Item id (16 hex digits).", examples=["
 @router.get(
     "/api/items/{item_id}",
     response_model=s.Item,
-    responses={**_ok(ITEM_EXAMPLE), **_problems(404, 503)},
+    responses={**_ok(ITEM_EXAMPLE), **_problems(404, 503, 504)},
     tags=["items"],
     summary="One image with its metadata",
 )
@@ -208,7 +213,7 @@ async def get_item(ctx: Ctx, request: Request, item_id: ItemId) -> s.Item:
 @router.get(
     "/api/items/{item_id}/similar",
     response_model=s.SearchResponse,
-    responses=SEARCH_RESPONSES,
+    responses=GET_SEARCH_RESPONSES,
     tags=["items"],
     summary="More like this image",
 )
@@ -222,7 +227,7 @@ async def similar_items(ctx: Ctx, request: Request, item_id: ItemId, params: Par
 @router.get(
     "/api/collections",
     response_model=s.CollectionsResponse,
-    responses={**_ok(COLLECTIONS_EXAMPLE), **_problems(503)},
+    responses={**_ok(COLLECTIONS_EXAMPLE), **_problems(503, 504)},
     tags=["collections"],
     summary="What is indexed",
 )
@@ -307,7 +312,7 @@ def _last_harvests(ctx: ApiContext, names: list[str]) -> dict[str, str]:
     response_model=s.FacetsResponse,
     responses={
         **_ok({"facets": {"collection": {"demo": 40}, "rights": {"open": 38}}}),
-        **_problems(400, 503),
+        **_problems(400, 422, 503, 504),
     },
     tags=["search"],
     summary="Facet counts for filters",
@@ -318,7 +323,7 @@ async def facets(ctx: Ctx, params: Params) -> s.FacetsResponse:
     return s.FacetsResponse(facets=counts, index_version=_version(ctx))
 
 
-ADMIN_RESPONSES = {**_problems(401, 403, 409)}
+ADMIN_RESPONSES = {**_problems(401, 403, 409, 429, 503, 504)}
 
 
 @router.post(
@@ -474,25 +479,47 @@ async def healthz() -> s.Health:
     summary="Readiness",
 )
 async def readyz(ctx: Ctx) -> Response:
-    """Ready when an index version is loaded (503 until then)."""
-    if not ctx.engine.ready:
-        return JSONResponse(s.Health(status="not-ready").model_dump(), status_code=503)
+    """Ready (200) once an index version is loaded and the model has answered a warm-up query.
+
+    A damaged current version served from its newest intact predecessor is still ready, with
+    `status: degraded` and the `reason`; 503 while there is nothing to serve or the model warms up.
+    """
+    engine = ctx.engine
     try:
-        info = ctx.engine.info()
+        info = engine.info()
     except IndexNotReadyError:
-        return JSONResponse(s.Health(status="not-ready").model_dump(), status_code=503)
-    return JSONResponse(
-        s.Health(status="ok", version=__version__, index_version=info.version, count=info.count).model_dump()
+        body = s.Health(status="not-ready", version=__version__, reason=engine.degraded)
+        return JSONResponse(body.model_dump(), status_code=503)
+    if not ctx.warmed:
+        body = s.Health(
+            status="warming-up", version=__version__, index_version=info.version, count=info.count
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
+    status: Literal["ok", "degraded"] = "degraded" if engine.degraded else "ok"
+    body = s.Health(
+        status=status,
+        version=__version__,
+        index_version=info.version,
+        count=info.count,
+        reason=engine.degraded,
     )
+    return JSONResponse(body.model_dump())
 
 
 @router.get(
     "/metrics",
     tags=["health"],
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"example": "iconosearch_http_requests_total{...} 1.0"}}}},
+    responses={
+        200: {"content": {"text/plain": {"example": "iconosearch_http_requests_total{...} 1.0"}}},
+        **_problems(401, 403, 429),
+    },
     summary="Prometheus metrics",
 )
-async def metrics(ctx: Ctx) -> Response:
-    """Prometheus metrics: requests and latency by route, query embedding and search time, index size."""
+async def metrics(ctx: Ctx, request: Request) -> Response:
+    """Prometheus metrics: requests and latency by route, query embedding and search time, index size.
+
+    With `server.metrics_require_key` the admin API key is required, as for `/api/admin/*`."""
+    if ctx.settings.server.metrics_require_key:
+        ctx.check_admin(request)
     return ctx.metrics.render()

@@ -225,10 +225,13 @@ class FacetsResponse(_Out):
 
 
 class Health(_Out):
-    status: Literal["ok", "not-ready"]
+    status: Literal["ok", "degraded", "warming-up", "not-ready"]
+    """``degraded``: serving a fallback because the current version is damaged (``reason`` says why);
+    ``warming-up``: the index is there but the model is still being loaded and tried."""
     version: str | None = Field(default=None, description="The iconosearch version serving.")
     index_version: str | None = None
     count: int | None = None
+    reason: str | None = None
 
 
 class AdminResponse(_Out):
@@ -241,6 +244,15 @@ class AdminResponse(_Out):
 
 
 class TermIn(_In):
+    model_config = ConfigDict(
+        extra="forbid",
+        # The value's form depends on the kind: an item term names a record id (16 hex digits).
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "item"}}},
+            "then": {"properties": {"value": {"pattern": "^[0-9a-f]{16}$"}}},
+        },
+    )
+
     kind: Literal["text", "image", "item", "url", "subject"] = Field(
         description="text: words; image: base64 (or data: URL) of an image; item: an indexed record id; "
         "url: an image URL fetched by the server (only when enabled; private addresses are refused); "
@@ -276,7 +288,9 @@ class SearchRequest(_In):
                     "filters": {"rights": ["open"], "year_from": 1600, "year_to": 1799},
                     "k": 24,
                 }
-            ]
+            ],
+            # A search needs something to rank by: terms, keywords, or both (0.1 documented {} as valid).
+            "anyOf": [{"required": ["terms"]}, {"required": ["keywords"]}],
         },
     )
 

@@ -32,7 +32,17 @@ def register(app: typer.Typer) -> None:
             typer.Option("--incremental", help="Update the served version: add new/changed, drop deleted."),
         ] = False,
         check: Annotated[
-            bool, typer.Option("--check", help="Only check the served version: FAISS ids == metadata ids.")
+            bool,
+            typer.Option(
+                "--check", help="Only check the served version: every file's checksum, then FAISS ids."
+            ),
+        ] = False,
+        rollback: Annotated[
+            bool,
+            typer.Option(
+                "--rollback",
+                help="Only switch CURRENT to VERSION (the argument), or to the newest intact older one.",
+            ),
         ] = False,
         gc: Annotated[
             bool, typer.Option("--gc", help="Only delete versions superseded longer ago than --grace.")
@@ -81,7 +91,7 @@ def register(app: typer.Typer) -> None:
         """Embed harvested images and build a new index version, switched in atomically."""
         from iconosearch.datadir import DataDir
         from iconosearch.index import faiss_index
-        from iconosearch.index.builder import BuildOptions, check_consistency
+        from iconosearch.index.builder import BuildOptions
         from iconosearch.index.store import IndexStore, IndexStoreError
 
         st = state(ctx)
@@ -95,24 +105,10 @@ def register(app: typer.Typer) -> None:
         except IndexStoreError as exc:
             fail(str(exc), code=2)
         if check:
-            version = store.current()
-            if version is None:
-                fail(f"index {name!r} has no version yet")
-            report = check_consistency(version)
-            if st.json_output:
-                emit_json({**asdict(report), "ok": report.ok})
-            elif report.ok:
-                out_console.print(
-                    f"index {name} version {report.version}: {report.count} records, consistent"
-                )
-            else:
-                err_console.print(
-                    f"index {name} version {report.version} is INCONSISTENT: "
-                    f"{len(report.faiss_only)} ids only in FAISS, "
-                    f"{len(report.metadata_only)} only in metadata, "
-                    f"vector rows {'ok' if report.vector_rows_ok else 'wrong'}; {'; '.join(report.problems)}"
-                )
-            raise typer.Exit(0 if report.ok else 1)
+            _check(store, st.json_output)
+        if rollback:
+            _rollback(store, collections[0] if collections else None, st.json_output, st.quiet)
+            return
         if gc:
             removed = store.gc(grace_s=grace)
             if st.json_output:
@@ -159,6 +155,49 @@ def register(app: typer.Typer) -> None:
                 + (f"; {len(m.failures)} image(s) failed" if m.failures else ""),
                 soft_wrap=True,  # the model spec and version are copied: no hard line breaks inside them
             )
+
+
+def _check(store: Any, json_output: bool) -> None:
+    from iconosearch.index.store import IndexStoreError
+    from iconosearch.index.verify import check_version
+
+    try:
+        version = store.current()
+    except IndexStoreError as exc:
+        fail(str(exc))
+    if version is None:
+        fail(f"index {store.name!r} has no version yet")
+    report = check_version(version)
+    if json_output:
+        emit_json({**asdict(report), "ok": report.ok})
+    else:
+        for f in report.files:
+            line = f"  {f.name:<18} {f.status}" + (f": {f.detail}" if f.detail else "")
+            (out_console if f.status in ("ok", "unchecked") else err_console).print(line, highlight=False)
+        for problem in report.problems:
+            err_console.print(f"  {problem}", highlight=False)
+        verdict = "intact and consistent" if report.ok else "DAMAGED"
+        (out_console if report.ok else err_console).print(
+            f"index {store.name} version {report.version}: {verdict}", highlight=False
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _rollback(store: Any, version: str | None, json_output: bool, quiet: bool) -> None:
+    from iconosearch.index.store import IndexStoreError
+    from iconosearch.index.verify import IndexDamagedError, rollback_target
+
+    before = store.current_name()
+    try:
+        with store.building():  # a writer like any other: not while a build is switching CURRENT
+            target = rollback_target(store, version)
+            store.switch(target)
+    except (IndexDamagedError, IndexStoreError) as exc:
+        fail(str(exc))
+    if json_output:
+        emit_json({"previous": before, "current": target})
+    elif not quiet:
+        out_console.print(f"index {store.name}: CURRENT switched from {before} to {target}")
 
 
 def _build(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -25,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from iconosearch import deadline
 from iconosearch.config import LimitsConfig
 from iconosearch.datadir import DataDir
-from iconosearch.index import faiss_index
+from iconosearch.index import faiss_index, verify
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import Metadata
 from iconosearch.index.ranking import (
@@ -103,6 +105,7 @@ class _Loaded:
 
     def __init__(self, version: IndexVersion, data_dir: Path | None = None) -> None:
         m = version.manifest
+        verify.require_intact(version)
         self.version = version
         self.manifest = m
         self.spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
@@ -171,6 +174,10 @@ class SearchEngine:
         self._previous: _Loaded | None = None
         self._embedder: Any = None
         self._texts: Any = None  # TextEmbeddingCache of the current embedder
+        self._bad: dict[str, str] = {}
+        """Versions found damaged (name → why); never served again by this engine."""
+        self.degraded: str | None = None
+        """Why the served version is not ``CURRENT`` (a fallback), or ``None``."""
         self.reload_if_changed()
 
     @classmethod
@@ -203,33 +210,87 @@ class SearchEngine:
     def reload_if_changed(self) -> bool:
         """Switch to a new ``CURRENT`` version if one appeared; ``True`` when it switched.
 
-        The new version is fully opened before it replaces the old one, so concurrent searches never
-        see a half-loaded index; a failing new version is logged and the old one keeps serving.
+        The new version is fully opened and verified (:mod:`iconosearch.index.verify`) before it
+        replaces the old one, so concurrent searches never see a half-loaded index. A version that
+        fails is remembered as bad (logged once, not on every check); the engine then serves the
+        newest intact version before it and reports itself :attr:`degraded`.
         """
         name = self._store.current_name()
         current = self._current
-        if name is None or (current is not None and current.name == name):
+        if name is None or (current is not None and current.name == name) or name in self._bad:
             return False
         with self._lock:
             current = self._current
             if current is not None and current.name == name:
                 return False
-            try:
-                loaded = _Loaded(self._store.open_version(name), self._store.root.parent.parent)
-            except Exception:
-                log.exception(
-                    "cannot open index %s version %s; still serving the old one", self._store.name, name
-                )
-                return False
-            if self._embedder is not None and (
-                self._embedder.fingerprint != loaded.manifest.model_fingerprint
-                or self._embedder.spec != loaded.manifest.model_spec
-            ):
-                self._embedder = None
-                self._texts = None
-            self._previous, self._current = current, loaded
-            log.debug("serving index %s version %s (%d records)", self._store.name, name, loaded.count)
+            loaded = self._open(name)
+            if loaded is not None:
+                self.degraded = None
+            else:
+                loaded = self._fallback(name, current)
+                if loaded is None or (current is not None and loaded is current):
+                    return False
+            self._switch_to(loaded)
             return True
+
+    def _open(self, name: str) -> _Loaded | None:
+        try:
+            return _Loaded(self._store.open_version(name), self._store.root.parent.parent)
+        except Exception as exc:  # damaged, truncated, unreadable: all mean "not this version"
+            self._bad[name] = f"{type(exc).__name__}: {exc}"
+            log.error("index %s version %s cannot be served: %s", self._store.name, name, exc)
+            return None
+
+    def _fallback(self, bad: str, current: _Loaded | None) -> _Loaded | None:
+        """The newest intact version older than ``bad`` (the one serving now if it is that)."""
+        for name in reversed(self._store.versions()):
+            if name >= bad or name in self._bad:
+                continue
+            loaded = current if current is not None and current.name == name else self._open(name)
+            if loaded is not None:
+                self.degraded = f"version {bad} is damaged ({self._bad[bad]}); serving {name}"
+                log.warning("index %s: %s", self._store.name, self.degraded)
+                return loaded
+        self.degraded = f"version {bad} is damaged ({self._bad[bad]}); no intact version to serve"
+        return None
+
+    def _switch_to(self, loaded: _Loaded) -> None:
+        current = self._current
+        if self._embedder is not None and (
+            self._embedder.fingerprint != loaded.manifest.model_fingerprint
+            or self._embedder.spec != loaded.manifest.model_spec
+        ):
+            self._embedder = None
+            self._texts = None
+        self._previous, self._current = current, loaded
+        log.debug("serving index %s version %s (%d records)", self._store.name, loaded.name, loaded.count)
+
+    def _mark_bad(self, loaded: _Loaded, reason: str) -> None:
+        """A served version turned out damaged at query time: fall back now, never serve it again."""
+        with self._lock:
+            if loaded.name in self._bad:
+                return
+            self._bad[loaded.name] = reason
+            log.error("index %s version %s is damaged: %s", self._store.name, loaded.name, reason)
+            if self._current is loaded:
+                fallback = self._fallback(loaded.name, None)
+                self._current = fallback
+                if self._previous is loaded:
+                    self._previous = None
+
+    def warm_up(self) -> float:
+        """Load the served version's model and answer one text and one image query, so that the first
+        real query runs at normal speed (0.1 loaded the model lazily: 17–26 s). Returns seconds."""
+        import io
+
+        from PIL import Image
+
+        start = time.perf_counter()
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), (128, 128, 128)).save(buf, format="PNG")
+        self.search(Query(terms=(Term("text", "a picture"),), k=1))
+        self.search(Query(terms=(Term("image", buf.getvalue()),), k=1))
+        return time.perf_counter() - start
 
     def close(self) -> None:
         """Release files and connections."""
@@ -311,6 +372,17 @@ class SearchEngine:
 
     # --- searching -----------------------------------------------------------------------------
     def search(self, query: Query) -> SearchPage:
+        """Answer one page of ``query`` (see :meth:`_search`); a version found damaged while answering
+        is dropped for the newest intact one and the query answered again there, once."""
+        loaded = self._require()
+        try:
+            return self._search(query)
+        except (verify.IndexDamagedError, sqlite3.DatabaseError) as exc:
+            self._mark_bad(loaded, f"{type(exc).__name__}: {exc}")
+            self._require()
+            return self._search(query)
+
+    def _search(self, query: Query) -> SearchPage:
         """Answer one page of ``query``; ``page.next_cursor`` continues it (``None`` at the end).
 
         Scores are cosine similarities of the query vector and the image (as the index computes them:
@@ -517,6 +589,8 @@ class SearchEngine:
         depth = max(1, min(depth, loaded.count))
         if allowed is None:
             scores, ids = faiss_index.search(loaded.index, qvec, depth)
+            if not verify.scores_are_sane(scores):
+                raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
             keep = ids[0] >= 0
             pairs = sort_ranked(ids[0][keep].tolist(), scores[0][keep].tolist())
             return pairs, len(pairs) < depth or depth >= loaded.count
@@ -533,6 +607,8 @@ class SearchEngine:
             subset_max=self.subset_max,
             selector=selector,
         )
+        if not verify.scores_are_sane(s):
+            raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
         return sort_ranked(i.tolist(), s.tolist()), exhausted
 
     def _hits(self, loaded: _Loaded, page: list[Collapsed], collapse: bool) -> tuple[Hit, ...]:
@@ -658,11 +734,18 @@ class SearchEngine:
             raise InvalidImageError("the query image is empty")
         if len(data) > self.limits.upload_max_bytes:
             raise LimitExceededError(f"the query image is larger than {self.limits.upload_max_bytes} bytes")
+        deadline.check()
         try:
             # Decode exactly as the indexed images were, so an indexed image queried as itself scores ~1.
-            image = open_image(data, max_pixels=self.limits.image_max_pixels, max_side=DECODE_MAX_SIDE)
+            image = open_image(
+                data,
+                max_pixels=self.limits.image_max_pixels,
+                max_side=DECODE_MAX_SIDE,
+                max_decode_bytes=self.limits.image_max_decode_bytes,
+            )
         except ImageRejectedError as exc:
             raise InvalidImageError(f"the query image cannot be used: {exc}") from exc
+        deadline.check()  # the decode may have outlived the request: do not embed for nobody
         return np.asarray(self._get_embedder(loaded).embed_images([image]), dtype=np.float32)[0]
 
 

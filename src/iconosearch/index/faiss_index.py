@@ -220,8 +220,14 @@ def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
 
 def _cosines(scores: np.ndarray) -> np.ndarray:
     """Inner products of unit vectors are cosines, in [-1, 1]; float32 rounding can overshoot by an ulp
-    or so (an image queried as itself scores 1.0000001), which would break every consumer's range check."""
-    return np.clip(scores, -1.0, 1.0)
+    or so (an image queried as itself scores 1.0000001), which would break every consumer's range check.
+
+    Only that rounding is clipped: a score far outside (2.8e37, NaN) means a damaged index, and is left
+    as it is for the engine's sanity check (``index.verify.scores_are_sane``) to catch."""
+    from iconosearch.index.verify import SCORE_TOLERANCE
+
+    rounding = np.abs(scores) <= 1.0 + SCORE_TOLERANCE
+    return np.where(rounding, np.clip(scores, -1.0, 1.0), scores)
 
 
 def sample_queries(vectors: np.ndarray, n: int = 200, *, noise: float = 0.5, seed: int = 1) -> np.ndarray:

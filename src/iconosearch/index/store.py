@@ -9,7 +9,8 @@ Layout of one index name::
         vectors.npy                     float32 (count, dim) unit vectors, row i ↔ ids.npy[i]
         ids.npy                         int64 FAISS ids in row order
         metadata.sqlite                 records, filter columns, FTS5 captions (see metadata.py)
-    indexes/<name>/.staging-<version>/  being written; never read; removed by GC when stale
+    indexes/<name>/.staging-<version>.pid<pid>/  being written; never read; removed when its
+                                        builder is gone (next build) or by GC when stale
     indexes/<name>/.build.lock          held by the one process building this index (see :meth:`building`)
 
 A version is written entirely in its staging directory, fsynced, renamed into place and only then
@@ -27,7 +28,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class IndexManifest:
     """Records added + removed incrementally since the last full build."""
     failures: dict[str, str] = field(default_factory=dict)
     """Record id → reason, for images that could not be embedded."""
+    checksums: dict[str, str] = field(default_factory=dict)
+    """File name → ``"xxh3_128:<hex>"`` of every file of the version, written at commit (see verify.py)."""
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -202,14 +205,37 @@ class IndexStore:
         return is_held(self.root / BUILD_LOCK)
 
     def begin(self, version: str | None = None) -> tuple[str, Path]:
-        """A fresh staging directory for a new version: ``(version, staging path)``."""
+        """A fresh staging directory for a new version: ``(version, staging path)``.
+
+        The directory name carries the builder's pid; staging directories of builders that are gone
+        (a killed build) are removed first, so they do not pile up until the next ``--gc``.
+        """
+        self.remove_orphaned_staging()
         version = version or new_version_name()
-        staging = self.root / f"{STAGING_PREFIX}{version}"
+        staging = self.root / f"{STAGING_PREFIX}{version}{_PID_MARK}{os.getpid()}"
         staging.mkdir(parents=True, exist_ok=False)
         return version, staging
 
+    def remove_orphaned_staging(self) -> list[str]:
+        """Delete staging directories whose builder process no longer exists; returns their names."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        for p in self.root.iterdir():
+            if not p.name.startswith(STAGING_PREFIX) or _PID_MARK not in p.name:
+                continue
+            pid_text = p.name.rsplit(_PID_MARK, 1)[1]
+            if pid_text.isdigit() and not _alive(int(pid_text)):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p.name)
+        return removed
+
     def commit(self, staging: Path, manifest: IndexManifest, *, switch: bool = True) -> IndexVersion:
-        """Write the manifest, make the staging dir a version and (by default) point ``CURRENT`` at it."""
+        """Record the files' checksums in the manifest, write it, make the staging dir a version and
+        (by default) point ``CURRENT`` at it."""
+        from iconosearch.index.verify import folder_checksums
+
+        manifest = replace(manifest, checksums=folder_checksums(staging, skip=(MANIFEST,)))
         (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
         _fsync_tree(staging)
         final = self.root / manifest.version
@@ -260,6 +286,19 @@ class IndexStore:
                     shutil.rmtree(p, ignore_errors=True)
                     removed.append(p.name)
         return removed
+
+
+_PID_MARK = ".pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def utc_now_iso() -> str:
