@@ -29,6 +29,7 @@ SEMANTIC_RULES = frozenset(
         "limit-exceeded",  # k and paging depth are bounded by the configured limits, not the schema
         "unknown-collection",  # collections are data, not an enum of the schema
         "unknown-item",  # so are item ids
+        "unknown-subject",  # and the notations of a vocabulary
         "invalid-cursor",  # cursors are opaque tokens the server made
         "invalid-image",  # image bytes are checked by decoding them
     }

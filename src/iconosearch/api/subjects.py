@@ -14,13 +14,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from iconosearch.api import schemas as s
-from iconosearch.api.problems import ProblemError
+from iconosearch.api.problems import PROBLEM_JSON, ProblemError
 from iconosearch.subjects import UnknownSubjectError, Vocabulary, vocabulary, vocabulary_loaded
 from iconosearch.subjects.iconclass import LANGUAGES, MIN_SUGGEST_CHARS, SCHEME
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["subjects"])
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """Problem answers these routes can give, for the OpenAPI contract (tests/test_api_contract.py)."""
+    return {
+        code: {"description": "Problem details (RFC 9457)", "content": {PROBLEM_JSON: {}}}
+        for code in statuses
+    }
+
 
 _LANG_DESCRIPTION = f"Language of the labels: {', '.join(LANGUAGES)} (others fall back to English)."
 
@@ -45,7 +54,7 @@ def _ready() -> Vocabulary:
     return vocabulary(SCHEME)
 
 
-@router.get("/api/iconclass/suggest", response_model=s.SubjectSuggestions)
+@router.get("/api/iconclass/suggest", response_model=s.SubjectSuggestions, responses=_documented(503))
 def suggest(
     q: Annotated[
         str,
@@ -84,7 +93,7 @@ def suggest(
     )
 
 
-@router.get("/api/iconclass/{notation}", response_model=s.SubjectOut)
+@router.get("/api/iconclass/{notation}", response_model=s.SubjectOut, responses=_documented(404, 503))
 def notation(
     notation: Annotated[str, Path(max_length=200, examples=["11H(GEORGE)"])],
     lang: Annotated[str, Query(max_length=35, description=_LANG_DESCRIPTION)] = "en",
