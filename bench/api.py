@@ -5,7 +5,12 @@ data dir (``--data-dir``, default ``data/`` when it holds an index) or, failing 
 index built from the demo collection with the default model. Every request asks a different text (so
 the query-embedding cache never answers), 24 results per page. Prints JSON.
 
-    python bench/api.py [--data-dir data] [--seconds 8] [--concurrency 1 8 32]
+The "hostile mix" run (``--hostile``, on by default) repeats one concurrency level with 20 % of the
+requests replaced by heavy uploads — the 7990×7990 16-bit greyscale PNG of issue 13 (124 KB on the
+wire, 128 MB decoded) — and reports the ordinary searches' p50/p99 with and without the mix, the
+uploads' answers (200, or 503 ``busy`` from admission control) and the server's peak RSS.
+
+    python bench/api.py [--data-dir data] [--seconds 8] [--concurrency 1 8 32] [--hostile 8 | --no-hostile]
 """
 
 from __future__ import annotations
@@ -139,6 +144,79 @@ async def _level(base: str, concurrency: int, seconds: float, offset: int) -> di
     }
 
 
+def _hostile_png() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = np.zeros((7990, 7990), dtype=np.uint16)
+    arr[::7, :] = 40000
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def _hostile_level(base: str, concurrency: int, seconds: float, offset: int, png: bytes) -> dict:
+    """Like :func:`_level`, but every 5th request uploads the heavy PNG."""
+    latencies: list[float] = []
+    uploads: dict[str, int] = {}
+    errors = 0
+    counter = offset
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+
+        async def worker() -> None:
+            nonlocal counter, errors
+            while time.perf_counter() < deadline:
+                counter += 1
+                if counter % 5 == 0:
+                    try:
+                        r = await client.post(
+                            "/api/search/image", files={"file": ("big.png", png, "image/png")}
+                        )
+                        key = str(r.status_code)
+                    except httpx.HTTPError as exc:
+                        key = type(exc).__name__
+                    uploads[key] = uploads.get(key, 0) + 1
+                    continue
+                start = time.perf_counter()
+                try:
+                    r = await client.get("/api/search", params={"q": _query(counter), "k": 24})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        if not latencies:
+            return float("nan")
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    return {
+        "concurrency": concurrency,
+        "ordinary_requests": len(latencies),
+        "ordinary_errors": errors,
+        "ordinary_p50_ms": pct(0.50),
+        "ordinary_p99_ms": pct(0.99),
+        "uploads_by_status": uploads,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,6 +224,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--hostile", type=int, default=8, help="concurrency of the hostile-mix run")
+    parser.add_argument("--no-hostile", dest="hostile", action="store_const", const=0)
     args = parser.parse_args()
     seconds = min(max(args.seconds, 1.0), 60.0)  # bounded run
 
@@ -169,7 +249,7 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 400  # readiness includes the model's warm-up query
         while True:
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
@@ -188,6 +268,17 @@ def main() -> None:
         levels = []
         for n, c in enumerate(args.concurrency):
             levels.append(asyncio.run(_level(base, c, seconds, offset=n * 1_000_000)))
+        hostile = None
+        if args.hostile:
+            calm = asyncio.run(_level(base, args.hostile, seconds, offset=50_000_000))
+            rss_before = _peak_rss_mb(server.pid)
+            mixed = asyncio.run(_hostile_level(base, args.hostile, seconds, 60_000_000, _hostile_png()))
+            hostile = {
+                "without_mix": {k: calm[k] for k in ("concurrency", "requests", "p50_ms", "p99_ms")},
+                "with_mix": mixed,
+                "peak_rss_mb_before_mix": rss_before,
+                "peak_rss_mb": _peak_rss_mb(server.pid),
+            }
     finally:
         server.terminate()
         try:
@@ -205,6 +296,7 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "server": "iconosearch serve (uvicorn, 1 process)",
                 "levels": levels,
+                "hostile_mix": hostile,
             },
             indent=2,
         )

@@ -23,7 +23,7 @@ LESS_OF_WEIGHT = -0.5
 """Weight of a 'less of' term given in the query string (``not=…``, ``unlike=…``)."""
 
 RECORD_ID = re.compile(r"^[0-9a-f]{16}$")
-ItemIdParam = Annotated[str, StringConstraints(pattern=RECORD_ID.pattern)]
+ItemIdParam = Annotated[str, StringConstraints(pattern=r"^\s*[0-9a-fA-F]{16}\s*$")]
 """An item id in a query parameter; the pattern is in the OpenAPI schema (0.1 checked it only in code)."""
 
 Rights = Literal["open", "restricted", "unknown"]

@@ -154,7 +154,10 @@ class EmbeddingCache:
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may already have rolled back (e.g. on "database or disk is full"): a second
+                # ROLLBACK would fail and hide the real error behind "no transaction is active".
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def __len__(self) -> int:
