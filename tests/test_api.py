@@ -462,7 +462,13 @@ def test_admin_endpoints_need_a_key(client: TestClient, demo: DemoIndex) -> None
 
 def test_health_ready_and_metrics(client: TestClient, demo: DemoIndex) -> None:
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "version": __version__, "index_version": None, "count": None}
+    assert health == {
+        "status": "ok",
+        "version": __version__,
+        "index_version": None,
+        "count": None,
+        "reason": None,
+    }
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["count"] == len(demo.records)
     client.get("/api/search", params={"q": "a tower"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,18 @@ def chromium_path() -> str:
 def live_server(app: Any, port: int) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread; yields the base URL."""
     server = BackgroundServer(app, "127.0.0.1", port).start()
-    httpx.get(f"{server.url}/healthz", timeout=5).raise_for_status()
+    # The model's warm-up starts with the server; while it imports, a loaded machine can keep the
+    # event loop waiting for the GIL for seconds, so wait for readiness rather than one quick answer.
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            ready = httpx.get(f"{server.url}/readyz", timeout=10)
+            if ready.status_code == 200 or ready.json().get("status") == "not-ready":
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.2)
     try:
         yield server.url
     finally:
