@@ -66,7 +66,7 @@ def running(data_dir: Path, loader: SlowLoader, **server: Any) -> Iterator[str]:
 
 def _ready(url: str, timeout_s: float = 30) -> httpx.Response:
     deadline = time.monotonic() + timeout_s
-    while (r := httpx.get(f"{url}/readyz")).status_code != 200:
+    while (r := httpx.get(f"{url}/readyz", timeout=60)).status_code != 200:
         assert time.monotonic() < deadline, r.text
         time.sleep(0.05)
     return r
@@ -76,11 +76,11 @@ def test_security_headers_on_pages_api_errors_and_500s(data_dir: Path) -> None:
     with running(data_dir, SlowLoader(fail=True)) as url:
         _ready(url)
         answers = {
-            "page": httpx.get(f"{url}/"),
-            "api": httpx.get(f"{url}/api/collections"),
-            "404": httpx.get(f"{url}/api/items/ffffffffffffffff"),
-            "422": httpx.get(f"{url}/api/search", params={"q": "x", "k": "many"}),
-            "500": httpx.get(f"{url}/api/search", params={"q": "x"}),
+            "page": httpx.get(f"{url}/", timeout=60),
+            "api": httpx.get(f"{url}/api/collections", timeout=60),
+            "404": httpx.get(f"{url}/api/items/ffffffffffffffff", timeout=60),
+            "422": httpx.get(f"{url}/api/search", timeout=60, params={"q": "x", "k": "many"}),
+            "500": httpx.get(f"{url}/api/search", timeout=60, params={"q": "x"}),
         }
     assert answers["500"].status_code == 500
     for what, r in answers.items():
@@ -93,7 +93,7 @@ def test_security_headers_on_pages_api_errors_and_500s(data_dir: Path) -> None:
 
 def test_docs_page_allows_only_its_own_inline_script(data_dir: Path) -> None:
     with running(data_dir, SlowLoader()) as url:
-        r = httpx.get(f"{url}/docs")
+        r = httpx.get(f"{url}/docs", timeout=60)
     csp = r.headers["content-security-policy"]
     if "<script>" in r.text:  # swagger-ui assets present: its one inline script is allowed by hash
         assert "'sha256-" in csp and "unsafe-inline" not in csp
@@ -103,21 +103,21 @@ def test_docs_page_allows_only_its_own_inline_script(data_dir: Path) -> None:
 def test_failed_admin_key_attempts_are_limited_per_client(data_dir: Path) -> None:
     with running(data_dir, SlowLoader(), admin_attempts_per_minute=3) as url:
         statuses = [
-            httpx.post(f"{url}/api/admin/reload", headers={"X-API-Key": f"guess-{i}"}).status_code
+            httpx.post(f"{url}/api/admin/reload", timeout=60, headers={"X-API-Key": f"guess-{i}"}).status_code
             for i in range(5)
         ]
         assert statuses == [401, 401, 401, 429, 429]
-        r = httpx.post(f"{url}/api/admin/reload", headers={"X-API-Key": KEY})
+        r = httpx.post(f"{url}/api/admin/reload", timeout=60, headers={"X-API-Key": KEY})
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
         assert r.json()["code"] == "too-many-attempts"
 
 
 def test_metrics_can_require_the_admin_key(data_dir: Path) -> None:
     with running(data_dir, SlowLoader()) as url:
-        assert httpx.get(f"{url}/metrics").status_code == 200
+        assert httpx.get(f"{url}/metrics", timeout=60).status_code == 200
     with running(data_dir, SlowLoader(), metrics_require_key=True) as url:
-        assert httpx.get(f"{url}/metrics").status_code == 401
-        r = httpx.get(f"{url}/metrics", headers={"X-API-Key": KEY})
+        assert httpx.get(f"{url}/metrics", timeout=60).status_code == 401
+        r = httpx.get(f"{url}/metrics", timeout=60, headers={"X-API-Key": KEY})
         assert r.status_code == 200 and "iconosearch_index_size" in r.text
 
 
@@ -127,13 +127,13 @@ def test_ready_only_after_the_model_answered_a_warm_up_query(
     caplog.set_level(logging.INFO, logger="iconosearch.api.app")
     loader = SlowLoader(pause_s=2.0)
     with running(data_dir, loader) as url:
-        early = httpx.get(f"{url}/readyz")
+        early = httpx.get(f"{url}/readyz", timeout=60)
         assert early.status_code == 503 and early.json()["status"] == "warming-up"
         assert loader.loads == 0
         assert _ready(url).json()["status"] == "ok"
         assert loader.loads == 1
         texts_before = loader.embedder.text_calls
-        r = httpx.get(f"{url}/api/search", params={"q": "river street"})
+        r = httpx.get(f"{url}/api/search", timeout=60, params={"q": "river street"})
         assert r.status_code == 200
         # The first real query finds the model loaded: no load, just its own text embedding.
         assert loader.loads == 1 and loader.embedder.text_calls == texts_before + 1
