@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iconosearch.rights import canonical_rights, rights_class
+from iconosearch.rights import allows_derivatives, canonical_rights, rights_class
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,23 @@ def test_canonical_rights(uri: str | None, canonical: str | None) -> None:
         # Both forms are classified the same, and the canonical form is a fixed point.
         assert rights_class(canonical) == rights_class(uri)
         assert canonical_rights(canonical) == canonical
+
+
+@pytest.mark.parametrize(
+    ("uri", "allowed"),
+    [
+        ("http://creativecommons.org/licenses/by-nd/4.0/", False),
+        ("https://creativecommons.org/licenses/by-nc-nd/3.0/deed.de", False),
+        ("HTTPS://CreativeCommons.org/licenses/BY-ND/2.0", False),
+        ("http://creativecommons.org/licenses/by/4.0/", True),
+        ("http://creativecommons.org/licenses/by-nc-sa/4.0/", True),
+        ("http://creativecommons.org/publicdomain/mark/1.0/", True),
+        ("http://creativecommons.org/publicdomain/zero/1.0/", True),
+        ("http://rightsstatements.org/vocab/InC/1.0/", True),
+        ("http://example.org/nd/terms", True),
+        ("", True),
+        (None, True),
+    ],
+)
+def test_allows_derivatives(uri: str | None, allowed: bool) -> None:
+    assert allows_derivatives(uri) is allowed
