@@ -45,6 +45,8 @@ class CollectionConfig(_Strict):
     """Stop after this many manifests."""
     caption_fields: list[str] = Field(default_factory=lambda: ["title", "description", "subject"])
     """Metadata labels (case-insensitive) whose values go into the caption, after the labels and summary."""
+    example_queries: list[str] = Field(default_factory=list, max_length=12)
+    """Searches that show what this collection holds; the search page's first screen offers them."""
 
     @model_validator(mode="after")
     def _location(self) -> CollectionConfig:

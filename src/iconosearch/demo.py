@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 DEMO_COLLECTION = "demo"
 INDEX_NAME = "default"
-EXAMPLE_QUERIES = ("a map of the world", "a sailing ship", "flowers")
+DEMO_LABEL = "Heritage demo: European paintings, USDA pomological watercolours, manuscript constellations"
+# The three searches the demo prints, chosen from the metadata before any result was seen (one per set:
+# see demo/DATASHEET.md, "Example queries"). The search page offers them first, then two more of the
+# issue's examples.
+EXAMPLE_QUERIES = ("a winter landscape with skaters", "pears", "Andromeda")
+PAGE_EXAMPLES = (*EXAMPLE_QUERIES, "ships in a harbour", "a stag hunt")
 
 Step = Callable[[str], None]
 
@@ -82,7 +87,7 @@ class DemoRun:
 def demo_settings(settings: Settings, base_url: str) -> Settings:
     """The settings with the demo collection added: a IIIF collection served by our own API."""
     url = f"{base_url}/iiif/local/{DEMO_COLLECTION}/collection.json"
-    demo = CollectionConfig(kind="collection", url=url, label="iconosearch demo collection")
+    demo = CollectionConfig(kind="collection", url=url, label=DEMO_LABEL, example_queries=list(PAGE_EXAMPLES))
     collections = {**settings.collections, DEMO_COLLECTION: demo}
     server = settings.server.model_copy(update={"public_url": base_url})
     # Our own server on loopback: no politeness delay needed (remote collections keep theirs).
@@ -123,7 +128,7 @@ def run_demo(
         folder,
         data.local_iiif / DEMO_COLLECTION,
         base_url=f"{base_url}/iiif/local/{DEMO_COLLECTION}",
-        label="iconosearch demo collection",
+        label=DEMO_LABEL,
         max_pixels=settings.limits.image_max_pixels,
     )
     timings["build_iiif_s"] = time.perf_counter() - t

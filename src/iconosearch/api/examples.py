@@ -58,6 +58,7 @@ COLLECTIONS_EXAMPLE: dict[str, Any] = {
             "institutions": ["Example Library"],
             "count": 1200,
             "last_harvest": "2025-01-01T11:00:00+00:00",
+            "example_queries": ["a map of a harbour", "a coastline with soundings"],
         }
     ],
     "index_version": "20250101T120000Z",

@@ -266,6 +266,7 @@ async def collections(ctx: Ctx) -> s.CollectionsResponse:
                 institutions=institutions.get(name, []),
                 count=counts.get(name, 0),
                 last_harvest=harvested.get(name),
+                example_queries=list(cfg.example_queries) if cfg else [],
             )
         )
     return s.CollectionsResponse(

@@ -205,6 +205,9 @@ class CollectionOut(_Out):
     institutions: list[str]
     count: int = Field(description="Images of this collection in the served index.")
     last_harvest: str | None = None
+    example_queries: list[str] = Field(
+        default_factory=list, description="Searches that show what the collection holds (configured)."
+    )
 
 
 class CollectionsResponse(_Out):

@@ -82,9 +82,8 @@ def register(app: typer.Typer) -> None:
                 out_console.print(f"  [bold]{ex.query}[/]  {link}", highlight=False)
                 for title in ex.titles[:3]:
                     out_console.print(f"      · {title}", highlight=False, markup=False)
-            out_console.print(
-                f"  curl '{run.url}/api/search?q=a+sailing+ship&k=5'", highlight=False, markup=False
-            )
+            first = run.examples[0].query.replace(" ", "+") if run.examples else "a+painting"
+            out_console.print(f"  curl '{run.url}/api/search?q={first}&k=5'", highlight=False, markup=False)
         if no_serve:
             run.server.stop()
             return
