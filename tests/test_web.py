@@ -111,7 +111,14 @@ def test_filter_by_collection(page: Any, site: str) -> None:
     box = page.locator('[data-facet="collection"] input[value="apitest-prints"]')
     box.check()
     page.wait_for_function("() => location.search.includes('collection=apitest-prints')")
-    page.wait_for_selector("#grid .card")
+    # The previous results stay until the filtered ones arrive: wait until only those are shown.
+    params = {"q": "a picture", "collection": "apitest-prints", "k": 100}
+    allowed = [r["id"] for r in page.request.get(f"{site}/api/search", params=params).json()["results"]]
+    page.wait_for_function(
+        "ids => { const shown = [...document.querySelectorAll('#grid .card')].map(e => e.dataset.id);"
+        " return shown.length > 0 && shown.every(id => ids.includes(id)); }",
+        arg=allowed,
+    )
     assert page.locator('[data-facet="collection"] input[value="apitest-prints"]').is_checked()
     after = page.locator("#grid .card").count()
     assert 0 < after <= before
