@@ -25,6 +25,7 @@ from iconosearch.index.builder import EmbeddedRecord, ModelInfo, write_version
 from iconosearch.index.store import IndexStore
 from iconosearch.models.embedder import load_embedder
 from iconosearch.records import DateRange, ImageRecord, ImageService, Link, MetadataPair, Provider, record_id
+from iconosearch.rights import allows_derivatives
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo" / "collection"
@@ -247,9 +248,11 @@ def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> 
             "collection": COLLECTION,
         }
     )
-    # A detail of a canvas (the left half of the second image), on a canvas twice the image's size, so
-    # canvas coordinates (content states) and image pixels (Image API) differ.
-    second = records[1]
+    # A detail of a canvas (the left half of an image), on a canvas twice the image's size, so canvas
+    # coordinates (content states) and image pixels (Image API) differ. The image is the first after the
+    # first whose licence allows crops (a CC BY-ND manuscript figure of the demo collection does not).
+    k = next(i for i in range(1, len(records)) if allows_derivatives(records[i].rights))
+    second = records[k]
     assert second.width and second.height
     canvas_size = (second.width * 2, second.height * 2)
     region = Box(0, 0, second.width, second.height * 2)
@@ -262,10 +265,10 @@ def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> 
             "canvas_id": reg_canvas,
             "region": str(region),
             "image_region": str(crop),
-            "caption": {"en": [f"detail of {sources[1].caption}"]},
+            "caption": {"en": [f"detail of {sources[k].caption}"]},
         }
     )
-    with Image.open(sources[1].path) as im:
+    with Image.open(sources[k].path) as im:
         reg_image = im.convert("RGB").crop((0, 0, second.width // 2, second.height))
     records += [dup, reg]
     images += [images[0], reg_image]
