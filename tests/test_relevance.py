@@ -186,3 +186,19 @@ def test_health_says_the_version(client: TestClient) -> None:
     from iconosearch import __version__
 
     assert client.get("/healthz").json()["version"] == __version__
+
+
+def test_model_card_and_datasheet_pages(client: TestClient) -> None:
+    card = client.get("/about/model-card")
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/html")
+    assert "<h1>" in card.text and "iconosearch-lite" in card.text
+    sheet = client.get("/about/datasheet")
+    assert sheet.status_code == 200 and "<h1>" in sheet.text
+
+
+def test_documents_do_not_pass_raw_html_through() -> None:
+    from iconosearch.api.pages import render_markdown
+
+    page = render_markdown("# Card\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))", "t")
+    assert "<script>alert" not in page
+    assert 'href="javascript:' not in page
