@@ -185,6 +185,31 @@ def test_a_region_result_opens_at_its_region(page: Any, site: Site) -> None:
     screenshot(page, "viewer-region")
 
 
+def test_open_in_viewer_from_the_detail_panel(page: Any, site: Site) -> None:
+    """The search page's "Open in viewer" opens the bundled Mirador at the result's canvas and region."""
+    page.goto(f"{site.url}/?item={site.detail.id}")
+    page.locator("dialog#detail").wait_for(state="visible")
+    link = page.locator("#detail-links a", has_text="Open in viewer")
+    assert (link.get_attribute("href") or "").startswith(f"{site.url}/viewer/?iiif-content=")
+    with page.context.expect_page() as opened:
+        link.click()
+    viewer = opened.value
+    try:
+        viewer.wait_for_function(
+            "() => window.mirador?.store.getState().windows.main?.canvasId"
+            " && window.mirador.store.getState().viewers.main?.bounds"
+        )
+        state = viewer.evaluate("() => window.mirador.store.getState()")
+        assert state["windows"]["main"]["manifestId"] == site.detail.manifest_id
+        assert state["windows"]["main"]["canvasId"] == site.detail.canvas_id
+        x, y, w, h = state["viewers"]["main"]["bounds"]
+        rx, ry, rw, rh = (int(v) for v in (site.detail.region or "").split(","))
+        assert x <= rx + rw / 2 <= x + w and y <= ry + rh / 2 <= y + h  # the region's centre is in view
+        screenshot(viewer, "viewer-from-detail")
+    finally:
+        viewer.close()
+
+
 def test_the_viewer_explains_a_broken_link(page: Any, site: Site) -> None:
     page.goto(f"{site.url}/viewer/?iiif-content=not-a-content-state")
     message = page.locator("#viewer-message")
