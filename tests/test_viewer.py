@@ -195,8 +195,9 @@ def test_open_in_viewer_from_the_detail_panel(page: Any, site: Site) -> None:
         link.click()
     viewer = opened.value
     try:
+        viewer.wait_for_load_state()
         viewer.wait_for_function(
-            "() => window.mirador?.store.getState().windows.main?.canvasId"
+            "() => window.mirador?.store?.getState().windows.main?.canvasId"
             " && window.mirador.store.getState().viewers.main?.bounds"
         )
         state = viewer.evaluate("() => window.mirador.store.getState()")
