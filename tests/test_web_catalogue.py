@@ -5,7 +5,6 @@ suggestions, viewer links, the site frame, the phone layout, accessibility (axe-
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from tests.helpers.demo_index import DemoIndex, calibrate_demo_index, shared_dem
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT_MS = 20_000
-SHOTS = Path("/work/tools/shots")
-"""Screenshots for the release note, outside the repository (only where that folder exists)."""
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +55,6 @@ def page(context: Any) -> Iterator[Any]:
 
 def _shot(page: Any, name: str) -> None:
     screenshot(page, f"ui-{name}")
-    if SHOTS.is_dir():
-        shutil.copy(Path("test-artifacts") / f"ui-{name}.png", SHOTS / f"ui-{name}.png")
 
 
 def _params(page: Any) -> dict[str, list[str]]:
