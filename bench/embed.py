@@ -11,7 +11,9 @@
   with one torch thread (the serving setting; ``query_latency_ms_default_threads`` with all of them),
   and a cache hit;
 - ``text_towers``: one-query latency of the registered text towers (``bench/text_tower.py``);
-- ``reduced_precision``: bfloat16 autocast (CPU) / float16 (GPU) speed and agreement with float32.
+- ``reduced_precision``: bfloat16 autocast (CPU) / float16 (GPU) speed and agreement with float32;
+- ``baseline``: 0.1's default model (``bench/baselines/iconosearch-lite-0.1``) timed the same way, model-only
+  images/s, texts/s and one-query latency, to set the new default's speed next to it.
 
 Images: the committed demo collection (``demo/collection``), else generated photos-like JPEGs.
 Run: ``nice python bench/embed.py [--images 256] [--batch-size 32] [--workers N] [--threads N]``.
@@ -37,6 +39,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "collection"
+BASELINE = ROOT / "bench" / "baselines" / "iconosearch-lite-0.1"
+"""0.1's default model, timed next to the current one."""
 
 
 def _load_model(spec: str) -> tuple[Any, str]:
@@ -60,7 +64,7 @@ def _load_model(spec: str) -> tuple[Any, str]:
 
 
 def _image_files(n: int, scratch: Path) -> list[Path]:
-    files = sorted(p for p in DEMO.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    files = sorted(p for p in DEMO.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if len(files) >= n:
         return files[:n]
     from PIL import Image, ImageDraw
@@ -135,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-precision", action="store_true", help="skip the reduced-precision check")
+    parser.add_argument(
+        "--baseline",
+        default=str(BASELINE),
+        help="a second model timed the same way (model-only images/s, texts/s, query latency); '' skips",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -171,9 +180,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         scratch = Path(tmp)
         files = _image_files(args.images, scratch)
-        report["images"] = len(files)
         report["image_source"] = "demo/collection" if files[0].parent == DEMO else "generated 384 px JPEGs"
-        items = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in files]
+        # The pipeline embeds each content hash once, so byte-identical files (the demo has some) would
+        # give it fewer rows than the model-only path: keep one file per hash.
+        unique: dict[str, Path] = {}
+        for path in files:
+            unique.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+        items = list(unique.items())
+        files = list(unique.values())
+        report["images"] = len(files)
 
         decoded = [open_image(p, max_pixels=64_000_000, max_side=DECODE_MAX_SIDE) for p in files]
         tensors = [embedder.preprocess(im) for im in decoded]
@@ -254,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         if not args.no_precision:
             report["reduced_precision"] = _precision(embedder, args.batch_size, device)
+        if args.baseline:
+            report["baseline"] = _baseline(args.baseline, tensors, args.batch_size, args.queries, args.rounds)
     # Multilingual text towers (USE-m3): one-query latency, target ≤ 25 ms (issue 17).
     from text_tower import main as text_tower_main
 
@@ -279,6 +296,39 @@ def _query_latency(cache: Any, queries: int, salt: str) -> dict[str, float]:
         "p50": round(statistics.median(latencies), 2),
         "p99": round(qs[98], 2),
         "cache_hit_p50": round(statistics.median(hits), 4),
+    }
+
+
+def _baseline(
+    spec: str, tensors: Sequence[Any], batch_size: int, queries: int, rounds: int
+) -> dict[str, Any]:
+    """The same model-only, text and one-query measurements for a second model (0.1's default)."""
+    import torch
+
+    from iconosearch.models.embedder import load_embedder
+    from iconosearch.models.pipeline import TextEmbeddingCache
+
+    model = load_embedder(spec)
+    _forward(model, tensors[:batch_size], batch_size)  # warm-up
+    runs = []
+    for _ in range(max(1, rounds)):
+        start = time.perf_counter()
+        _forward(model, tensors, batch_size)
+        runs.append((len(tensors), time.perf_counter() - start))
+    captions = _captions(512)
+    start = time.perf_counter()
+    model.embed_texts(captions)
+    texts_per_s = _rate(len(captions), time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    latency = _query_latency(TextEmbeddingCache(model, maxsize=4096), queries, "baseline")
+    torch.set_num_threads(threads)
+    return {
+        "model": spec,
+        "dim": model.dim,
+        "model_only_images_per_s": _best_rate(runs),
+        "texts_per_s": texts_per_s,
+        "query_latency_ms": latency,
     }
 
 

@@ -1,11 +1,12 @@
 """Fine-tuning benchmark and the offline demonstration; prints JSON.
 
-1. **Demonstration** (``--demo``): the embedded ``iconosearch-lite`` is fine-tuned (heads only) on the
-   ``institution`` pool of its corpus split — the Tux Paint stamps, a domain (many photographs) lite never
-   trained on — treated as an institution's collection: pairs go through the real CLI (``iconosearch
-   finetune --pairs``), split by caption group so identical captions never straddle train and test; then
-   ``iconosearch bench`` compares base and fine-tuned on the pool's test split with paired bootstrap CIs.
-   The report lands in ``docs/finetune-demo/``.
+1. **Demonstration** (``--demo --heritage FOLDER``): the embedded ``iconosearch-lite`` is fine-tuned (heads
+   only) on a heritage collection it never trained on — the pomological watercolours its build held out
+   (the demo collection's varieties: ``heldout`` in the shipped ``split.json``) — treated as an
+   institution's collection: pairs go through the real CLI (``iconosearch finetune --pairs``), split by
+   variety so near-duplicate watercolours never straddle train and test; then ``iconosearch bench``
+   compares base and fine-tuned on the test split with paired bootstrap CIs. The report lands in
+   ``docs/finetune-demo/``. Without ``--heritage``, the Tux Paint stamps of the clip-art corpus are used.
 2. **Timing** (``--timing``): wall time and examples/s of each fine-tune mode on this machine for N pairs
    (default 5000: the whole corpus, repeated to N; frozen features cached on disk, as the modes allow).
    Tower-training modes are timed on a subset for a bounded number of steps and reported per example.
@@ -79,15 +80,42 @@ def _cli(args: list[str], data_dir: Path) -> dict[str, object]:
     return json.loads(proc.stdout)
 
 
-def demo(work: Path, resamples: int) -> dict[str, object]:
-    pairs = work / "institution.jsonl"
-    n = corpus_pairs_jsonl("institution", pairs)
+def heritage_pairs_jsonl(heritage: Path, path: Path) -> int:
+    """The watercolours the shipped model's build held out, as a pairs JSON-lines file (group = variety)."""
+    from iconosearch.evaluation.pairs import Split
+    from iconosearch.lite.heritage import SETS, load_set
+    from iconosearch.models.lite import BUILTIN_DIR
+
+    split = Split.from_json(json.loads((BUILTIN_DIR / "split.json").read_text(encoding="utf-8"))["heritage"])
+    items = [i for i in load_set(heritage, SETS["watercolours"]) if split.part_of(i.pair) == "heldout"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for item in items:
+            p = item.pair
+            row = {
+                "id": p.item_id,
+                "image": str(p.image_path),
+                "caption": p.captions[0].text,
+                "lang": "en",
+                "group": p.group,
+                "collection": "usda-pomological",
+                "rights": p.rights,
+                "provider": "USDA Pomological Watercolor Collection (National Agricultural Library)",
+            }
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(items)
+
+
+def demo(work: Path, resamples: int, heritage: Path | None = None) -> dict[str, object]:
+    name = "watercolours" if heritage else "institution"
+    pairs = work / f"{name}.jsonl"
+    n = heritage_pairs_jsonl(heritage, pairs) if heritage else corpus_pairs_jsonl("institution", pairs)
     from iconosearch.models.embedder import load_embedder
 
     seeded = seed_feature_cache(
         pairs, work / "data" / "cache" / "features", load_embedder("iconosearch-lite")
     )
-    model_dir = work / "models" / "institution-heads"
+    model_dir = work / "models" / f"{name}-heads"
     shutil.rmtree(model_dir, ignore_errors=True)
     t0 = time.perf_counter()
     ft = _cli(
@@ -129,7 +157,8 @@ def demo(work: Path, resamples: int) -> dict[str, object]:
     models = bench["models"]
     assert isinstance(models, list)
     return {
-        "institution_pairs": n,
+        "pairs": n,
+        "collection": name,
         "seeded_from_lite_build": seeded,
         "finetune": {
             k: ft[k] for k in ("counts", "best_epoch", "epochs_run", "wall_s", "feature_s", "examples_per_s")
@@ -153,8 +182,8 @@ def seed_feature_cache(jsonl: Path, cache_root: Path, base: object) -> dict[str,
     """Copy the corpus features the lite build already computed into finetune's cache. Both use one cache
     layout and key scheme (``iconosearch.training.features``), so this is a plain copy; returns counts."""
     from iconosearch.evaluation.pairs import pairs_from_jsonl
-    from iconosearch.lite.build import feature_cache
     from iconosearch.lite.corpus import default_cache_dir
+    from iconosearch.lite.features import feature_cache
     from iconosearch.training.features import FeatureCache, digest
     from iconosearch.training.finetune import FinetuneConfig, Trainee
 
@@ -210,7 +239,7 @@ def timing(
         base = load_embedder("iconosearch-lite", device="cpu")
     except ModelUnavailableError:
         # Timing does not depend on the heads' values: fresh heads on the same towers do as well.
-        from iconosearch.lite.build import towers_embedder
+        from iconosearch.lite.features import towers_embedder
 
         base = towers_embedder()
     cache = work / "features"
@@ -299,13 +328,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the tower modes")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--heritage", type=Path, default=None, help="heritage sets folder (demo collection)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     both = not args.demo and not args.timing
     result: dict[str, object] = {"benchmark": "finetune"}
     if args.demo or both:
-        result["demo"] = demo(args.work, args.resamples)
+        result["demo"] = demo(args.work, args.resamples, args.heritage)
     if args.timing or both:
         result["timing"] = timing(
             args.work, args.pairs, args.modes.split(","), args.tower_examples, args.threads

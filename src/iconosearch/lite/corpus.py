@@ -397,8 +397,12 @@ DEMO_CONCEPTS: Final[tuple[tuple[str, str, int], ...]] = (
 
 
 @dataclass(frozen=True, slots=True)
-class Split:
-    """Which corpus item goes where. ``parts`` maps part name → sorted item keys."""
+class CorpusSplit:
+    """0.1's split of the clip-art corpus, by item with named pools (``demo``, ``institution``); kept as
+    it was so clip-art numbers stay comparable across builds. Splits by group of everything else
+    (heritage, fine-tuning) use :class:`iconosearch.evaluation.pairs.Split`.
+
+    Which corpus item goes where. ``parts`` maps part name → sorted item keys."""
 
     seed: int
     parts: dict[str, tuple[str, ...]]
@@ -426,7 +430,7 @@ def demo_concept(item: CorpusItem) -> str | None:
     return None
 
 
-def make_split(items: Iterable[CorpusItem], *, seed: int = SPLIT_SEED) -> Split:
+def make_split(items: Iterable[CorpusItem], *, seed: int = SPLIT_SEED) -> CorpusSplit:
     """Deterministic split: institution = all Tux Paint stamps (a held-out domain); demo = at most half of
     each heritage concept of the clip art; the rest 80/10/10 train/val/test by caption group (identical
     captions stay together so a caption never has its twin image in another part)."""
@@ -449,7 +453,7 @@ def make_split(items: Iterable[CorpusItem], *, seed: int = SPLIT_SEED) -> Split:
     for item in rest:
         bucket = int(_rank(seed, normalise_caption(item.caption))[:8], 16) % 10
         parts["val" if bucket == 0 else "test" if bucket == 1 else "train"].append(item.key)
-    return Split(
+    return CorpusSplit(
         seed=seed,
         parts={
             **{k: tuple(sorted(v)) for k, v in parts.items()},
@@ -461,7 +465,7 @@ def make_split(items: Iterable[CorpusItem], *, seed: int = SPLIT_SEED) -> Split:
     )
 
 
-def split_to_json(split: Split) -> dict[str, object]:
+def split_to_json(split: CorpusSplit) -> dict[str, object]:
     return {
         "format": "iconosearch-lite-split/1",
         "seed": split.seed,
@@ -485,12 +489,12 @@ def split_to_json(split: Split) -> dict[str, object]:
     }
 
 
-def split_from_json(data: dict[str, object]) -> Split:
+def split_from_json(data: dict[str, object]) -> CorpusSplit:
     parts = data["parts"]
     concepts = data.get("demo_concepts", {})
     if not isinstance(parts, dict) or not isinstance(concepts, dict):
         raise ValueError("split.json: 'parts' and 'demo_concepts' must be objects")
-    return Split(
+    return CorpusSplit(
         seed=int(str(data["seed"])),
         parts={str(k): tuple(str(x) for x in v) for k, v in parts.items()},
         demo_concepts={str(k): str(v) for k, v in concepts.items()},
@@ -498,13 +502,15 @@ def split_from_json(data: dict[str, object]) -> Split:
     )
 
 
-def read_split(path: Path | None = None) -> Split:
+def read_split(path: Path | None = None) -> CorpusSplit:
     """The shipped split manifest (``models/lite/split.json``) unless ``path`` names another."""
     from iconosearch.models.lite import BUILTIN_DIR
 
     source = path or BUILTIN_DIR / "split.json"
-    return split_from_json(json.loads(source.read_text(encoding="utf-8")))
+    data = json.loads(source.read_text(encoding="utf-8"))
+    # Since the heritage build, split.json holds both corpora; the clip-art part keeps its 0.1 format.
+    return split_from_json(data["clipart"] if data.get("format") == "iconosearch-lite-split/2" else data)
 
 
-def write_split(split: Split, path: Path) -> None:
+def write_split(split: CorpusSplit, path: Path) -> None:
     path.write_text(json.dumps(split_to_json(split), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -55,7 +55,7 @@ def _rights(pairs: Iterable[Pair]) -> Counter[str]:
     return Counter(f"{rights_class(p.rights)}: {p.rights or 'no statement'}" for p in pairs)
 
 
-def write_model_card(
+def write_finetune_card(
     path: Path,
     result: FinetuneResult,
     config: FinetuneConfig,

@@ -160,10 +160,7 @@ class Trainee:
     def text_trunk(self, tokens: torch.Tensor) -> torch.Tensor:
         if not self.is_lite:
             return tokens
-        # Captions are right-padded to the context length (64); MiniLM masks padding, so cutting the all-pad
-        # tail changes nothing but the cost (2-3x less on typical captions).
-        length = int((tokens != self.model.text.config.pad_token_id).sum(dim=1).max())
-        return self.lite.text_features(tokens[:, : max(1, length)])
+        return self.lite.text_features(tokens)  # it cuts the padding itself
 
     def image_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.visual.head(x) if self.is_lite else self.model.encode_image(x)
@@ -751,9 +748,9 @@ def finetune(
             encoding="utf-8",
         )
         if write_docs:
-            from iconosearch.training.cards import write_datasheet, write_model_card
+            from iconosearch.training.cards import write_datasheet, write_finetune_card
 
-            write_model_card(
+            write_finetune_card(
                 output_dir / "MODEL_CARD.md", result, config, base_spec=base.spec, pairs_train=pairs_train
             )
             write_datasheet(output_dir / "DATASHEET.md", pairs_train, pairs_val, pairs_test, split, excluded)
