@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from iconosearch.evaluation.metrics import RetrievalRanks
@@ -45,3 +47,44 @@ def test_heritage_sampler_draws_one_caption_per_image_by_weight() -> None:
     assert all((d.text[1] == data.text[1]).all() for d in draws)  # the only caption of image 2
     rare = sum(int(d.text[0][2] == 1) for d in draws)
     assert 10 <= rare <= 80  # ~10 % of 400, far from 0 and from 50 %
+
+
+def test_model_card_renders_every_section_from_build_metrics(tmp_path: Path) -> None:
+    from iconosearch.lite.build import BRIDGE_WEIGHTS, BuildReport
+    from iconosearch.lite.card import write_model_card
+
+    def gallery_report(r10: float) -> dict[str, object]:
+        t2i = {"R@1": r10 / 3, "R@5": r10 / 2, "R@10": r10, "median_rank": 12.0}
+        ci = {"R@1": [0.1, 0.2], "R@5": [0.2, 0.3], "R@10": [r10 - 0.1, r10 + 0.1], "median_rank": [8, 15]}
+        return {"gallery": 50, "queries": 40, "t2i": t2i, "i2t": {"R@10": 0.4}, "ci_t2i": ci,
+                "chance_t2i": {"R@1": 0.02, "R@5": 0.1, "R@10": 0.2}}  # fmt: skip
+
+    cmp = {"estimate": 0.12, "low": 0.05, "high": 0.2, "significant": True}
+    curve = {str(w): {"score": 0.4, "clipart": 0.6} for w in BRIDGE_WEIGHTS}
+    metrics = {
+        "test": {"paintings/full": {"new": gallery_report(0.5), "baseline": gallery_report(0.3)}},
+        "vs_baseline_t2i_R@10": {"heritage, all query types": cmp},
+        "baseline": {"clipart_floor": 0.58},
+        "variants": {"warm": {"best_epoch": 3, "bridge_curve": curve}},
+        "counts": {
+            "clipart": {"train": 200, "val": 214, "test": 216, "stamps": 719},
+            "photos": 150,
+            "heritage": {
+                n: {"train": 10, "val": 3, "test": 4} for n in ("paintings", "watercolours", "manuscripts")
+            },
+            "heritage_heldout": {"paintings": 0, "watercolours": 5, "manuscripts": 0},
+            "demo_in_training": ["paintings/1_01.jpg"],
+        },
+    }
+    path = write_model_card(BuildReport(tmp_path, "warm", 3, 0.4, metrics))
+    text = path.read_text(encoding="utf-8")
+    for heading in (
+        "## Data",
+        "## Choice of variant",
+        "## Results on the test splits",
+        "## Compared with 0.1",
+    ):
+        assert heading in text
+    assert "| paintings/full | 50 / 40 | 16.7 [10.0, 20.0]" in text
+    assert "| heritage, all query types | +12.0 | [+5.0, +20.0] | yes |" in text
+    assert "`paintings/1_01.jpg`" in text

@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="Corpus + feature cache (default: ~/.cache/iconosearch/corpus)."),
         ] = None,
-        clipart_train: Annotated[int, typer.Option(min=2, help="Clip-art training pairs (subsample).")] = 400,
+        clipart_train: Annotated[int, typer.Option(min=2, help="Clip-art training pairs (subsample).")] = 200,
     ) -> None:
         """Rebuild iconosearch-lite: corpora, splits, features, heads, choice on validation, model card."""
         import torch

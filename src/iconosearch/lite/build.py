@@ -87,8 +87,10 @@ class BuildInputs:
     demo_metadata: Path | None = None
     """The demo collection's ``metadata.csv``: its watercolours (and their varieties) are kept out."""
     cache_dir: Path | None = None
-    clipart_train: int = 400
+    clipart_train: int = 200
     """Clip-art training pairs: a deterministic subsample of the corpus's train part (CPU time)."""
+    photos: int = 150
+    """Photo-like Tux Paint stamps used (a deterministic subsample; CPU time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,7 @@ def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress
     clip["train"] = sorted(clip["train"], key=lambda i: _rank(i.key))[: inputs.clipart_train]
     stamps = [i for i in corpus if part[i.key] == "institution"]
     photos = [i for i in stamps if colour_count(i.image) > PHOTO_MIN_COLOURS]
+    photos = sorted(photos, key=lambda i: _rank(i.key))[: inputs.photos]
     sets = load_heritage(inputs.heritage, HERITAGE_SETS)
     demo = demo_item_ids(inputs.demo_metadata) if inputs.demo_metadata else set()
     # The demo shows every painting and manuscript figure (they may be trained on by their split), but

@@ -13,6 +13,7 @@ from iconosearch.lite.build import (
     SELECTION_SETS,
     BuildReport,
 )
+from iconosearch.lite.heritage import WATERCOLOURS_PER_KIND
 from iconosearch.training.cards import INTENDED_USE, Section, write_card
 
 SET_LABELS = {
@@ -95,10 +96,9 @@ def _data(metrics: dict[str, Any]) -> list[str]:
         f"| Open Clip Art (Debian `openclipart-png`/`-svg` 0.18) | public domain | {c['clipart']['train']} / "
         f"{c['clipart']['val']} / {c['clipart']['test']} | 0.1's split kept; training uses a deterministic "
         "subsample of its train part |",
-        f"| Tux Paint stamps (Debian `tuxpaint-stamps-default`) | GPL-2 | – / – / "
-        f"{c['clipart']['institution']} | "
-        f"never trained on; {c['photos']} photo-like (> {PHOTO_MIN_COLOURS} colours) also used for selection "
-        f"|",
+        f"| Tux Paint stamps (Debian `tuxpaint-stamps-default`) | GPL-2 | – / – / {c['photos']} | never "
+        f"trained on; a deterministic sample of the photo-like ones (> {PHOTO_MIN_COLOURS} colours, 128 px) "
+        f"of {c['clipart']['stamps']} stamps, used for the choice of w and reported |",
     ]
     for name, licence in (
         ("paintings", "public domain (reproductions: Web Gallery of Art, credit kept)"),
@@ -114,11 +114,10 @@ def _data(metrics: dict[str, Any]) -> list[str]:
         *rows,
         "",
         "Splits are deterministic (seeded hashes of the split unit): paintings by title + artist, "
-        "watercolours "
-        "by variety (all images of one pomological name stay on one side; the set is subsampled to at most "
-        "150 images per fruit kind, whole varieties at a time), manuscript figures by constellation (the "
-        "same "
-        "figure in both manuscripts stays together). `split.json` lists every group's part.",
+        "watercolours by variety (all images of one pomological name stay on one side; the set is "
+        f"subsampled to at most {WATERCOLOURS_PER_KIND} images per fruit kind, whole varieties at a time), "
+        "manuscript figures by constellation (the same figure in both manuscripts stays together). "
+        "`split.json` lists every group's part.",
         "",
         "**Demo items in training.** The demo collection's watercolours and every other image of their "
         "varieties are held out (never trained on, not evaluated). All paintings and manuscript figures are "
@@ -132,7 +131,8 @@ def _data(metrics: dict[str, Any]) -> list[str]:
         '("a painting by John Constable") and **period** ("a 17th-century painting"). In training each '
         "heritage image gets one caption per epoch, its type drawn with weights "
         + ", ".join(f"{k} {v}" for k, v in QUERY_WEIGHTS.items())
-        + '; subject captions also appear as "a pear", "a watercolour of pears", "the constellation Ram".',
+        + '; subject captions also appear as "a pear", "a watercolour of pears", "pears, botanical art", '
+        '"the constellation Ram" and "Ram, a constellation figure".',
     ]
 
 

@@ -94,7 +94,8 @@ class Features:
 
     def texts(self, texts: Sequence[str], *, batch_size: int = 128) -> dict[str, np.ndarray]:
         found = self.cache.get_many(self.text_key, texts)
-        todo = sorted({t for t in texts if t not in found})
+        # By length: a batch is padded to its longest caption, so similar lengths waste the least.
+        todo = sorted({t for t in texts if t not in found}, key=lambda t: (len(t), t))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             new = dict(zip(chunk, self.embedder.text_feature_batch(chunk), strict=True))
