@@ -424,16 +424,27 @@ def test_concurrent_readers_during_switches_never_error(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     counts: list[int] = []
     stop = threading.Event()
+    # Switches begun and finished by the writer. The engine honours a cursor across one switch (it keeps the
+    # previous version); on a starved thread two switches can pass between a reader's pages, and then the
+    # refusal is the documented behaviour, not an error.
+    switches = {"begun": 0, "done": 0}
 
     def reader(seed: int) -> None:
         rng = np.random.default_rng(seed)
         while not stop.is_set():
             try:
                 rid = items[int(rng.integers(0, 100))].record.id
+                done_before = switches["done"]
                 page = engine.search(item_query(rid, k=10, collapse_duplicates=False))
                 assert len(page.hits) == 10 and page.hits[0].record.id == rid
                 if page.next_cursor:
-                    engine.search(item_query(rid, k=10, collapse_duplicates=False, cursor=page.next_cursor))
+                    try:
+                        engine.search(
+                            item_query(rid, k=10, collapse_duplicates=False, cursor=page.next_cursor)
+                        )
+                    except InvalidCursorError:
+                        if switches["begun"] - done_before < 2:
+                            raise
                 counts.append(engine.info().count)
             except BaseException as exc:
                 errors.append(exc)
@@ -448,7 +459,9 @@ def test_concurrent_readers_during_switches_never_error(tmp_path: Path) -> None:
             assert base is not None
             extra = make_items(5, start=10_000 + 5 * step, seed=step + 10)
             update_version(store, base, add=extra, remove=[items[300 + step].record.id], model=MODEL)
+            switches["begun"] += 1
             assert engine.reload_if_changed()
+            switches["done"] += 1
     finally:
         stop.set()
         for t in threads:

@@ -273,7 +273,7 @@ def lite() -> Any:
 
 @pytest.mark.slow
 def test_lite_pipeline_from_demo_files(tmp_path: Path, lite: Any) -> None:
-    files = sorted(DEMO.glob("*.jpg"))[:12]
+    files = sorted(DEMO.rglob("*.jpg"))[:12]
     items = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in files]
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     items.insert(5, ("bad", tmp_path / "bad.jpg"))

@@ -35,7 +35,7 @@ def cluster() -> object:
 
 
 def _items(n: int) -> list[tuple[str, Path]]:
-    paths = sorted((ROOT / "demo" / "collection").glob("*.jpg"))[:n]
+    paths = sorted((ROOT / "demo" / "collection").rglob("*.jpg"))[:n]
     return [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in paths]
 
 

@@ -82,6 +82,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _problems(**described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem answers (RFC 9457) a local IIIF route gives, keyed by status."""
+    return {int(code[1:]): {"description": text} for code, text in described.items()}
+
+
+NOT_FOUND = _problems(s404="No such local collection, image or manifest.")
+
+
 @router.get("/iiif/local/{collection}/images/{slug}", include_in_schema=False)
 async def image_service_base(request: Request, collection: Name, slug: Name) -> Response:
     """The service's bare URL redirects to its description (Image API 3.0 §2.2)."""
@@ -89,7 +97,11 @@ async def image_service_base(request: Request, collection: Name, slug: Name) -> 
     return RedirectResponse(f"{request.url.path}/info.json", status_code=303)
 
 
-@router.get("/iiif/local/{collection}/images/{slug}/info.json", summary="Image information (info.json)")
+@router.get(
+    "/iiif/local/{collection}/images/{slug}/info.json",
+    summary="Image information (info.json)",
+    responses=NOT_FOUND,
+)
 def image_info(request: Request, collection: Name, slug: Name) -> Response:
     """The Image API 3.0 description of one local image: level 2, or level 0 for "no derivatives" items."""
     info = _read_json(_local(request).image_dir(collection, slug) / "info.json")
@@ -100,7 +112,16 @@ def image_info(request: Request, collection: Name, slug: Name) -> Response:
     "/iiif/local/{collection}/images/{slug}/{region}/{size}/{rotation}/{quality_format}",
     summary="Image request (Image API 3.0, level 2)",
     response_class=Response,
-    responses={200: {"content": {m: {} for _, m in FORMATS.values()}}},
+    responses={
+        200: {"content": {m: {} for _, m in FORMATS.values()}},
+        **_problems(
+            s400="The region, size, rotation, quality or format is not valid or not offered.",
+            s403="The image's licence forbids derivatives (crops, rotations, mirroring).",
+            s404="No such local collection or image.",
+            s500="The image's master cannot be read.",
+            s503="Too many images are being rendered; retry shortly.",
+        ),
+    },
 )
 def image_request(
     request: Request, collection: Name, slug: Name, region: str, size: str, rotation: str, quality_format: str
@@ -149,7 +170,11 @@ def image_request(
     return Response(data, media_type=media, headers=headers)
 
 
-@router.get("/iiif/local/{collection}/collection.json", summary="Local collection (Presentation 3)")
+@router.get(
+    "/iiif/local/{collection}/collection.json",
+    summary="Local collection (Presentation 3)",
+    responses=NOT_FOUND,
+)
 def local_collection(request: Request, collection: Name) -> Response:
     """The Presentation 3 Collection of one local collection."""
     return _json_ld(
@@ -157,7 +182,11 @@ def local_collection(request: Request, collection: Name) -> Response:
     )
 
 
-@router.get("/iiif/local/{collection}/manifests/{name}", summary="Local manifest (Presentation 3)")
+@router.get(
+    "/iiif/local/{collection}/manifests/{name}",
+    summary="Local manifest (Presentation 3)",
+    responses=NOT_FOUND,
+)
 def local_manifest(request: Request, collection: Name, name: Name) -> Response:
     """One Presentation 3 Manifest of a local collection."""
     path = _local(request).root / _safe(collection) / "manifests" / _safe(name)

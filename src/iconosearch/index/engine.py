@@ -589,9 +589,11 @@ class SearchEngine:
         depth = max(1, min(depth, loaded.count))
         if allowed is None:
             scores, ids = faiss_index.search(loaded.index, qvec, depth)
-            if not verify.scores_are_sane(scores):
-                raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
+            # FAISS pads slots it could not fill (IVF probing fewer vectors than asked) with id -1 and
+            # score -FLT_MAX: only real hits are checked.
             keep = ids[0] >= 0
+            if not verify.scores_are_sane(scores[0][keep]):
+                raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
             pairs = sort_ranked(ids[0][keep].tolist(), scores[0][keep].tolist())
             return pairs, len(pairs) < depth or depth >= loaded.count
         a_ids, a_rows, selector = allowed
