@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from iconosearch.config import Settings
 from iconosearch.demo import EXAMPLE_QUERIES, DemoRun, find_demo_collection, run_demo
+from tests.helpers.demo_index import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +31,10 @@ CONCEPTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     data_dir = tmp_path_factory.mktemp("demo-data")
-    run = run_demo(Settings(data_dir=data_dir), collection_dir=find_demo_collection(), port=_free_port())
+    run = run_demo(Settings(data_dir=data_dir), collection_dir=find_demo_collection(), port=free_port())
     try:
         yield run
     finally:

@@ -8,7 +8,6 @@ whose ids were made the 0.1 way (a hash of the served URLs) is migrated and its 
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -20,14 +19,9 @@ from iconosearch.config import Settings
 from iconosearch.demo import DemoRun, run_demo
 from iconosearch.harvest.state import HarvestState
 from iconosearch.records import HarvestedImage, ImageRecord, legacy_record_id, local_identity, record_id
+from tests.helpers.demo_index import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _folder(root: Path) -> Path:
@@ -44,7 +38,7 @@ def _folder(root: Path) -> Path:
 
 
 def _demo(data_dir: Path, folder: Path) -> DemoRun:
-    return run_demo(Settings(data_dir=data_dir), collection_dir=folder, port=_free_port())
+    return run_demo(Settings(data_dir=data_dir), collection_dir=folder, port=free_port())
 
 
 def _ids(data_dir: Path) -> set[str]:
