@@ -144,3 +144,20 @@ def test_cli_table_mentions_spec_forms() -> None:
     flat = "".join(result.stdout.split())  # rich wraps cells to the terminal width
     assert "iconosearch-lite" in flat
     assert "hf-hub:ORG/REPO" in flat
+
+
+def test_spec_kinds_are_registered_with_catch_alls_last() -> None:
+    from iconosearch.models.embedder import _LOADERS
+    from iconosearch.models.specs import spec_kinds
+
+    kinds = [k.kind for k in spec_kinds()]
+    assert kinds == ["lite", "hf-hub", "local-dir", "checkpoint", "open_clip"]
+    # Every parseable kind can also be loaded: a form without a loader would fail only at load time.
+    assert set(kinds) == set(_LOADERS)
+
+
+def test_registering_a_kind_twice_is_refused() -> None:
+    from iconosearch.models.specs import SpecKind, register_spec_kind
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_spec_kind(SpecKind("lite", lambda raw, text: None, "'x'"))

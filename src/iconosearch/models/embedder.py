@@ -241,16 +241,24 @@ def load_embedder(spec: str, *, device: str | None = None) -> Embedder:
         return cached
 
 
+ModelLoader = Callable[[ModelSpec, str], "Embedder"]
+"""(parsed spec, device) → the embedder; raises :class:`ModelUnavailableError` with a readable reason."""
+
+_LOADERS: dict[str, ModelLoader] = {}
+
+
+def register_model_loader(kind: str, loader: ModelLoader) -> None:
+    """Make specs of ``kind`` (a spec kind registered in :mod:`~iconosearch.models.specs`) loadable."""
+    if kind in _LOADERS:
+        raise ValueError(f"model loader for kind {kind!r} is already registered")
+    _LOADERS[kind] = loader
+
+
 def _load(spec: ModelSpec, device: str) -> Embedder:
-    if spec.kind == "lite":
-        return _load_lite(spec, None, device)
-    path = spec.path
-    if spec.kind == "checkpoint" or (spec.kind == "local-dir" and path is not None and _is_lite_dir(path)):
-        assert path is not None
-        if not path.exists():
-            raise ModelUnavailableError(f"model checkpoint {path} does not exist")
-        return _load_lite(spec, path, device)
-    return _load_open_clip(spec, device)
+    loader = _LOADERS.get(spec.kind)
+    if loader is None:
+        raise ModelUnavailableError(f"no loader for model spec kind {spec.kind!r} ({spec.raw!r})")
+    return loader(spec, device)
 
 
 def _is_lite_dir(path: Path) -> bool:
@@ -271,21 +279,49 @@ def _load_lite(spec: ModelSpec, path: Path | None, device: str) -> LiteEmbedder:
     return LiteEmbedder(spec.raw, lite, fingerprint, device, tokenizer)
 
 
-def _load_open_clip(spec: ModelSpec, device: str) -> OpenClipEmbedder:
+def _load_embedded_lite(spec: ModelSpec, device: str) -> Embedder:
+    return _load_lite(spec, None, device)
+
+
+def _load_checkpoint(spec: ModelSpec, device: str) -> Embedder:
+    assert spec.path is not None
+    if not spec.path.exists():
+        raise ModelUnavailableError(f"model checkpoint {spec.path} does not exist")
+    return _load_lite(spec, spec.path, device)
+
+
+def _load_local_dir(spec: ModelSpec, device: str) -> Embedder:
+    """A fine-tuned iconosearch-lite folder, or an open_clip folder (config + weights)."""
+    assert spec.path is not None
+    if _is_lite_dir(spec.path):
+        return _load_lite(spec, spec.path, device)
+    if not spec.path.is_dir():
+        raise ModelUnavailableError(f"local-dir model folder {spec.path} does not exist")
+    return _create_open_clip(spec, f"local-dir:{spec.path}", None, device)
+
+
+def _load_hub(spec: ModelSpec, device: str) -> Embedder:
+    _require_hub_files(spec)
+    return _create_open_clip(spec, spec.raw.strip(), None, device)
+
+
+def _load_open_clip(spec: ModelSpec, device: str) -> Embedder:
     import open_clip
 
     if spec.needs_hub:
         _require_hub_files(spec)
-    if spec.kind == "local-dir" and spec.path is not None and not spec.path.is_dir():
-        raise ModelUnavailableError(f"local-dir model folder {spec.path} does not exist")
-    if spec.kind == "open_clip" and spec.name.replace("/", "-") not in open_clip.list_models():
+    if spec.name.replace("/", "-") not in open_clip.list_models():
         raise ModelUnavailableError(
             f"open_clip has no architecture {spec.name!r} (see open_clip.list_models())"
         )
-    model_name = spec.raw.strip() if spec.kind in ("hf-hub", "local-dir") else spec.name
-    pretrained = spec.pretrained if spec.kind == "open_clip" else None
-    if spec.kind == "local-dir":
-        model_name = f"local-dir:{spec.path}"
+    return _create_open_clip(spec, spec.name, spec.pretrained, device)
+
+
+def _create_open_clip(
+    spec: ModelSpec, model_name: str, pretrained: str | None, device: str
+) -> OpenClipEmbedder:
+    import open_clip
+
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=pretrained, device=device
@@ -295,6 +331,13 @@ def _load_open_clip(spec: ModelSpec, device: str) -> OpenClipEmbedder:
         raise ModelUnavailableError(f"cannot load model {spec.raw!r}: {exc}") from exc
     model.eval()
     return OpenClipEmbedder(spec.raw, model, preprocess, tokenizer, device)
+
+
+register_model_loader("lite", _load_embedded_lite)
+register_model_loader("checkpoint", _load_checkpoint)
+register_model_loader("local-dir", _load_local_dir)
+register_model_loader("hf-hub", _load_hub)
+register_model_loader("open_clip", _load_open_clip)
 
 
 def _require_hub_files(spec: ModelSpec) -> None:

@@ -17,16 +17,15 @@ loading, which raises :class:`ModelUnavailableError` with a readable reason inst
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 LITE_NAME: Final = "iconosearch-lite"
 HF_HUB_PREFIX: Final = "hf-hub:"
 LOCAL_DIR_PREFIX: Final = "local-dir:"
 CHECKPOINT_SUFFIXES: Final = (".safetensors", ".pt", ".pth", ".bin")
-
-SpecKind = Literal["lite", "open_clip", "hf-hub", "local-dir", "checkpoint"]
 
 
 class ModelSpecError(ValueError):
@@ -42,26 +41,50 @@ class ModelSpec:
     """A parsed model spec. ``raw`` is the exact string, which is what indexes record."""
 
     raw: str
-    kind: SpecKind
+    kind: str
+    """The registered spec kind that parsed it (see :func:`register_spec_kind`)."""
     name: str
     """open_clip architecture, hub repo id, or path, depending on ``kind``."""
     pretrained: str | None = None
     """open_clip pretrained tag or checkpoint file (``kind == "open_clip"`` only)."""
+    needs_hub: bool = False
+    """True when loading may download from the Hugging Face hub."""
+    path: Path | None = None
+    """The file or folder loading reads, for the kinds that read one."""
 
-    @property
-    def needs_hub(self) -> bool:
-        """True when loading may download from the Hugging Face hub."""
-        if self.kind == "hf-hub":
-            return True
-        return self.kind == "open_clip" and not _looks_like_path(self.pretrained or "")
 
-    @property
-    def path(self) -> Path | None:
-        if self.kind in ("local-dir", "checkpoint"):
-            return Path(self.name).expanduser()
-        if self.kind == "open_clip" and self.pretrained and _looks_like_path(self.pretrained):
-            return Path(self.pretrained).expanduser()
-        return None
+SpecParser = Callable[[str, str], ModelSpec | None]
+"""(raw spec, stripped spec) → the spec, or None when the text is not of this form.
+
+A parser raises :class:`ModelSpecError` for text that is of its form but malformed (``hf-hub:`` alone).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpecKind:
+    """One accepted form of model spec. Its loader is registered in :mod:`iconosearch.models.embedder`."""
+
+    kind: str
+    parse: SpecParser
+    form: str
+    """How the form is written, for error messages (``'hf-hub:ORG/REPO'``)."""
+    catch_all: bool = False
+    """Claims text by its shape rather than a prefix or name, so it is tried after all the others."""
+
+
+_KINDS: dict[str, SpecKind] = {}
+
+
+def register_spec_kind(kind: SpecKind) -> None:
+    """Make a spec form parseable; registering a kind twice is a programming error."""
+    if kind.kind in _KINDS:
+        raise ValueError(f"model spec kind {kind.kind!r} is already registered")
+    _KINDS[kind.kind] = kind
+
+
+def spec_kinds() -> list[SpecKind]:
+    """The registered forms in the order they are tried: named and prefixed ones, then catch-alls."""
+    return sorted(_KINDS.values(), key=lambda k: k.catch_all)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -74,33 +97,69 @@ def _looks_like_path(text: str) -> bool:
 
 def parse_spec(spec: str) -> ModelSpec:
     """Parse one model spec string; raises :class:`ModelSpecError` with the accepted forms."""
-    raw = spec
     text = spec.strip()
     if not text:
         raise ModelSpecError("empty model spec; use e.g. 'iconosearch-lite' or 'ViT-B-32/laion2b_s34b_b79k'")
-    if text == LITE_NAME:
-        return ModelSpec(raw=raw, kind="lite", name=LITE_NAME)
-    if text.startswith(HF_HUB_PREFIX):
-        repo = text[len(HF_HUB_PREFIX) :].strip()
-        if repo.count("/") != 1 or not all(repo.split("/")):
-            raise ModelSpecError(f"'hf-hub:' needs ORG/REPO, got {spec!r}")
-        return ModelSpec(raw=raw, kind="hf-hub", name=repo)
-    if text.startswith(LOCAL_DIR_PREFIX):
-        path = text[len(LOCAL_DIR_PREFIX) :].strip()
-        if not path:
-            raise ModelSpecError(f"'local-dir:' needs a folder path, got {spec!r}")
-        return ModelSpec(raw=raw, kind="local-dir", name=path)
-    if _looks_like_path(text):
-        return ModelSpec(raw=raw, kind="checkpoint", name=text)
-    if "/" in text:
-        arch, pretrained = text.split("/", 1)
-        if not arch or not pretrained:
-            raise ModelSpecError(f"open_clip spec needs ARCH/PRETRAINED, got {spec!r}")
-        return ModelSpec(raw=raw, kind="open_clip", name=arch, pretrained=pretrained)
-    raise ModelSpecError(
-        f"unknown model spec {spec!r}: use '{LITE_NAME}', 'ARCH/PRETRAINED' (open_clip), "
-        "'hf-hub:ORG/REPO', 'local-dir:PATH' or a checkpoint path"
+    kinds = spec_kinds()
+    for kind in kinds:
+        parsed = kind.parse(spec, text)
+        if parsed is not None:
+            return parsed
+    forms = [k.form for k in kinds]
+    raise ModelSpecError(f"unknown model spec {spec!r}: use {', '.join(forms[:-1])} or {forms[-1]}")
+
+
+def _parse_lite(raw: str, text: str) -> ModelSpec | None:
+    return ModelSpec(raw=raw, kind="lite", name=LITE_NAME) if text == LITE_NAME else None
+
+
+def _parse_hub(raw: str, text: str) -> ModelSpec | None:
+    if not text.startswith(HF_HUB_PREFIX):
+        return None
+    repo = text[len(HF_HUB_PREFIX) :].strip()
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ModelSpecError(f"'hf-hub:' needs ORG/REPO, got {raw!r}")
+    return ModelSpec(raw=raw, kind="hf-hub", name=repo, needs_hub=True)
+
+
+def _parse_local_dir(raw: str, text: str) -> ModelSpec | None:
+    if not text.startswith(LOCAL_DIR_PREFIX):
+        return None
+    path = text[len(LOCAL_DIR_PREFIX) :].strip()
+    if not path:
+        raise ModelSpecError(f"'local-dir:' needs a folder path, got {raw!r}")
+    return ModelSpec(raw=raw, kind="local-dir", name=path, path=Path(path).expanduser())
+
+
+def _parse_checkpoint(raw: str, text: str) -> ModelSpec | None:
+    if not _looks_like_path(text):
+        return None
+    return ModelSpec(raw=raw, kind="checkpoint", name=text, path=Path(text).expanduser())
+
+
+def _parse_open_clip(raw: str, text: str) -> ModelSpec | None:
+    if "/" not in text:
+        return None
+    arch, pretrained = text.split("/", 1)
+    if not arch or not pretrained:
+        raise ModelSpecError(f"open_clip spec needs ARCH/PRETRAINED, got {raw!r}")
+    is_file = _looks_like_path(pretrained)
+    return ModelSpec(
+        raw=raw,
+        kind="open_clip",
+        name=arch,
+        pretrained=pretrained,
+        needs_hub=not is_file,
+        path=Path(pretrained).expanduser() if is_file else None,
     )
+
+
+register_spec_kind(SpecKind("lite", _parse_lite, f"'{LITE_NAME}'"))
+register_spec_kind(SpecKind("hf-hub", _parse_hub, "'hf-hub:ORG/REPO'"))
+register_spec_kind(SpecKind("local-dir", _parse_local_dir, "'local-dir:PATH'"))
+# A path is tried before ARCH/PRETRAINED: './ft/heads' has a slash but names a file.
+register_spec_kind(SpecKind("checkpoint", _parse_checkpoint, "a checkpoint path", catch_all=True))
+register_spec_kind(SpecKind("open_clip", _parse_open_clip, "'ARCH/PRETRAINED' (open_clip)", catch_all=True))
 
 
 def hub_offline() -> bool:
