@@ -4,7 +4,7 @@
    only) on a heritage collection it never trained on — the pomological watercolours its build held out
    (the demo collection's varieties: ``heldout`` in the shipped ``split.json``) — treated as an
    institution's collection: pairs go through the real CLI (``iconosearch finetune --pairs``), split by
-   variety so near-duplicate watercolours never straddle train and test; then ``iconosearch bench``
+   variety so near-duplicate watercolours never straddle train and test; then ``iconosearch evaluate``
    compares base and fine-tuned on the test split with paired bootstrap CIs. The report lands in
    ``docs/finetune-demo/``. Without ``--heritage``, the Tux Paint stamps of the clip-art corpus are used.
 2. **Timing** (``--timing``): wall time and examples/s of each fine-tune mode on this machine for N pairs
@@ -140,7 +140,7 @@ def demo(work: Path, resamples: int, heritage: Path | None = None) -> dict[str, 
     shutil.rmtree(report_dir, ignore_errors=True)
     bench = _cli(
         [
-            "bench",
+            "evaluate",
             "iconosearch-lite",
             f"local-dir:{_short(model_dir)}",
             "--pairs", str(_short(pairs)),

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from iconosearch.cli import app
 from iconosearch.config import ConfigError, load_settings
 
-JOBS = ["harvest", "index", "serve", "search", "demo", "finetune", "bench", "models", "config"]
+JOBS = ["harvest", "index", "serve", "search", "demo", "finetune", "evaluate", "models", "config"]
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""`iconosearch finetune` and `iconosearch bench` end to end, and their refusals of bad input."""
+"""`iconosearch finetune` and `iconosearch evaluate` end to end, and their refusals of bad input."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_hub_model_offline_and_unknown_collection_are_refused(
 
 
 @pytest.mark.slow
-def test_finetune_then_bench_through_the_cli(
+def test_finetune_then_evaluate_through_the_cli(
     cli: CliRunner,
     tmp_path: Path,
     finetune_world: FinetuneWorld,  # noqa: F811
@@ -98,18 +98,16 @@ def test_finetune_then_bench_through_the_cli(
     assert summary["counts"]["test"] == 20
 
     report = tmp_path / "report"
-    bench_args = [
+    evaluate_args = [
         "--json",
-        "bench",
+        "evaluate",
         base,
         summary["spec"],
-        "--pairs",
-        str(pairs),
-        "--split",
+        "--split",  # alone: the split names the pairs file it was made from
         str(out / "split.json"),
     ]
     result = cli.invoke(
-        app, [*bench_args, "--output", str(report), "--resamples", "100", "--latency-queries", "2"]
+        app, [*evaluate_args, "--output", str(report), "--resamples", "100", "--latency-queries", "2"]
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -117,7 +115,7 @@ def test_finetune_then_bench_through_the_cli(
     tuned = payload["models"][1]
     assert tuned["spec"] == summary["spec"] and "t2i R@10" in tuned["vs_base"]
     assert tuned["speed"]["images_per_s"] > 0
-    # the bench command reproduces finetune's own test comparison (same split, same vectors)
+    # the evaluate command reproduces finetune's own test comparison (same split, same vectors)
     assert tuned["metrics"]["t2i"]["R@5"] == pytest.approx(
         summary["test"]["models"][1]["metrics"]["t2i"]["R@5"]
     )

@@ -68,6 +68,6 @@ def test_readme_command_parses(command: str) -> None:
     except click.UsageError as exc:
         pytest.fail(f"README command does not match the CLI: {command}\n  {exc.format_message()}")
     words = shlex.split(command)
-    if len(words) > 1 and words[1] == "bench":
-        # Parsing cannot see it: bench evaluates on harvested collections or a pairs file, never neither.
-        assert "--collection" in words or "--pairs" in words, command
+    if len(words) > 1 and words[1] == "evaluate":
+        # Parsing cannot see it: evaluate needs harvested collections, a pairs file, or a split naming them.
+        assert {"--collection", "--pairs", "--split"} & set(words), command

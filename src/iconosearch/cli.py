@@ -10,9 +10,9 @@ import typer
 
 from iconosearch import __version__
 from iconosearch.commands import (
-    bench,
     config,
     demo,
+    evaluate,
     finetune,
     harvest,
     index,
@@ -60,7 +60,7 @@ def main_options(
     ctx.obj = CliState(config_file=config_file, quiet=quiet, json_output=json_output)
 
 
-for _module in (harvest, index, serve, search, demo, finetune, bench, models, config):
+for _module in (harvest, index, serve, search, demo, finetune, evaluate, models, config):
     _module.register(app)
 
 

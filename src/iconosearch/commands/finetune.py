@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -204,6 +205,8 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), code=2)
         except (OSError, ValueError, KeyError) as exc:
             fail(f"cannot use split file {split_file}: {exc}", code=2)
+        # The split names its material, so `evaluate --split FILE` needs nothing else.
+        split = replace(split, collections=tuple(names + list(holdout or [])), pairs_file=pairs_file)
         train = split.select(pair_set.pairs, "train")
         val = split.select(pair_set.pairs, "val")
         test = split.select(pair_set.pairs, "test")

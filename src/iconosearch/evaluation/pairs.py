@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -201,6 +202,10 @@ class Split:
     """group → part."""
     heldout_collections: tuple[str, ...] = ()
     created: str = ""
+    collections: tuple[str, ...] = ()
+    """Harvested collections the pairs came from, so that a split alone names its material."""
+    pairs_file: Path | None = None
+    """JSON-lines pairs file the pairs came from (saved relative to the split file)."""
 
     def part_of(self, pair: Pair) -> Part | None:
         """The part of a pair; None for groups the split has never seen (never used for training)."""
@@ -225,6 +230,8 @@ class Split:
             "test_fraction": self.test_fraction,
             "heldout_collections": list(self.heldout_collections),
             "created": self.created,
+            "collections": list(self.collections),
+            "pairs_file": str(self.pairs_file) if self.pairs_file is not None else None,
             "groups": groups,
         }
 
@@ -243,17 +250,26 @@ class Split:
             assignment=assignment,
             heldout_collections=tuple(data.get("heldout_collections", ())),
             created=str(data.get("created", "")),
+            collections=tuple(data.get("collections") or ()),
+            pairs_file=Path(data["pairs_file"]) if data.get("pairs_file") else None,
         )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.to_json()
+        if self.pairs_file is not None:
+            # Relative to the split file, so a model folder and its pairs can move together.
+            data["pairs_file"] = os.path.relpath(self.pairs_file.resolve(), path.parent.resolve())
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Split:
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        split = cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        if split.pairs_file is not None and not split.pairs_file.is_absolute():
+            split = replace(split, pairs_file=path.parent / split.pairs_file)
+        return split
 
 
 def minimum_pairs(val_fraction: float, test_fraction: float, min_eval_pairs: int) -> int:

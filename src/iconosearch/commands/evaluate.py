@@ -1,4 +1,4 @@
-"""`iconosearch bench`: compare model specs on the same held-out image–caption pairs."""
+"""`iconosearch evaluate`: compare model specs on the same held-out image–caption pairs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("bench")
-    def bench(
+    @app.command("evaluate")
+    def evaluate(
         ctx: typer.Context,
         models: Annotated[list[str], typer.Argument(help="Model specs to compare (the first is the base).")],
         collection: Annotated[
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         base: Annotated[str | None, typer.Option(help="Reference model (default: the first spec).")] = None,
         output: Annotated[
             Path | None,
-            typer.Option("--output", "-o", help="Report folder (default: <data_dir>/reports/bench-…)."),
+            typer.Option("--output", "-o", help="Report folder (default: <data_dir>/reports/evaluate-…)."),
         ] = None,
         resamples: Annotated[int, typer.Option(help="Paired bootstrap resamples.")] = 1000,
         confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
@@ -81,16 +81,26 @@ def register(app: typer.Typer) -> None:
         if part not in PARTS:
             fail(f"unknown --part {part!r}: choose one of {', '.join(PARTS)}", code=2)
         data_dir = settings.data_dir
-        pair_set = load_pairs(
-            data_dir, list(collection or []), pairs_file, known=harvested_collections(data_dir)
-        )
-        pairs: Sequence[Pair] = pair_set.pairs
-        split_name = "all pairs"
+        split = None
         if split_file is not None:
             try:
                 split = Split.load(split_file)
             except (OSError, ValueError, KeyError) as exc:
                 fail(f"cannot read split file {split_file}: {exc}", code=2)
+        names, source_file = list(collection or []), pairs_file
+        if split is not None and not names and source_file is None:
+            # A split written by `finetune` names the collections and pairs file it was made from.
+            names, source_file = list(split.collections), split.pairs_file
+            if not names and source_file is None:
+                fail(
+                    f"{split_file} does not name its collections (written before 0.2): "
+                    "give --collection NAME or --pairs FILE",
+                    code=2,
+                )
+        pair_set = load_pairs(data_dir, names, source_file, known=harvested_collections(data_dir))
+        pairs: Sequence[Pair] = pair_set.pairs
+        split_name = "all pairs"
+        if split is not None:
             pairs = split.select(pairs, part)
             split_name = f"{part} of {split_file}"
         if len(pairs) < 2:
@@ -137,7 +147,7 @@ def register(app: typer.Typer) -> None:
             split_name=split_name,
         )
         result = replace(result, notes=notes)
-        folder = output or data_dir / "reports" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        folder = output or data_dir / "reports" / f"evaluate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
         files = write_report(result, folder)
         if st.json_output:
             emit_json({"report_dir": str(folder), "files": [str(f) for f in files], **result_as_dict(result)})
