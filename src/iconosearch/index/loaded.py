@@ -1,0 +1,98 @@
+"""One opened, immutable index version and the record-id helpers the engine uses on it."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iconosearch.index import faiss_index, verify
+from iconosearch.index.faiss_index import FaissSpec
+from iconosearch.index.metadata import Metadata
+from iconosearch.index.store import IndexStoreError, IndexVersion
+from iconosearch.query import Filters
+from iconosearch.records import id_to_int64
+from iconosearch.relevance import Calibration, load_calibration
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    """What the served index version is."""
+
+    name: str
+    version: str
+    count: int
+    model_spec: str
+    model_fingerprint: str
+    dim: int
+    created: str
+    """ISO 8601 UTC time the version was built."""
+    collections: tuple[str, ...]
+    faiss_type: str
+    """``flat``, ``ivf-flat``, ``ivf-pq``, ``hnsw``…"""
+    recall_at_10: float | None
+    """Measured recall@10 of the approximate index against exact search (``None`` for exact)."""
+
+
+class LoadedVersion:
+    """One opened, immutable index version. Dropped (not closed) on reload: in-flight searches keep
+    their reference, and the files go when the last one does."""
+
+    def __init__(self, version: IndexVersion, data_dir: Path | None = None) -> None:
+        m = version.manifest
+        verify.require_intact(version)
+        self.version = version
+        self.manifest = m
+        self.spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
+        self.index = faiss_index.read(version.faiss_path, self.spec)
+        self.vectors: np.ndarray = np.load(version.vectors_path, mmap_mode="r")
+        self.meta = Metadata(version.metadata_path)
+        self.lock = threading.Lock()
+        """Serialises use of the SQLite connection (FAISS searches run concurrently)."""
+        self.count = self.meta.count()
+        self.groups = self.meta.shared_groups()
+        """Near-duplicate group of each record that has duplicates, kept in memory for collapsing."""
+        self.collections = frozenset(self.meta.collections()) | frozenset(m.collections)
+        self.calibration: Calibration | None = load_calibration(m.model_spec, m.model_fingerprint, data_dir)
+        self.filter_cache: OrderedDict[Filters, tuple[np.ndarray, np.ndarray, Any]] = OrderedDict()
+        self.facet_cache: OrderedDict[tuple[Filters, str | None], dict[str, dict[str, int]]] = OrderedDict()
+        if self.index.ntotal != self.count or self.vectors.shape != (self.count, m.dim):
+            raise IndexStoreError(
+                f"index version {m.version} is inconsistent: FAISS {self.index.ntotal}, "
+                f"metadata {self.count}, vectors {self.vectors.shape}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.manifest.version
+
+
+_CACHE_SIZE = 64
+
+
+def cache_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+def resolve_id(loaded: LoadedVersion, record_id: str) -> int | None:
+    """FAISS id of a record id, following the alias of an id that 0.1 gave (caller holds the lock)."""
+    iid = parse_id(record_id)
+    if iid is None or loaded.meta.lookup([iid]):
+        return iid
+    new = loaded.meta.alias(record_id)
+    return parse_id(new) if new is not None else iid
+
+
+def parse_id(record_id: str) -> int | None:
+    # Record ids are 63-bit (see records.record_id), so anything larger is no record of ours.
+    if not re.fullmatch(r"[0-7][0-9a-f]{15}", record_id):
+        return None
+    return id_to_int64(record_id)

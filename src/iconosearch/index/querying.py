@@ -1,0 +1,195 @@
+"""Query vectors: the served model, loaded lazily and checked against the index, turns query terms
+(text, image bytes, an indexed item, an image URL) into one unit vector; filters are validated here too."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from iconosearch import deadline
+from iconosearch.config import LimitsConfig
+from iconosearch.index.loaded import LoadedVersion, resolve_id
+from iconosearch.index.ranking import combine_terms
+from iconosearch.index.store import IndexManifest
+from iconosearch.index.url_fetch import fetch_image_bytes
+from iconosearch.query import (
+    EmptyQueryError,
+    Filters,
+    InvalidFilterError,
+    InvalidImageError,
+    LimitExceededError,
+    Query,
+    QueryError,
+    Term,
+    UnknownCollectionError,
+    UnknownItemError,
+    UrlNotAllowedError,
+)
+
+EmbedderLoader = Callable[[str], Any]
+"""``load_embedder``-like: model spec → Embedder (see ``iconosearch.models.embedder``)."""
+
+
+class QueryEncoder:
+    """The model of the served version (loaded on first use) and the query vectors it makes."""
+
+    def __init__(
+        self,
+        limits: LimitsConfig,
+        *,
+        embedder_loader: EmbedderLoader | None = None,
+        allow_url_queries: bool = False,
+        allow_private_urls: bool = False,
+    ) -> None:
+        self.limits = limits
+        self.allow_url_queries = allow_url_queries
+        self._allow_private_urls = allow_private_urls
+        self._loader = embedder_loader
+        self._lock = threading.RLock()
+        self._embedder: Any = None
+        self._texts: Any = None  # TextEmbeddingCache of the current embedder
+
+    def forget_unless(self, manifest: IndexManifest) -> None:
+        """Drop the loaded model when ``manifest`` (a newly served version) was built with another."""
+        with self._lock:
+            if self._embedder is not None and (
+                self._embedder.fingerprint != manifest.model_fingerprint
+                or self._embedder.spec != manifest.model_spec
+            ):
+                self._embedder = None
+                self._texts = None
+
+    def get_embedder(self, loaded: LoadedVersion) -> Any:
+        with self._lock:
+            if self._embedder is None:
+                loader = self._loader
+                if loader is None:
+                    from iconosearch.models.embedder import load_embedder
+
+                    loader = load_embedder
+                embedder = loader(loaded.manifest.model_spec)
+                if (
+                    embedder.fingerprint != loaded.manifest.model_fingerprint
+                    or embedder.dim != loaded.manifest.dim
+                ):
+                    m = loaded.manifest
+                    raise ModelMismatchError(
+                        f"model {m.model_spec!r} here has fingerprint {embedder.fingerprint[:12]} "
+                        f"(dim {embedder.dim}) but the index was built with {m.model_fingerprint[:12]} "
+                        f"(dim {m.dim}); rebuild the index"
+                    )
+                from iconosearch.models.pipeline import TextEmbeddingCache
+
+                self._embedder = embedder
+                self._texts = TextEmbeddingCache(embedder)
+            return self._embedder
+
+    def query_vector(self, query: Query, loaded: LoadedVersion) -> np.ndarray:
+        vectors: list[np.ndarray] = []
+        weights: list[float] = []
+        for term in query.terms:
+            if not math.isfinite(term.weight):
+                raise QueryError(f"term weight {term.weight!r} is not a finite number")
+            if term.weight == 0:
+                continue
+            vectors.append(self.term_vector(term, loaded))
+            weights.append(term.weight)
+        if not vectors:
+            raise EmptyQueryError("every query term has weight 0")
+        return combine_terms(vectors, weights).reshape(1, -1)
+
+    def term_vector(self, term: Term, loaded: LoadedVersion) -> np.ndarray:
+        if term.kind == "text":
+            text = term.value.decode() if isinstance(term.value, bytes) else term.value
+            text = " ".join(text.split())
+            if not text:
+                raise EmptyQueryError("a text term is empty")
+            if len(text) > 1000:
+                raise QueryError("a text term is longer than 1000 characters")
+            with self._lock:  # a reload may swap the embedder: take it and its cache together
+                self.get_embedder(loaded)
+                texts = self._texts
+            return np.asarray(texts.embed(text))
+        if term.kind == "item":
+            rid = term.value.decode() if isinstance(term.value, bytes) else term.value
+            with loaded.lock:
+                iid = resolve_id(loaded, rid.strip())
+                row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
+            if row is None:
+                raise UnknownItemError(f"no indexed item has id {rid!r}")
+            return np.asarray(loaded.vectors[row.row], dtype=np.float32)
+        if term.kind == "image":
+            if not isinstance(term.value, bytes):
+                raise InvalidImageError("an image term needs the image's bytes")
+            return self.image_vector(term.value, loaded)
+        if term.kind == "url":
+            if not self.allow_url_queries:
+                raise UrlNotAllowedError("queries by image URL are disabled on this server")
+            url = term.value.decode() if isinstance(term.value, bytes) else term.value
+            data = fetch_image_bytes(
+                url.strip(),
+                max_bytes=self.limits.upload_max_bytes,
+                timeout_s=min(self.limits.request_timeout_s, 10.0),
+                allow_private=self._allow_private_urls,
+            )
+            return self.image_vector(data, loaded)
+        raise QueryError(f"unknown term kind {term.kind!r}")
+
+    def image_vector(self, data: bytes, loaded: LoadedVersion) -> np.ndarray:
+        from iconosearch.images import ImageRejectedError, open_image
+        from iconosearch.models.pipeline import DECODE_MAX_SIDE
+
+        if not data:
+            raise InvalidImageError("the query image is empty")
+        if len(data) > self.limits.upload_max_bytes:
+            raise LimitExceededError(f"the query image is larger than {self.limits.upload_max_bytes} bytes")
+        deadline.check()
+        try:
+            # Decode exactly as the indexed images were, so an indexed image queried as itself scores ~1.
+            image = open_image(
+                data,
+                max_pixels=self.limits.image_max_pixels,
+                max_side=DECODE_MAX_SIDE,
+                max_decode_bytes=self.limits.image_max_decode_bytes,
+            )
+        except ImageRejectedError as exc:
+            raise InvalidImageError(f"the query image cannot be used: {exc}") from exc
+        deadline.check()  # the decode may have outlived the request: do not embed for nobody
+        return np.asarray(self.get_embedder(loaded).embed_images([image]), dtype=np.float32)[0]
+
+
+class ModelMismatchError(RuntimeError):
+    """The model loaded here is not the one the index was built with."""
+
+
+RIGHTS_CLASSES = ("open", "restricted", "unknown")
+_LANG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def validate_filters(filters: Filters, loaded: LoadedVersion) -> None:
+    """Refuse filters this version cannot answer (unknown collections, bad years, rights or languages)."""
+    unknown = [c for c in filters.collections if c not in loaded.collections]
+    if unknown:
+        known = ", ".join(sorted(loaded.collections)) or "none"
+        raise UnknownCollectionError(f"unknown collection(s) {', '.join(unknown)} (indexed: {known})")
+    if filters.year_from is not None and filters.year_to is not None and filters.year_from > filters.year_to:
+        raise InvalidFilterError(f"year_from {filters.year_from} is after year_to {filters.year_to}")
+    for year in (filters.year_from, filters.year_to):
+        if year is not None and not (-10000 <= year <= 10000):
+            raise InvalidFilterError(f"year {year} is out of range")
+    bad = [r for r in filters.rights if r not in RIGHTS_CLASSES]
+    if bad:
+        raise InvalidFilterError(
+            f"unknown rights class(es) {', '.join(map(str, bad))}; use {', '.join(RIGHTS_CLASSES)}"
+        )
+    for lang in filters.languages:
+        if not _LANG.fullmatch(lang.strip()):
+            raise InvalidFilterError(f"{lang!r} is not a language tag (e.g. 'en', 'nl', 'fr-CA')")
+    for provider in filters.providers:
+        if not provider.strip():
+            raise InvalidFilterError("an empty institution/provider name cannot be filtered on")
