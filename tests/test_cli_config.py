@@ -107,3 +107,18 @@ def test_collections_parse(tmp_path: Path) -> None:
     settings = load_settings(cfg)
     assert settings.collections["nls"].max_depth == 2
     assert settings.collections["mine"].path == tmp_path / "images"
+
+
+def test_collection_kinds_come_from_the_source_registry() -> None:
+    from pydantic import ValidationError
+
+    from iconosearch.config import CollectionConfig
+    from iconosearch.harvest.sources import source_kinds
+
+    assert source_kinds() == ["changes", "collection", "local", "manifest", "manifest-list"]
+    with pytest.raises(ValidationError, match="unknown collection kind 'oai-pmh'; known: changes"):
+        CollectionConfig(kind="oai-pmh", url="https://example.org/oai")
+    with pytest.raises(ValidationError, match=r"a 'local' collection needs 'path' \(a folder of images\)"):
+        CollectionConfig(kind="local")
+    with pytest.raises(ValidationError, match="a 'manifest-list' collection needs 'path' or 'url'"):
+        CollectionConfig(kind="manifest-list")

@@ -10,9 +10,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,8 +31,6 @@ from pydantic_settings import (
 DEFAULT_CONFIG_FILE = "iconosearch.toml"
 DEFAULT_MODEL = "iconosearch-lite"
 
-SourceKind = Literal["collection", "manifest", "manifest-list", "changes", "local"]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,7 +39,8 @@ class _Strict(BaseModel):
 class CollectionConfig(_Strict):
     """A collection to harvest: where it comes from and how to walk it."""
 
-    kind: SourceKind
+    kind: str
+    """A source kind registered in :mod:`iconosearch.harvest.sources` (collection, manifest, …)."""
     url: str | None = None
     """URL of the IIIF collection, manifest or change-discovery stream."""
     path: Path | None = None
@@ -48,16 +55,22 @@ class CollectionConfig(_Strict):
     example_queries: list[str] = Field(default_factory=list, max_length=12)
     """Searches that show what this collection holds; the search page's first screen offers them."""
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        # Imported here: the harvest package reads this module, and a kind is known only once registered.
+        from iconosearch.harvest.sources import source_kind
+
+        source_kind(kind)
+        return kind
+
     @model_validator(mode="after")
     def _location(self) -> CollectionConfig:
-        if self.kind == "local":
-            if self.path is None:
-                raise ValueError("a 'local' collection needs 'path' (a folder of images)")
-        elif self.kind == "manifest-list":
-            if self.path is None and self.url is None:
-                raise ValueError("a 'manifest-list' collection needs 'path' or 'url' (a text file of URLs)")
-        elif self.url is None:
-            raise ValueError(f"a '{self.kind}' collection needs 'url'")
+        from iconosearch.harvest.sources import source_kind
+
+        problem = source_kind(self.kind).location_problem(self.url, self.path)
+        if problem is not None:
+            raise ValueError(problem)
         if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
             raise ValueError(f"'url' must be http(s) or file://, got {self.url!r}")
         return self

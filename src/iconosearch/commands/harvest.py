@@ -127,8 +127,8 @@ def register(app: typer.Typer) -> None:
 
         from rich.progress import TaskID
 
-        from iconosearch.harvest.harvester import Stage
         from iconosearch.harvest.harvester import harvest as run
+        from iconosearch.harvest.run import Stage
         from iconosearch.harvest.sources import HarvestError
 
         st = state(ctx)
