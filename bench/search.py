@@ -192,9 +192,9 @@ def bench_engine(n: int, dim: int, n_queries: int) -> dict[str, Any]:
     """The whole engine (SQLite filters, collapsing, paging) on a real index version of n records."""
     import tempfile
 
-    from iconosearch.index.builder import BuildOptions, EmbeddedRecord, ModelInfo, write_version
     from iconosearch.index.engine import SearchEngine
     from iconosearch.index.store import IndexStore
+    from iconosearch.index.versions import BuildOptions, EmbeddedRecord, ModelInfo, write_version
     from iconosearch.query import Filters, Query, Term
     from iconosearch.records import DateRange, ImageRecord, Provider, record_id
 

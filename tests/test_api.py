@@ -507,8 +507,8 @@ def _assert_problem_5xx(response: httpx.Response) -> dict:
 
 
 def test_new_index_versions_are_picked_up_without_restart(tmp_path: Path, demo: DemoIndex) -> None:
-    from iconosearch.index.builder import EmbeddedRecord, ModelInfo, write_version
     from iconosearch.index.store import IndexStore
+    from iconosearch.index.versions import EmbeddedRecord, ModelInfo, write_version
     from iconosearch.models.embedder import load_embedder
 
     data_dir = tmp_path / "data"

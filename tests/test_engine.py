@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from iconosearch.config import LimitsConfig
-from iconosearch.index.builder import BuildOptions, EmbeddedRecord, update_version, write_version
 from iconosearch.index.engine import IndexNotReadyError, ModelMismatchError, SearchEngine
 from iconosearch.index.store import IndexStore
+from iconosearch.index.versions import BuildOptions, EmbeddedRecord, update_version, write_version
 from iconosearch.query import (
     EmptyQueryError,
     Filters,

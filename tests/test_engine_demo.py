@@ -11,7 +11,8 @@ import pytest
 from iconosearch.config import CollectionConfig, Settings
 from iconosearch.datadir import DataDir
 from iconosearch.harvest.state import HarvestState
-from iconosearch.index.builder import build_index, check_consistency
+from iconosearch.index.builder import build_index
+from iconosearch.index.consistency import check_consistency
 from iconosearch.index.engine import SearchEngine
 from iconosearch.query import Filters, Query, Term
 from iconosearch.records import DateRange, ImageRecord, Provider, record_id

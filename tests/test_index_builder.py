@@ -16,7 +16,8 @@ from iconosearch.cli import app
 from iconosearch.config import CollectionConfig, Settings
 from iconosearch.datadir import DataDir
 from iconosearch.harvest.state import HarvestState
-from iconosearch.index.builder import build_index, check_consistency
+from iconosearch.index.builder import build_index
+from iconosearch.index.consistency import check_consistency
 from iconosearch.index.engine import SearchEngine
 from iconosearch.index.store import IndexStore, IndexStoreError
 from iconosearch.query import Query, Term

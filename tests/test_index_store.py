@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from iconosearch.index import faiss_index
-from iconosearch.index.builder import (
+from iconosearch.index.consistency import check_consistency
+from iconosearch.index.metadata import Metadata
+from iconosearch.index.store import IndexStore, IndexStoreError
+from iconosearch.index.versions import (
     BuildOptions,
     EmbeddedRecord,
     ModelInfo,
-    check_consistency,
     compact,
     update_version,
     write_version,
 )
-from iconosearch.index.metadata import Metadata
-from iconosearch.index.store import IndexStore, IndexStoreError
 from iconosearch.records import id_to_int64
 from tests.helpers.index_data import MODEL, clustered_vectors, make_items, make_record
 

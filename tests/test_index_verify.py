@@ -27,10 +27,10 @@ from iconosearch.api import create_app
 from iconosearch.api.server import BackgroundServer
 from iconosearch.cli import app as cli
 from iconosearch.config import Settings
-from iconosearch.index.builder import BuildOptions
 from iconosearch.index.engine import SearchEngine
 from iconosearch.index.store import MANIFEST, IndexManifest, IndexStore, IndexVersion
 from iconosearch.index.verify import check_files, check_version
+from iconosearch.index.versions import BuildOptions
 from iconosearch.query import Query, Term
 from tests.helpers.demo_index import free_port
 from tests.helpers.index_data import HashEmbedder, build, make_items

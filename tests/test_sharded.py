@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from iconosearch.index import faiss_index, ivf_build, sharded
-from iconosearch.index.builder import BuildOptions, check_consistency, update_version
+from iconosearch.index.consistency import check_consistency
 from iconosearch.index.engine import SearchEngine
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.store import IndexStore
+from iconosearch.index.versions import BuildOptions, update_version
 from iconosearch.query import Query, Term
 from tests.helpers.index_data import MODEL, build, clustered_vectors, make_items
 

@@ -24,8 +24,8 @@ from iconosearch.config import Settings
 from iconosearch.iiif.local import build_local_iiif
 from iconosearch.iiif.manifest import parse_manifest
 from iconosearch.iiif.regions import Box, canvas_to_image
-from iconosearch.index.builder import EmbeddedRecord, ModelInfo, write_version
 from iconosearch.index.store import IndexStore
+from iconosearch.index.versions import EmbeddedRecord, ModelInfo, write_version
 from iconosearch.models.embedder import load_embedder
 from iconosearch.records import ImageRecord, record_id
 from tests.helpers.browser import chromium, live_server, screenshot

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from iconosearch.iiif.regions import Box, canvas_to_image
-from iconosearch.index.builder import EmbeddedRecord, ModelInfo, write_version
 from iconosearch.index.store import IndexStore
+from iconosearch.index.versions import EmbeddedRecord, ModelInfo, write_version
 from iconosearch.models.embedder import load_embedder
 from iconosearch.records import DateRange, ImageRecord, ImageService, Link, MetadataPair, Provider, record_id
 from iconosearch.rights import allows_derivatives

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from iconosearch.index.builder import BuildOptions, EmbeddedRecord, ModelInfo, write_version
 from iconosearch.index.store import IndexStore, IndexVersion
+from iconosearch.index.versions import BuildOptions, EmbeddedRecord, ModelInfo, write_version
 from iconosearch.records import DateRange, ImageRecord, Provider, record_id
 
 COLLECTIONS = ("maps", "prints", "photos")

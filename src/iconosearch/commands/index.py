@@ -91,8 +91,8 @@ def register(app: typer.Typer) -> None:
         """Embed harvested images and build a new index version, switched in atomically."""
         from iconosearch.datadir import DataDir
         from iconosearch.index import faiss_index
-        from iconosearch.index.builder import BuildOptions
         from iconosearch.index.store import IndexStore, IndexStoreError
+        from iconosearch.index.versions import BuildOptions
 
         st = state(ctx)
         settings = st.settings()
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown collection(s): {', '.join(unknown)} (configured or harvested: {names})", code=2)
         try:
             if compact:
-                from iconosearch.index.builder import compact as compact_version
+                from iconosearch.index.versions import compact as compact_version
 
                 version = compact_version(store, options=options)
             else:

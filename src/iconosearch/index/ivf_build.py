@@ -1,6 +1,6 @@
 """Building IVF indexes larger than memory allows for their float vectors: train on a sample, stream the rest.
 
-The in-memory builder (``index.builder``) holds every float vector; at 10M × 256 dims that is 10 GB.
+The in-memory version writer (``index.versions``) holds every float vector; at 10M × 256 dims that is 10 GB.
 Here the coarse quantiser (and PQ codebooks) are trained on a sample, then vectors arrive in batches
 and are encoded as they are added, so the process holds one batch plus the compressed index.
 

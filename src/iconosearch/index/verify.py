@@ -114,7 +114,7 @@ class VersionReport:
 
 def check_version(version: IndexVersion) -> VersionReport:
     """Verify ``version`` completely; every failure becomes a line in the report, never an exception."""
-    from iconosearch.index.builder import check_consistency
+    from iconosearch.index.consistency import check_consistency
 
     files = tuple(check_files(version))
     problems: list[str] = []

@@ -1,0 +1,421 @@
+"""Writing index versions: full writes, incremental updates and compaction.
+
+A version is always written into a fresh staging directory and committed with an atomic switch (see
+:mod:`iconosearch.index.store`). Incremental updates start from the served version: its vectors are
+kept as they are (no re-embedding), deleted and changed records are removed, new ones added; the
+FAISS index is updated in place (IVF keeps its trained centroids) except for HNSW, which cannot
+delete and is rebuilt from the stored vectors. Once incremental changes exceed
+``COMPACT_FRACTION`` of the index, or the size calls for another index type, the update becomes a
+compaction: a full rebuild (retraining IVF) from the stored vectors.
+
+Vectors of different models never mix: the manifest records the model spec and fingerprint, and an
+incremental update with another model is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from iconosearch.index import faiss_index
+from iconosearch.index.duplicates import DUPLICATE_THRESHOLD, duplicate_groups
+from iconosearch.index.faiss_index import FaissSpec
+from iconosearch.index.metadata import Metadata
+from iconosearch.index.store import IndexManifest, IndexStore, IndexStoreError, IndexVersion, utc_now_iso
+from iconosearch.records import ImageRecord, id_to_int64
+
+log = logging.getLogger(__name__)
+
+COMPACT_FRACTION = 0.2
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """How the FAISS index is chosen and tuned (see :func:`faiss_index.choose_spec`)."""
+
+    kind: str | None = None
+    exact_max: int = faiss_index.DEFAULT_EXACT_MAX
+    memory_budget: int = faiss_index.DEFAULT_MEMORY_BUDGET
+    recall_target: float = faiss_index.DEFAULT_RECALL_TARGET
+    duplicate_threshold: float = DUPLICATE_THRESHOLD
+    shards: int = 1
+    """Split the FAISS index into this many shards, searched and merged exactly (``index.sharded``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedRecord:
+    """A record with its image's content hash and unit vector: what goes into an index."""
+
+    record: ImageRecord
+    content_hash: str | None
+    vector: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    spec: str
+    fingerprint: str
+    dim: int
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def _stack(items: Sequence[EmbeddedRecord], dim: int) -> np.ndarray:
+    if not items:
+        return np.zeros((0, dim), dtype=np.float32)
+    vectors = np.stack([np.asarray(i.vector, dtype=np.float32).reshape(-1) for i in items])
+    if vectors.shape[1] != dim:
+        raise ValueError(f"vectors have dimension {vectors.shape[1]}, the model {dim}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    result: np.ndarray = (vectors / norms).astype(np.float32)
+    return result
+
+
+def _dedupe_items(items: Sequence[EmbeddedRecord]) -> list[EmbeddedRecord]:
+    """One entry per record id (the last wins), so a record listed twice is indexed once."""
+    by_id: dict[str, EmbeddedRecord] = {}
+    for item in items:
+        by_id[item.record.id] = item
+    return list(by_id.values())
+
+
+def write_version(
+    store: IndexStore,
+    items: Sequence[EmbeddedRecord],
+    model: ModelInfo,
+    *,
+    options: BuildOptions = BuildOptions(),
+    collections: Sequence[str] = (),
+    harvest_state: Mapping[str, str | None] | None = None,
+    failures: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
+    switch: bool = True,
+    progress: Progress = no_progress,
+) -> IndexVersion:
+    """Build a complete new version from ``items`` and (by default) switch ``CURRENT`` to it."""
+    items = _dedupe_items(items)
+    vectors = _stack(items, model.dim)
+    ids = np.array([id_to_int64(i.record.id) for i in items], dtype=np.int64)
+    version, staging = store.begin()
+    try:
+        spec, recall = _write_faiss(staging, vectors, ids, options, progress)
+        groups = _groups_for(staging, spec, vectors, ids, options, progress)
+        np.save(staging / "vectors.npy", vectors)
+        np.save(staging / "ids.npy", ids)
+        meta = Metadata.create(staging / "metadata.sqlite")
+        try:
+            progress("metadata", 0, len(items))
+            meta.insert(
+                (item.record, row, groups.get(int(ids[row]), int(ids[row])), item.content_hash)
+                for row, item in enumerate(items)
+            )
+            meta.set_aliases(aliases or {})
+            meta.finish()
+            progress("metadata", len(items), len(items))
+        finally:
+            meta.close()
+        manifest = IndexManifest(
+            name=store.name,
+            version=version,
+            model_spec=model.spec,
+            model_fingerprint=model.fingerprint,
+            dim=model.dim,
+            count=len(items),
+            faiss_type=spec.kind,
+            faiss_params=dict(spec.params),
+            created=utc_now_iso(),
+            recall_at_10=recall,
+            collections=tuple(sorted(set(collections) | {i.record.collection for i in items})),
+            harvest_state=dict(harvest_state or {}),
+            failures=dict(failures or {}),
+        )
+        return store.commit(staging, manifest, switch=switch)
+    except BaseException:
+        store.abort(staging)
+        raise
+
+
+def _write_faiss(
+    staging: Path, vectors: np.ndarray, ids: np.ndarray, options: BuildOptions, progress: Progress
+) -> tuple[FaissSpec, float | None]:
+    n, dim = vectors.shape
+    spec = faiss_index.choose_spec(
+        n,
+        dim,
+        kind=options.kind,
+        exact_max=options.exact_max,
+        memory_budget=options.memory_budget,
+        shards=options.shards,
+    )
+    if spec.kind != "flat" and n < 1000:
+        # too few vectors to train an approximate index on
+        spec = faiss_index.choose_spec(n, dim, kind="flat", shards=options.shards)
+    progress("faiss", 0, n)
+    index = faiss_index.build(vectors, ids, spec)
+    spec, recall = faiss_index.tune(index, vectors, ids, spec, target=options.recall_target)
+    faiss_index.write(index, staging / "vectors.faiss")
+    progress("faiss", n, n)
+    return spec, recall
+
+
+def _groups_for(
+    staging: Path,
+    spec: FaissSpec,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    options: BuildOptions,
+    progress: Progress,
+    *,
+    only_rows: np.ndarray | None = None,
+    existing: Mapping[int, int] | None = None,
+) -> dict[int, int]:
+    if len(ids) == 0:
+        return dict(existing or {})
+    progress("duplicates", 0, len(ids))
+    index = faiss_index.read(staging / "vectors.faiss", spec)
+    rows = only_rows if only_rows is not None else np.arange(len(ids))
+    groups = duplicate_groups(
+        index, spec, vectors[rows], ids[rows], threshold=options.duplicate_threshold, existing=existing
+    )
+    progress("duplicates", len(ids), len(ids))
+    return groups
+
+
+@dataclass(frozen=True, slots=True)
+class _Update:
+    """What an incremental update writes: the base, what it drops and adds, and its settings."""
+
+    store: IndexStore
+    base: IndexVersion
+    add: list[EmbeddedRecord]
+    add_ids: np.ndarray
+    drop: set[int]
+    old_groups: dict[int, int]
+    changes: int
+    options: BuildOptions
+    collections: Sequence[str]
+    harvest_state: Mapping[str, str | None]
+    failures: Mapping[str, str]
+    aliases: Mapping[str, str]
+
+
+def update_version(
+    store: IndexStore,
+    base: IndexVersion,
+    *,
+    add: Sequence[EmbeddedRecord] = (),
+    remove: Iterable[str] = (),
+    model: ModelInfo,
+    options: BuildOptions = BuildOptions(),
+    collections: Sequence[str] | None = None,
+    harvest_state: Mapping[str, str | None] | None = None,
+    failures: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
+    switch: bool = True,
+    progress: Progress = no_progress,
+) -> IndexVersion:
+    """A new version = ``base`` − ``remove`` − changed records + ``add``, without re-embedding ``base``.
+
+    Records in ``add`` whose id is already indexed replace the old entry. Compacts (full rebuild from
+    vectors) when the accumulated changes exceed ``COMPACT_FRACTION`` or the index kind should change.
+    """
+    m = base.manifest
+    if (m.model_spec, m.model_fingerprint, m.dim) != (model.spec, model.fingerprint, model.dim):
+        raise IndexStoreError(
+            f"index {store.name!r} version {m.version} was built with model {m.model_spec!r} "
+            f"(fingerprint {m.model_fingerprint[:12]}); refusing to add vectors of {model.spec!r} "
+            f"({model.fingerprint[:12]}). Build it in full instead."
+        )
+    add = _dedupe_items(add)
+    add_ids = np.array([id_to_int64(i.record.id) for i in add], dtype=np.int64)
+    old_meta = Metadata(base.metadata_path)
+    try:
+        known = {iid for iid, _, _, _ in old_meta.rows_by_id()}
+        old_groups = dict(old_meta.conn.execute("SELECT int_id, dup_group FROM records"))
+    finally:
+        old_meta.close()
+    drop = {id_to_int64(r) for r in remove if id_to_int64(r) in known} | {
+        int(i) for i in add_ids if int(i) in known
+    }
+    update = _Update(
+        store=store,
+        base=base,
+        add=add,
+        add_ids=add_ids,
+        drop=drop,
+        old_groups=old_groups,
+        changes=m.changes_since_compaction + len(drop) + len(add),
+        options=options,
+        collections=collections if collections is not None else m.collections,
+        harvest_state=harvest_state if harvest_state is not None else m.harvest_state,
+        failures=failures if failures is not None else m.failures,
+        aliases=aliases or {},
+    )
+    if _should_compact(update, new_count=len(known) - len(drop) + len(add)):
+        kept = _load_items(base, exclude=drop)
+        return write_version(
+            store,
+            [*kept, *add],
+            model,
+            options=options,
+            collections=update.collections,
+            harvest_state=update.harvest_state,
+            failures=update.failures,
+            aliases=update.aliases,
+            switch=switch,
+            progress=progress,
+        )
+    return _write_update(update, switch=switch, progress=progress)
+
+
+def _should_compact(update: _Update, *, new_count: int) -> bool:
+    m, options = update.base.manifest, update.options
+    wanted = faiss_index.choose_spec(
+        new_count,
+        m.dim,
+        kind=options.kind,
+        exact_max=options.exact_max,
+        memory_budget=options.memory_budget,
+        shards=options.shards,
+    )
+    if new_count < 1000:
+        wanted = FaissSpec("flat")
+    if update.changes > COMPACT_FRACTION * max(new_count, 1) or wanted.kind != m.faiss_type:
+        log.info(
+            "compacting index %s: %d changes, %s → %s",
+            update.store.name,
+            update.changes,
+            m.faiss_type,
+            wanted.kind,
+        )
+        return True
+    return False
+
+
+def _write_update(update: _Update, *, switch: bool, progress: Progress) -> IndexVersion:
+    base, m, add, add_ids, drop = update.base, update.base.manifest, update.add, update.add_ids, update.drop
+    old_vectors = np.load(base.vectors_path, mmap_mode="r")
+    old_ids = np.load(base.ids_path)
+    drop_ids = np.fromiter(drop, dtype=np.int64, count=len(drop))
+    keep_mask = ~np.isin(old_ids, drop_ids)
+    new_vectors = np.concatenate([np.asarray(old_vectors[keep_mask]), _stack(add, m.dim)])
+    new_ids = np.concatenate([old_ids[keep_mask], add_ids])
+    first_new = len(new_ids) - len(add)
+    version, staging = update.store.begin()
+    try:
+        spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
+        progress("faiss", 0, len(new_ids))
+        if spec.kind == "hnsw":
+            index = faiss_index.build(new_vectors, new_ids, spec)
+        else:
+            index = faiss_index.read(base.faiss_path, spec)
+            faiss_index.remove(index, drop_ids)
+            faiss_index.add(index, new_vectors[first_new:], add_ids)
+        recall = m.recall_at_10
+        if spec.kind != "flat":
+            spec, recall = faiss_index.tune(
+                index, new_vectors, new_ids, spec, target=update.options.recall_target
+            )
+        faiss_index.write(index, staging / "vectors.faiss")
+        progress("faiss", len(new_ids), len(new_ids))
+        np.save(staging / "vectors.npy", new_vectors)
+        np.save(staging / "ids.npy", new_ids)
+        existing = {iid: g for iid, g in update.old_groups.items() if iid not in drop}
+        groups = _groups_for(
+            staging,
+            spec,
+            new_vectors,
+            new_ids,
+            update.options,
+            progress,
+            only_rows=np.arange(first_new, len(new_ids)),
+            existing=existing,
+        )
+        shutil.copyfile(base.metadata_path, staging / "metadata.sqlite")
+        meta = Metadata(staging / "metadata.sqlite", readonly=False)
+        try:
+            meta.delete(sorted(drop))
+            meta.set_rows((int(iid), row) for row, iid in enumerate(new_ids[:first_new]))
+            meta.insert(
+                (item.record, first_new + j, groups.get(int(add_ids[j]), int(add_ids[j])), item.content_hash)
+                for j, item in enumerate(add)
+            )
+            meta.set_groups((iid, g) for iid, g in groups.items() if existing.get(iid, g) != g)
+            meta.set_aliases(update.aliases)
+            meta.finish()
+        finally:
+            meta.close()
+        manifest = replace(
+            m,
+            version=version,
+            count=len(new_ids),
+            faiss_params=dict(spec.params),
+            created=utc_now_iso(),
+            recall_at_10=recall,
+            collections=tuple(sorted(set(update.collections) | {i.record.collection for i in add})),
+            harvest_state=dict(update.harvest_state),
+            failures=dict(update.failures),
+            parent=m.version,
+            changes_since_compaction=update.changes,
+        )
+        return update.store.commit(staging, manifest, switch=switch)
+    except BaseException:
+        update.store.abort(staging)
+        raise
+
+
+def _load_items(
+    version: IndexVersion, *, exclude: set[int] | frozenset[int] = frozenset()
+) -> list[EmbeddedRecord]:
+    """The records and stored vectors of a version (for compaction; no re-embedding)."""
+    vectors = np.load(version.vectors_path, mmap_mode="r")
+    meta = Metadata(version.metadata_path)
+    try:
+        rows = [(iid, row, h) for iid, row, _, h in meta.rows_by_id() if iid not in exclude]
+        records = meta.records([iid for iid, _, _ in rows])
+    finally:
+        meta.close()
+    rows.sort(key=lambda r: r[1])
+    return [EmbeddedRecord(records[iid], h, np.asarray(vectors[row])) for iid, row, h in rows]
+
+
+def compact(
+    store: IndexStore,
+    base: IndexVersion | None = None,
+    *,
+    options: BuildOptions = BuildOptions(),
+    switch: bool = True,
+) -> IndexVersion:
+    """Rebuild ``base`` (default: the current version) in full from its stored vectors."""
+    with store.building():
+        base = base or store.current()
+        if base is None:
+            raise IndexStoreError(f"index {store.name!r} has no version to compact")
+        m = base.manifest
+        meta = Metadata(base.metadata_path)
+        try:
+            aliases = meta.aliases()
+        finally:
+            meta.close()
+        return write_version(
+            store,
+            _load_items(base),
+            ModelInfo(m.model_spec, m.model_fingerprint, m.dim),
+            options=options,
+            collections=m.collections,
+            harvest_state=m.harvest_state,
+            failures=m.failures,
+            aliases=aliases,
+            switch=switch,
+        )
