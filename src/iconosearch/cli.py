@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -20,8 +21,9 @@ from iconosearch.commands import (
     search,
     serve,
 )
-from iconosearch.commands._common import CliState
+from iconosearch.commands._common import CliState, err_console
 from iconosearch.logs import setup_logging
+from iconosearch.storage import StorageError, describe, is_storage_error
 
 app = typer.Typer(
     name="iconosearch",
@@ -65,4 +67,16 @@ for _module in (harvest, index, serve, search, demo, finetune, evaluate, models,
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except StorageError as exc:  # disk full and the like: one line, never a traceback
+        fail_quietly(str(exc))
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        fail_quietly(describe(exc, f"iconosearch {' '.join(sys.argv[1:2])}".strip(), Path.cwd()))
+
+
+def fail_quietly(message: str) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(1)

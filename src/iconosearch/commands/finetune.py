@@ -232,26 +232,29 @@ def register(app: typer.Typer) -> None:
                 f"test {len(test)} (split by manifest) → {out_dir}",
                 highlight=False,
             )
+        from iconosearch.storage import writing
+
         try:
-            result = _with_progress(
-                st.quiet or st.json_output,
-                lambda progress, on_epoch: run_finetune(
-                    base,
-                    train,
-                    val,
-                    test,
-                    split,
-                    out_dir,
-                    config,
-                    device=device,
-                    feature_cache=data_dir / "cache" / "features",
-                    resume=resume,
-                    progress=progress,
-                    on_epoch=on_epoch,
-                    n_resamples=resamples,
-                    excluded=pair_set.excluded,
-                ),
-            )
+            with writing(f"fine-tuning {spec}", out_dir):
+                result = _with_progress(
+                    st.quiet or st.json_output,
+                    lambda progress, on_epoch: run_finetune(
+                        base,
+                        train,
+                        val,
+                        test,
+                        split,
+                        out_dir,
+                        config,
+                        device=device,
+                        feature_cache=data_dir / "cache" / "features",
+                        resume=resume,
+                        progress=progress,
+                        on_epoch=on_epoch,
+                        n_resamples=resamples,
+                        excluded=pair_set.excluded,
+                    ),
+                )
         except FinetuneError as exc:
             fail(str(exc), code=2)
         except KeyboardInterrupt:

@@ -130,6 +130,7 @@ def register(app: typer.Typer) -> None:
         from iconosearch.harvest.harvester import harvest as run
         from iconosearch.harvest.run import Stage
         from iconosearch.harvest.sources import HarvestError
+        from iconosearch.storage import writing
 
         st = state(ctx)
         settings = st.settings()
@@ -164,9 +165,10 @@ def register(app: typer.Typer) -> None:
                     progress.update(tasks[stage], completed=done, total=total)
 
                 try:
-                    summaries.append(
-                        asyncio.run(run(settings, name, limit=limit, since=since_dt, progress=report))
-                    )
+                    with writing(f"harvesting {name!r}", settings.data_dir):
+                        summaries.append(
+                            asyncio.run(run(settings, name, limit=limit, since=since_dt, progress=report))
+                        )
                 except HarvestError as exc:
                     errors.append(f"{name}: {exc}")
                 for task in tasks.values():

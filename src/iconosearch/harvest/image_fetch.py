@@ -171,10 +171,14 @@ def store_image(cache: Path, data: bytes, max_pixels: int) -> tuple[str, Path, t
     path = folder / f"{digest}.{ext}"
     if not path.is_file():
         fd, name = tempfile.mkstemp(dir=folder, prefix=f".{digest}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # Atomic: a killed run leaves no half-written image under the final name.
-        Path(name).replace(path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            # Atomic: a killed run leaves no half-written image under the final name.
+            Path(name).replace(path)
+        except OSError:
+            Path(name).unlink(missing_ok=True)  # a full disk: give back what was written
+            raise
     return digest, path, (meta.width, meta.height, meta.format)
 
 

@@ -181,7 +181,9 @@ class HarvestState:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (disk full): a second ROLLBACK would hide the cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _rekey(self, collection: str, old: str, data: dict[str, Any]) -> None:
@@ -342,7 +344,9 @@ class HarvestState:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (disk full): a second ROLLBACK would hide the cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return new, len(gone)
 
@@ -456,7 +460,9 @@ class HarvestState:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (disk full): a second ROLLBACK would hide the cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def fail_image(self, collection: str, record_id: str, reason: str, detail: str, run: int) -> None:

@@ -26,6 +26,7 @@ from iconosearch.index.versions import (
     write_version,
 )
 from iconosearch.records import ImageRecord, record_to_dict
+from iconosearch.storage import writing
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,14 @@ def _embed(
         from iconosearch.models.ray_embed import on_ray
 
         embed = on_ray(settings.ray)
-    result = embed(
-        build.embedder,
-        [(h, p) for _, h, p in items],
-        cache_dir=build.cache_dir,
-        max_pixels=settings.limits.image_max_pixels,
-        progress=lambda done, total: progress("embed", done, total),
-    )
+    with writing("caching image embeddings", build.cache_dir):
+        result = embed(
+            build.embedder,
+            [(h, p) for _, h, p in items],
+            cache_dir=build.cache_dir,
+            max_pixels=settings.limits.image_max_pixels,
+            progress=lambda done, total: progress("embed", done, total),
+        )
     row_of = {h: i for i, h in enumerate(result.hashes)}
     out: list[EmbeddedRecord] = []
     failures: dict[str, str] = {}
@@ -135,7 +137,8 @@ def build_index(
     )
     with build.store.building():
         build.progress("harvest", 0, len(names))
-        harvested = _read_harvest(data.state_db, names)
+        with writing("opening the harvest state", data.state_db):  # WAL needs room even to read
+            harvested = _read_harvest(data.state_db, names)
         build.progress("harvest", len(names), len(names))
         base = build.store.current() if incremental else None
         if base is None:

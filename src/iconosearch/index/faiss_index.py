@@ -294,10 +294,17 @@ def tune(
 
 
 def write(index: Any, path: Path) -> None:
+    """Write ``index`` (a sharded one as one file per shard) through Python files, so that a full disk
+    raises ``OSError(ENOSPC)`` naming the file (FAISS's own writer raises a ``RuntimeError`` about a
+    failed C++ assertion instead)."""
+    faiss = _faiss()
     if sharded.is_sharded(index):
-        sharded.write(index, path)
+        pairs = list(zip(sharded.parts(index), sharded.shard_paths(path, index.count()), strict=True))
     else:
-        _faiss().write_index(index, str(path))
+        pairs = [(index, path)]
+    for part, part_path in pairs:
+        with part_path.open("wb") as fh:
+            faiss.write_index(part, faiss.PyCallbackIOWriter(fh.write))
 
 
 def read(path: Path, spec: FaissSpec) -> Any:

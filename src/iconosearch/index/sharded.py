@@ -65,12 +65,6 @@ def shard_paths(path: Path, n: int) -> list[Path]:
     return [path.with_name(f"{path.stem}.shard{i}{path.suffix}") for i in range(n)]
 
 
-def write(index: Any, path: Path) -> None:
-    faiss = _faiss()
-    for part, part_path in zip(parts(index), shard_paths(path, index.count()), strict=True):
-        faiss.write_index(part, str(part_path))
-
-
 def read(path: Path, n: int) -> Any:
     faiss = _faiss()
     loaded = [faiss.read_index(str(p)) for p in shard_paths(path, n)]

@@ -28,10 +28,13 @@ from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import Metadata
 from iconosearch.index.store import IndexManifest, IndexStore, IndexStoreError, IndexVersion, utc_now_iso
 from iconosearch.records import ImageRecord, id_to_int64
+from iconosearch.storage import writing
 
 log = logging.getLogger(__name__)
 
 COMPACT_FRACTION = 0.2
+METADATA_BYTES_PER_RECORD = 1536
+"""About what one record takes in ``metadata.sqlite`` (JSON, filter columns, FTS); for space estimates."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``."""
@@ -68,6 +71,11 @@ class ModelInfo:
 
 def no_progress(stage: str, done: int, total: int) -> None:
     return None
+
+
+def version_bytes(count: int, dim: int) -> int:
+    """A generous estimate of a version's size on disk: raw vectors, the FAISS index, ids and metadata."""
+    return count * (2 * 4 * dim + 16 + METADATA_BYTES_PER_RECORD)
 
 
 def _stack(items: Sequence[EmbeddedRecord], dim: int) -> np.ndarray:
@@ -109,38 +117,43 @@ def write_version(
     ids = np.array([id_to_int64(i.record.id) for i in items], dtype=np.int64)
     version, staging = store.begin()
     try:
-        spec, recall = _write_faiss(staging, vectors, ids, options, progress)
-        groups = _groups_for(staging, spec, vectors, ids, options, progress)
-        np.save(staging / "vectors.npy", vectors)
-        np.save(staging / "ids.npy", ids)
-        meta = Metadata.create(staging / "metadata.sqlite")
-        try:
-            progress("metadata", 0, len(items))
-            meta.insert(
-                (item.record, row, groups.get(int(ids[row]), int(ids[row])), item.content_hash)
-                for row, item in enumerate(items)
+        with writing(
+            f"writing version {version} of index {store.name!r}",
+            staging,
+            needed=version_bytes(len(items), model.dim),
+        ):
+            spec, recall = _write_faiss(staging, vectors, ids, options, progress)
+            groups = _groups_for(staging, spec, vectors, ids, options, progress)
+            np.save(staging / "vectors.npy", vectors)
+            np.save(staging / "ids.npy", ids)
+            meta = Metadata.create(staging / "metadata.sqlite")
+            try:
+                progress("metadata", 0, len(items))
+                meta.insert(
+                    (item.record, row, groups.get(int(ids[row]), int(ids[row])), item.content_hash)
+                    for row, item in enumerate(items)
+                )
+                meta.set_aliases(aliases or {})
+                meta.finish()
+                progress("metadata", len(items), len(items))
+            finally:
+                meta.close()
+            manifest = IndexManifest(
+                name=store.name,
+                version=version,
+                model_spec=model.spec,
+                model_fingerprint=model.fingerprint,
+                dim=model.dim,
+                count=len(items),
+                faiss_type=spec.kind,
+                faiss_params=dict(spec.params),
+                created=utc_now_iso(),
+                recall_at_10=recall,
+                collections=tuple(sorted(set(collections) | {i.record.collection for i in items})),
+                harvest_state=dict(harvest_state or {}),
+                failures=dict(failures or {}),
             )
-            meta.set_aliases(aliases or {})
-            meta.finish()
-            progress("metadata", len(items), len(items))
-        finally:
-            meta.close()
-        manifest = IndexManifest(
-            name=store.name,
-            version=version,
-            model_spec=model.spec,
-            model_fingerprint=model.fingerprint,
-            dim=model.dim,
-            count=len(items),
-            faiss_type=spec.kind,
-            faiss_params=dict(spec.params),
-            created=utc_now_iso(),
-            recall_at_10=recall,
-            collections=tuple(sorted(set(collections) | {i.record.collection for i in items})),
-            harvest_state=dict(harvest_state or {}),
-            failures=dict(failures or {}),
-        )
-        return store.commit(staging, manifest, switch=switch)
+            return store.commit(staging, manifest, switch=switch)
     except BaseException:
         store.abort(staging)
         raise
@@ -314,62 +327,72 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
     first_new = len(new_ids) - len(add)
     version, staging = update.store.begin()
     try:
-        spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
-        progress("faiss", 0, len(new_ids))
-        if spec.kind == "hnsw":
-            index = faiss_index.build(new_vectors, new_ids, spec)
-        else:
-            index = faiss_index.read(base.faiss_path, spec)
-            faiss_index.remove(index, drop_ids)
-            faiss_index.add(index, new_vectors[first_new:], add_ids)
-        recall = m.recall_at_10
-        if spec.kind != "flat":
-            spec, recall = faiss_index.tune(
-                index, new_vectors, new_ids, spec, target=update.options.recall_target
-            )
-        faiss_index.write(index, staging / "vectors.faiss")
-        progress("faiss", len(new_ids), len(new_ids))
-        np.save(staging / "vectors.npy", new_vectors)
-        np.save(staging / "ids.npy", new_ids)
-        existing = {iid: g for iid, g in update.old_groups.items() if iid not in drop}
-        groups = _groups_for(
+        with writing(
+            f"writing version {version} of index {update.store.name!r}",
             staging,
-            spec,
-            new_vectors,
-            new_ids,
-            update.options,
-            progress,
-            only_rows=np.arange(first_new, len(new_ids)),
-            existing=existing,
-        )
-        shutil.copyfile(base.metadata_path, staging / "metadata.sqlite")
-        meta = Metadata(staging / "metadata.sqlite", readonly=False)
-        try:
-            meta.delete(sorted(drop))
-            meta.set_rows((int(iid), row) for row, iid in enumerate(new_ids[:first_new]))
-            meta.insert(
-                (item.record, first_new + j, groups.get(int(add_ids[j]), int(add_ids[j])), item.content_hash)
-                for j, item in enumerate(add)
+            needed=version_bytes(len(new_ids), m.dim),
+        ):
+            spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
+            progress("faiss", 0, len(new_ids))
+            if spec.kind == "hnsw":
+                index = faiss_index.build(new_vectors, new_ids, spec)
+            else:
+                index = faiss_index.read(base.faiss_path, spec)
+                faiss_index.remove(index, drop_ids)
+                faiss_index.add(index, new_vectors[first_new:], add_ids)
+            recall = m.recall_at_10
+            if spec.kind != "flat":
+                spec, recall = faiss_index.tune(
+                    index, new_vectors, new_ids, spec, target=update.options.recall_target
+                )
+            faiss_index.write(index, staging / "vectors.faiss")
+            progress("faiss", len(new_ids), len(new_ids))
+            np.save(staging / "vectors.npy", new_vectors)
+            np.save(staging / "ids.npy", new_ids)
+            existing = {iid: g for iid, g in update.old_groups.items() if iid not in drop}
+            groups = _groups_for(
+                staging,
+                spec,
+                new_vectors,
+                new_ids,
+                update.options,
+                progress,
+                only_rows=np.arange(first_new, len(new_ids)),
+                existing=existing,
             )
-            meta.set_groups((iid, g) for iid, g in groups.items() if existing.get(iid, g) != g)
-            meta.set_aliases(update.aliases)
-            meta.finish()
-        finally:
-            meta.close()
-        manifest = replace(
-            m,
-            version=version,
-            count=len(new_ids),
-            faiss_params=dict(spec.params),
-            created=utc_now_iso(),
-            recall_at_10=recall,
-            collections=tuple(sorted(set(update.collections) | {i.record.collection for i in add})),
-            harvest_state=dict(update.harvest_state),
-            failures=dict(update.failures),
-            parent=m.version,
-            changes_since_compaction=update.changes,
-        )
-        return update.store.commit(staging, manifest, switch=switch)
+            shutil.copyfile(base.metadata_path, staging / "metadata.sqlite")
+            meta = Metadata(staging / "metadata.sqlite", readonly=False)
+            try:
+                meta.delete(sorted(drop))
+                meta.set_rows((int(iid), row) for row, iid in enumerate(new_ids[:first_new]))
+                meta.insert(
+                    (
+                        item.record,
+                        first_new + j,
+                        groups.get(int(add_ids[j]), int(add_ids[j])),
+                        item.content_hash,
+                    )
+                    for j, item in enumerate(add)
+                )
+                meta.set_groups((iid, g) for iid, g in groups.items() if existing.get(iid, g) != g)
+                meta.set_aliases(update.aliases)
+                meta.finish()
+            finally:
+                meta.close()
+            manifest = replace(
+                m,
+                version=version,
+                count=len(new_ids),
+                faiss_params=dict(spec.params),
+                created=utc_now_iso(),
+                recall_at_10=recall,
+                collections=tuple(sorted(set(update.collections) | {i.record.collection for i in add})),
+                harvest_state=dict(update.harvest_state),
+                failures=dict(update.failures),
+                parent=m.version,
+                changes_since_compaction=update.changes,
+            )
+            return update.store.commit(staging, manifest, switch=switch)
     except BaseException:
         update.store.abort(staging)
         raise
