@@ -37,7 +37,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
 def main() -> None:
     from fastapi.testclient import TestClient
 
-    from iconosearch.api import create_app
+    from iconosearch.api.app import create_app
     from iconosearch.config import Settings
     from iconosearch.iiif.local import build_local_iiif
 

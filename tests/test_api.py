@@ -20,7 +20,7 @@ from openapi_spec_validator import validate
 from PIL import Image
 
 from iconosearch import __version__
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.api.content_state import decode_content_state
 from iconosearch.config import LimitsConfig, ServerConfig, Settings
 from tests.helpers import presentation3

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import ServerConfig, Settings
 from iconosearch.index.engine import SearchEngine
 from tests.helpers.index_data import HashEmbedder, build, make_items

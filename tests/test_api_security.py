@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.api.server import BackgroundServer
 from iconosearch.config import ServerConfig, Settings
 from iconosearch.index.engine import SearchEngine

@@ -113,7 +113,7 @@ def test_collection_kinds_come_from_the_source_registry() -> None:
     from pydantic import ValidationError
 
     from iconosearch.config import CollectionConfig
-    from iconosearch.harvest.sources import source_kinds
+    from iconosearch.source_kinds import source_kinds
 
     assert source_kinds() == ["changes", "collection", "local", "manifest", "manifest-list"]
     with pytest.raises(ValidationError, match="unknown collection kind 'oai-pmh'; known: changes"):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import LimitsConfig, Settings
 from iconosearch.iiif.image_server import ImageRequestError, RenderCache, parse_request
 from iconosearch.iiif.local import build_local_iiif

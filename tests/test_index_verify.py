@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.api.server import BackgroundServer
 from iconosearch.cli import app as cli
 from iconosearch.config import Settings

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import ServerConfig, Settings
 from iconosearch.index.store import IndexStore
 from iconosearch.locks import read_holder

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import Settings
 from iconosearch.evaluation.calibration import split_scores, thresholds_from_scores
 from iconosearch.query import Query, Term

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("iconclass")
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import LimitsConfig, ServerConfig, Settings
 from iconosearch.index.ranking import fts_any_expression
 from iconosearch.query import Query, Term

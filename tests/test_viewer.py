@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.api.assets import mirador_dir, web_dir
 from iconosearch.api.content_state import decode_content_state, encode_content_state
 from iconosearch.config import Settings

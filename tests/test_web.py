@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import Settings
 from tests.helpers.browser import chromium, live_server, screenshot
 from tests.helpers.demo_index import DemoIndex, free_port, shared_demo_index

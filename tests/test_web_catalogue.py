@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import Settings
 from tests.helpers.browser import axe_violations, chromium, live_server, screenshot
 from tests.helpers.demo_index import DemoIndex, calibrate_demo_index, shared_demo_index

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("iconclass")
 
-from iconosearch.api import create_app
+from iconosearch.api.app import create_app
 from iconosearch.config import Settings
 from iconosearch.subjects import vocabulary
 from tests.helpers.browser import chromium, live_server

@@ -28,6 +28,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from iconosearch.source_kinds import source_kind
+
 DEFAULT_CONFIG_FILE = "iconosearch.toml"
 DEFAULT_MODEL = "iconosearch-lite"
 
@@ -40,7 +42,7 @@ class CollectionConfig(_Strict):
     """A collection to harvest: where it comes from and how to walk it."""
 
     kind: str
-    """A source kind registered in :mod:`iconosearch.harvest.sources` (collection, manifest, …)."""
+    """A source kind registered in :mod:`iconosearch.source_kinds` (collection, manifest, …)."""
     url: str | None = None
     """URL of the IIIF collection, manifest or change-discovery stream."""
     path: Path | None = None
@@ -58,16 +60,11 @@ class CollectionConfig(_Strict):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        # Imported here: the harvest package reads this module, and a kind is known only once registered.
-        from iconosearch.harvest.sources import source_kind
-
         source_kind(kind)
         return kind
 
     @model_validator(mode="after")
     def _location(self) -> CollectionConfig:
-        from iconosearch.harvest.sources import source_kind
-
         problem = source_kind(self.kind).location_problem(self.url, self.path)
         if problem is not None:
             raise ValueError(problem)

@@ -104,7 +104,7 @@ def run_demo(
     progress: Any = None,
 ) -> DemoRun:
     """Build, serve, harvest over HTTP, index; returns with the server running (call ``server.stop()``)."""
-    from iconosearch.api import create_app
+    from iconosearch.api.app import create_app
     from iconosearch.datadir import DataDir
     from iconosearch.harvest.harvester import run_harvest
     from iconosearch.iiif.local import build_local_iiif

@@ -1,7 +1,5 @@
-"""The HTTP API and web UI (FastAPI): ``create_app(settings)``."""
+"""The HTTP API and web UI (FastAPI): ``iconosearch.api.app.create_app(settings)``.
 
-from __future__ import annotations
-
-from iconosearch.api.app import create_app
-
-__all__ = ["create_app"]
+This file imports nothing: a package ``__init__`` that imports its own modules puts every module that
+imports a sibling (``from iconosearch.api import schemas``) into an import cycle through it.
+"""

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         """Serve the search API and web UI; new index versions are picked up without restart."""
         import uvicorn
 
-        from iconosearch.api import create_app
+        from iconosearch.api.app import create_app
 
         cli = state(ctx)
         settings = cli.settings()

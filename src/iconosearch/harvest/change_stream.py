@@ -1,7 +1,7 @@
 """Discovery by IIIF Change Discovery: walk a stream back to the last crawl, delete what was removed.
 
 ``CHANGES_SOURCE`` is the handler of the ``changes`` source kind (registered in
-:mod:`iconosearch.harvest.sources`); what to harvest and delete is decided by the pure
+:mod:`iconosearch.source_kinds`); what to harvest and delete is decided by the pure
 :class:`~iconosearch.iiif.changes.ChangeWalker`.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from iconosearch.harvest.fetch import FetchError
 from iconosearch.harvest.run import HarvestRun, ManifestRef
-from iconosearch.harvest.sources import SourceHandler
 from iconosearch.harvest.walk import MAX_PAGES, walk_collection
 from iconosearch.iiif.changes import ChangeStream, ChangeWalker, parse_page, parse_stream, parse_time
 from iconosearch.iiif.document import DocumentSkippedError
+from iconosearch.source_kinds import SourceHandler
 
 
 async def _stream(run: HarvestRun, url: str) -> ChangeStream:

@@ -2,7 +2,7 @@
 
 Stages, each resumable on its own:
 
-1. *Discover* manifest URLs, as the collection's source kind says (:mod:`~iconosearch.harvest.sources`):
+1. *Discover* manifest URLs, as the collection's source kind says (:mod:`~iconosearch.source_kinds`):
    walk a collection (:mod:`~iconosearch.harvest.walk`), read a list of manifest URLs, or walk a
    change-discovery stream back to the last crawl (:mod:`~iconosearch.harvest.change_stream`). An ad-hoc
    URL's kind is that of its document, read through :func:`iconosearch.iiif.parse.parse_document`.
@@ -29,12 +29,13 @@ from iconosearch.harvest.fetch import Fetcher, FetchError
 from iconosearch.harvest.image_fetch import harvest_images, remove_stale_partials
 from iconosearch.harvest.manifests import harvest_manifests
 from iconosearch.harvest.run import HarvestRun, ManifestRef, ProgressCallback
-from iconosearch.harvest.sources import HarvestError, SourceSetup, resolve_source, source_kind
+from iconosearch.harvest.sources import HarvestError, resolve_source
 from iconosearch.harvest.state import HarvestState
 from iconosearch.harvest.summary import HarvestSummary
 from iconosearch.iiif.document import DocumentSkippedError
 from iconosearch.iiif.parse import parse_document
 from iconosearch.locks import LockHeldError, exclusive
+from iconosearch.source_kinds import SourceSetup, source_kind
 
 SOURCE_KIND_OF_DOCUMENT: Final = {
     "manifest": "manifest",

@@ -1,6 +1,6 @@
 """Discovery by walking: nested and paged collections, a list of manifest URLs, a single manifest, a folder.
 
-Each ``*_SOURCE`` here is the handler of one source kind, registered in :mod:`iconosearch.harvest.sources`.
+Each ``*_SOURCE`` here is the handler of one source kind, registered in :mod:`iconosearch.source_kinds`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import asyncio
 
 from iconosearch.harvest.fetch import FetchError
 from iconosearch.harvest.run import HarvestRun, ManifestRef
-from iconosearch.harvest.sources import SourceHandler, SourceSetup, local_base_url
+from iconosearch.harvest.sources import local_base_url
 from iconosearch.iiif.collection import CollectionPage, parse_collection
 from iconosearch.iiif.document import DocumentSkippedError, Skip
+from iconosearch.source_kinds import SourceHandler, SourceSetup
 
 MAX_PAGES = 10_000
 """Most collection/change pages one run follows (a guard against endless paging)."""

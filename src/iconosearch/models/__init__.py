@@ -1,8 +1,5 @@
-"""Models: spec strings, embedders (open_clip and the embedded iconosearch-lite), corpus and build.
+"""Models at run time: spec strings, text towers, embedders (open_clip and the embedded iconosearch-lite).
 
-Import the submodules directly; this package imports nothing heavy so ``iconosearch --help`` stays fast.
+Import the submodules directly; this package imports nothing, so ``iconosearch --help`` stays fast and no
+module of it is in an import cycle through this file. Building the default model is :mod:`iconosearch.lite`.
 """
-
-from iconosearch.models.specs import ModelSpec, ModelSpecError, ModelUnavailableError, parse_spec
-
-__all__ = ["ModelSpec", "ModelSpecError", "ModelUnavailableError", "parse_spec"]
