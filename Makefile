@@ -7,11 +7,11 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 export PIP_PROGRESS_BAR ?= off
 
-.PHONY: demo test lint typecheck check browser install install-dev bench clean help web deploy-test
+.PHONY: demo test lint typecheck deadcode check browser install install-dev bench clean help web deploy-test
 
 help:
 	@echo "make demo   set up, then harvest, index and serve the demo collection on 127.0.0.1"
-	@echo "make test   set up, then ruff, mypy and pytest"
+	@echo "make test   set up, then ruff, mypy, vulture and pytest"
 	@echo "make bench  run the benchmarks in bench/ (prints JSON)"
 	@echo "make deploy-test  build and run the containers with podman-compose (minutes; not in make test)"
 
@@ -55,7 +55,11 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-check: lint typecheck
+# Dead code: vulture at its lowest confidence; what it cannot see is listed in pyproject.toml [tool.vulture].
+deadcode: $(VENV)/.installed-dev
+	$(BIN)/vulture
+
+check: lint typecheck deadcode
 
 test: $(VENV)/.installed-dev browser web check
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, Literal
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
@@ -33,7 +33,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 # Its hard error (at twice that threshold) still applies and is mapped to "too-many-pixels".
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-REASONS: Final = (
+RejectReason = Literal[
     "not-an-image",  # no decoder recognises the bytes
     "unreadable",  # the file cannot be read at all
     "too-large",  # more bytes than allowed
@@ -42,16 +42,16 @@ REASONS: Final = (
     "corrupt",  # the decoder failed on the data
     "unsupported",  # a mode or feature we cannot turn into RGB
     "empty",  # zero bytes or zero pixels
-)
+]
 
 WHITE: Final = (255, 255, 255)
 _SRGB: Final = ImageCms.createProfile("sRGB")
 
 
 class ImageRejectedError(ValueError):
-    """An image that cannot or must not be decoded. ``reason`` is one of ``REASONS``."""
+    """An image that cannot or must not be decoded, and why (a :data:`RejectReason`)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: RejectReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 TermKind = Literal["text", "image", "item", "url", "subject"]
 SortOrder = Literal["relevance", "date-asc", "date-desc"]
-SORT_ORDERS: tuple[SortOrder, ...] = ("relevance", "date-asc", "date-desc")
 TotalRelation = Literal["eq", "about", "gte"]
 TotalBasis = Literal["relevance", "keywords", "filters"]
 

@@ -175,10 +175,6 @@ def id_to_int64(rid: str) -> int:
     return int(rid, 16)
 
 
-def int64_to_id(value: int) -> str:
-    return f"{value:016x}"
-
-
 @dataclass(frozen=True, slots=True)
 class HarvestedImage:
     """A record whose image has been fetched: what the embedding stage consumes."""

@@ -30,7 +30,6 @@ FORMAT = "iconosearch-relevance/1"
 FILE_NAME = "relevance.json"
 Band = Literal["strong", "possible", "weak"]
 QueryKind = Literal["text", "image"]
-BANDS: tuple[Band, ...] = ("strong", "possible", "weak")
 STRONG_FPR = 0.01
 """Share of unrelated pairs allowed to score as a strong match."""
 POSSIBLE_FPR = 0.10

@@ -40,7 +40,6 @@ class Lane:
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"lane-{name}")
         self._lock = threading.Lock()
         self._in_use = 0
-        self.refused = 0
 
     @property
     def in_use(self) -> int:
@@ -54,7 +53,6 @@ class Lane:
         """``fn(*args)`` in this lane's threads, within ``timeout_s``; 503 when the lane is full."""
         with self._lock:
             if self._in_use >= self.capacity:
-                self.refused += 1
                 raise ProblemError(
                     503,
                     "busy",

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -112,10 +111,3 @@ def _route_label(scope: Scope) -> str:
         if raw.startswith(prefix):
             return prefix + "/*"
     return "/static" if raw != "/" else "/"
-
-
-def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Response]:
-    def endpoint(request: Request) -> Response:
-        return metrics.render()
-
-    return endpoint

@@ -9,8 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 LangMap = dict[str, list[str]]
 
 EXAMPLE_ID = "3f2a9c0d41b7e615"
-EXAMPLE_MANIFEST = "https://iiif.example.org/manifests/map-of-paris"
-EXAMPLE_CANVAS = "https://iiif.example.org/manifests/map-of-paris/canvas/1"
 
 
 class _Out(BaseModel):

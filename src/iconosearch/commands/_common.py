@@ -62,10 +62,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def not_implemented(job: str) -> NoReturn:
-    fail(f"'{job}' is not implemented yet", code=3)
-
-
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 

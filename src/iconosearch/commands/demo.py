@@ -101,5 +101,5 @@ def register(app: typer.Typer) -> None:
             out_console.print("stopped", highlight=False)
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt

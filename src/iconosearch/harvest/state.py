@@ -541,12 +541,6 @@ class HarvestState:
         ).fetchall()
         return {r["status"]: r["n"] for r in rows}
 
-    def skip_counts(self, collection: str) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT reason, COUNT(*) AS n FROM skips WHERE collection = ? GROUP BY reason", (collection,)
-        ).fetchall()
-        return {r["reason"]: r["n"] for r in rows}
-
     def collections(self) -> list[CollectionStats]:
         names = [
             r["collection"]

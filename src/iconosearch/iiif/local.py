@@ -41,17 +41,6 @@ SIZES = (96, 192, 384, 768, 1536)
 """Long sides of the precomputed sizes (only those smaller than the original)."""
 MAX_SIDE = 2048
 """Long side of the largest derivative ("max"); originals are never served as they are."""
-SIDECAR_FIELDS = (
-    "file",
-    "title",
-    "description",
-    "date",
-    "creator",
-    "rights",
-    "attribution",
-    "source",
-    "subjects",
-)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 _DATE = re.compile(r"^\s*(-?\d{1,4})(?:-(\d{2})(?:-(\d{2}))?)?(?:\s*/\s*(-?\d{1,4}))?\s*$")
 

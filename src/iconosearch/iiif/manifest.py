@@ -235,13 +235,6 @@ def _selector_region(selector: Any) -> str | None:
     return None
 
 
-def _canvas_of(target: Any) -> str | None:
-    uri = _str_id(target)
-    if isinstance(target, dict) and target.get("source") is not None:
-        uri = _str_id(target.get("source"))
-    return uri.split("#", 1)[0] if uri else None
-
-
 def _body_kind(body: dict[str, Any]) -> str:
     typ = doc_type(body).split(":")[-1].lower()
     fmt = body.get("format")

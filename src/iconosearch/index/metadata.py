@@ -80,7 +80,6 @@ def caption_languages(record: ImageRecord) -> set[str]:
 class Row:
     """One stored record with what the engine needs besides the record itself."""
 
-    int_id: int
     row: int
     dup_group: int
     content_hash: str | None
@@ -183,9 +182,6 @@ class Metadata:
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
 
-    def all_int_ids(self) -> list[int]:
-        return [r[0] for r in self.conn.execute("SELECT int_id FROM records ORDER BY int_id")]
-
     def collections(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT collection FROM records ORDER BY 1")]
 
@@ -214,7 +210,7 @@ class Metadata:
         for chunk in _chunks(int_ids):
             q = f"SELECT int_id, row, dup_group, content_hash FROM records WHERE int_id IN ({_marks(chunk)})"  # noqa: S608
             for iid, row, group, h in self.conn.execute(q, chunk):
-                out[iid] = Row(iid, row, group, h)
+                out[iid] = Row(row, group, h)
         return out
 
     def records(self, int_ids: Sequence[int]) -> dict[int, ImageRecord]:

@@ -32,7 +32,6 @@ from typing import Final
 
 PACKAGES: Final = ("openclipart-svg", "openclipart-png", "tuxpaint-stamps-default")
 OPENCLIPART_LICENSE: Final = "http://creativecommons.org/publicdomain/zero/1.0/"
-OPENCLIPART_LICENSE_NOTE: Final = "public domain (Open Clip Art Library; Debian openclipart 0.18)"
 TUXPAINT_LICENSE: Final = "GPL-2.0 (Tux Paint stamps; Debian tuxpaint-stamps-default)"
 CORPUS_VERSION: Final = 2
 MAX_SAME_CAPTION: Final = 2
@@ -510,7 +509,3 @@ def read_split(path: Path | None = None) -> CorpusSplit:
     data = json.loads(source.read_text(encoding="utf-8"))
     # Since the heritage build, split.json holds both corpora; the clip-art part keeps its 0.1 format.
     return split_from_json(data["clipart"] if data.get("format") == "iconosearch-lite-split/2" else data)
-
-
-def write_split(split: CorpusSplit, path: Path) -> None:
-    path.write_text(json.dumps(split_to_json(split), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -13,7 +13,7 @@ import csv
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -278,8 +278,3 @@ def demo_item_ids(metadata: Path) -> set[str]:
             if len(parts) >= 2 and parts[0] in by_folder:
                 ids.add(f"{by_folder[parts[0]]}/{parts[-1]}")
     return ids
-
-
-def queries_of(items: Sequence[HeritageItem], query_type: str) -> list[tuple[Pair, str]]:
-    """(pair, caption) of every item that has a caption of ``query_type``."""
-    return [(i.pair, i.queries[query_type]) for i in items if query_type in i.queries]

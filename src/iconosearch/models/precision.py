@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
-
-PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 def autocast_dtype(device: str, precision: str) -> torch.dtype | None:

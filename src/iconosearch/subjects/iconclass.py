@@ -81,7 +81,6 @@ class Iconclass:
                 self._ic.load(language)
         tree: dict[str | None, dict[str, Any]] = self._ic._D
         self.notations: list[str] = sorted(n for n in tree if n and _PLACEHOLDER not in n)
-        self._number = {n: i for i, n in enumerate(self.notations)}
         self._depth = [len(tree[n].get("p", ())) for n in self.notations]
         self._index = {language: self._build_index(language) for language in LANGUAGES}
 
