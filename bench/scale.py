@@ -2,7 +2,9 @@
 
 ``index`` part: ``--n`` (default 10M, ``--quick`` 200k) unit vectors of ``--dim`` (256) dims, generated
 in chunks (never more than one chunk of floats in memory) and added to the index that
-``ivf_build.plan`` chooses under ``--memory-gb`` (2), after training it on a sample. Reported:
+``ivf_build.plan`` chooses under ``--memory-gb`` (2), after training it on a sample: at 10M, IVF-PQ whose
+shortlist is re-ranked by SQ8 codes memory-mapped from disk (``faiss_index``), searched for several
+nprobe and shortlist lengths (``k_factor``) as the product loads it. Reported:
 build time (train / add), bytes per vector on disk and in RAM (RSS of a fresh process that loads the
 index, minus that of one that does not), p50/p99 latency of single queries on one thread, and recall@10
 against exact search (computed chunk by chunk during the same pass) — for several nprobe, on held-out
@@ -16,7 +18,8 @@ pipeline and by the Ray Data pipeline (``models.ray_embed``) on a local Ray clus
 cache, in images/s, and the largest difference between their vectors.
 
 Run: ``nice -n 15 python bench/scale.py [--quick] [--part index|embed|all]``. The full index part takes
-~20–40 min on 2 cores and stays under ~3 GB of memory.
+~40–60 min on 2 loaded cores; the build holds the SQ8 codes in memory until it writes them (10M × 256:
+~3.5 GB peak), the searching process only the PQ codes and ids.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from iconosearch.index.faiss_index import FaissSpec  # noqa: E402
 
 RANK = 64
 CLUSTERS = 2048
-CHUNK = 250_000
+CHUNK = 100_000
 N_TUNE = 200
 N_EVAL = 300
 
@@ -93,30 +96,63 @@ def _merge_topk(
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def _rss_of_loading(path: Path, spec: FaissSpec) -> int:
-    """Bytes a fresh process grows by when it loads the index (peak RSS with − without loading).
-
-    VmHWM, not ``ru_maxrss``: Linux carries ``ru_maxrss`` over from the parent across fork + exec."""
+def _rss_of_loading(path: Path, spec: FaissSpec, queries: np.ndarray) -> dict[str, int]:
+    """Resident bytes a fresh process grows by when it loads the index and answers ``queries``:
+    ``anon`` (the index's own memory) and ``file`` (pages of memory-mapped re-ranking codes touched),
+    each as loaded − not loaded. From /proc/self/status, not ``ru_maxrss``: Linux carries ``ru_maxrss``
+    over from the parent across fork + exec."""
+    qpath = path.with_suffix(".queries.npy")
+    np.save(qpath, queries)
     code = (
-        "import json, resource, sys; sys.path.insert(0, {src!r}); from pathlib import Path;"
+        "import numpy as np, sys; sys.path.insert(0, {src!r}); from pathlib import Path;"
         "from iconosearch.index import faiss_index; from iconosearch.index.faiss_index import FaissSpec;"
-        "load = {load};"
-        "ix = faiss_index.read(Path({path!r}), FaissSpec({kind!r}, {params!r})) if load else None;"
-        "print([int(x.split()[1]) * 1024 for x in open('/proc/self/status') if x.startswith('VmHWM')][0])"
+        "spec = FaissSpec({kind!r}, {params!r});"
+        "ix = faiss_index.read(Path({path!r}), spec) if {load} else None;"
+        "[faiss_index.search(ix, q, 10) for q in np.load({qpath!r})] if {load} else None;"
+        "st = {{x.split(':')[0]: int(x.split()[1]) * 1024"
+        " for x in open('/proc/self/status') if x.startswith('Rss')}};"
+        "print(st['RssAnon'], st['RssFile'])"
     )
     sizes = []
     for load in (False, True):
         filled = code.format(
-            src=str(ROOT / "src"), load=load, path=str(path), kind=spec.kind, params=spec.params
+            src=str(ROOT / "src"),
+            load=load,
+            path=str(path),
+            kind=spec.kind,
+            params=spec.params,
+            qpath=str(qpath),
         )
-        sizes.append(
-            int(
-                subprocess.run(
-                    [sys.executable, "-c", filled], check=True, capture_output=True, text=True
-                ).stdout.strip()
-            )
-        )
-    return sizes[1] - sizes[0]
+        out = subprocess.run([sys.executable, "-c", filled], check=True, capture_output=True, text=True)
+        sizes.append([int(x) for x in out.stdout.split()])
+    return {"anon": sizes[1][0] - sizes[0][0], "file": sizes[1][1] - sizes[0][1]}
+
+
+def _measure(
+    index: Any,
+    trial: FaissSpec,
+    tune_q: np.ndarray,
+    tune_exact: np.ndarray,
+    eval_q: np.ndarray,
+    eval_exact: np.ndarray,
+) -> dict[str, Any]:
+    """Recall on the tuning queries (batch), then latency and recall of single eval queries."""
+    params = faiss_index.search_params(trial)
+    _, approx = faiss_index.search(index, tune_q, 10, params=params)
+    times, found = [], []
+    for q in eval_q:
+        t0 = time.perf_counter()
+        _, i = faiss_index.search(index, q, 10, params=params)
+        times.append((time.perf_counter() - t0) * 1000)
+        found.append(i[0])
+    return {
+        "nprobe": trial.params["nprobe"],
+        "k_factor": trial.params.get("k_factor"),
+        "recall_at_10_tune": round(faiss_index.recall_at_k(approx, tune_exact, 10), 4),
+        "recall_at_10": round(faiss_index.recall_at_k(np.array(found), eval_exact, 10), 4),
+        "p50_ms": round(float(np.percentile(times, 50)), 3),
+        "p99_ms": round(float(np.percentile(times, 99)), 3),
+    }
 
 
 def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, Any]:
@@ -161,37 +197,33 @@ def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, 
     disk = path.stat().st_size
     build_peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    del index  # searched as the product loads it (re-ranking codes memory-mapped)
+    index = faiss_index.read(path, spec)
     faiss.omp_set_num_threads(1)
     tune_q, eval_q = queries[:N_TUNE], queries[N_TUNE:]
     tune_exact, eval_exact = exact[1][:N_TUNE], exact[1][N_TUNE:]
     sweep = []
     chosen = None
-    for nprobe in (8, 16, 24, 32, 48, 64, 96, 128, 192, 256):
-        if nprobe > int(spec.params["nlist"]):
-            break
-        trial = FaissSpec(spec.kind, {**spec.params, "nprobe": nprobe})
-        params = faiss_index.search_params(trial)
-        _, approx = faiss_index.search(index, tune_q, 10, params=params)
-        tune_recall = faiss_index.recall_at_k(approx, tune_exact, 10)
-        times, found = [], []
-        for q in eval_q:
-            t0 = time.perf_counter()
-            _, i = faiss_index.search(index, q, 10, params=params)
-            times.append((time.perf_counter() - t0) * 1000)
-            found.append(i[0])
-        row = {
-            "nprobe": nprobe,
-            "recall_at_10_tune": round(tune_recall, 4),
-            "recall_at_10": round(faiss_index.recall_at_k(np.array(found), eval_exact, 10), 4),
-            "p50_ms": round(float(np.percentile(times, 50)), 3),
-            "p99_ms": round(float(np.percentile(times, 99)), 3),
-        }
-        sweep.append(row)
-        if chosen is None and tune_recall >= 0.9 + faiss_index.RECALL_MARGIN:
-            chosen = row
-        if tune_recall >= 0.97:
-            break
-    ram = _rss_of_loading(path, spec)
+    k_factors = [None]
+    if faiss_index.refined(spec):
+        planned = int(spec.params["k_factor"])
+        k_factors = [planned // 2, planned, planned * 2]
+    for k_factor in k_factors:
+        for nprobe in (8, 16, 24, 32, 48, 64, 96, 128, 192, 256):
+            if nprobe > int(spec.params["nlist"]):
+                break
+            extra = {"nprobe": nprobe} | ({"k_factor": k_factor} if k_factor else {})
+            trial = FaissSpec(spec.kind, {**spec.params, **extra})
+            row = _measure(index, trial, tune_q, tune_exact, eval_q, eval_exact)
+            sweep.append(row)
+            planned_k = k_factor in (None, k_factors[len(k_factors) // 2])
+            if chosen is None and planned_k and row["recall_at_10_tune"] >= 0.9 + faiss_index.RECALL_MARGIN:
+                chosen = row
+            _log(f"{row}")
+            if row["recall_at_10_tune"] >= 0.97 or row["p50_ms"] > 50:
+                break
+    del index
+    ram = _rss_of_loading(path, spec, eval_q)
     return {
         "n": n,
         "dim": dim,
@@ -206,8 +238,11 @@ def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, 
         "cpu_s": {"train": round(cpu_train, 1), "add_and_exact_search": round(cpu_add, 1)},
         "note": "wall times on a 2-core machine shared with other jobs; cpu_s is this process's CPU time",
         "disk_bytes_per_vector": round(disk / n, 1),
-        "ram_bytes_per_vector": round(ram / n, 1),
-        "ram_index_gb": round(ram / 1024**3, 3),
+        "ram_bytes_per_vector": round(ram["anon"] / n, 1),
+        "ram_index_gb": round(ram["anon"] / 1024**3, 3),
+        "mapped_pages_touched_gb": round(ram["file"] / 1024**3, 3),
+        "ram_note": "anon: resident index memory after loading and answering the eval queries; "
+        "mapped: pages of the memory-mapped SQ8 re-ranking codes those queries touched (page cache)",
         "build_peak_rss_gb": round(build_peak_rss / 1024**3, 2),
         "queries": {"tune": N_TUNE, "eval": N_EVAL, "threads": 1},
         "chosen": chosen,

@@ -6,7 +6,8 @@ and are encoded as they are added, so the process holds one batch plus the compr
 
 The index type is chosen under a RAM budget for the *built* index (codes + the 8-byte id of every
 vector + the coarse centroids): 8-bit scalar quantisation (``ivf-sq8``, ``dim`` bytes a vector) when it
-fits, else product quantisation (``ivf-pq``) with the largest number of 8-bit sub-quantisers that fits.
+fits, else product quantisation (``ivf-pq``) re-ranked by SQ8 codes memory-mapped from disk, with the
+largest number of 8-bit sub-quantisers that fits (up to dim/8; see ``faiss_index``).
 ``nlist`` ≈ √n (a power of two): assigning n vectors costs n·nlist·dim, so 4·√n lists (what the
 in-memory builder uses up to 1M) would make a 10M build four times slower on a small machine for
 little gain, and nprobe tuning recovers the recall either way. Measured numbers: ``bench/scale.py``.
@@ -35,27 +36,26 @@ def plan(n: int, dim: int, *, memory_budget: int, shards: int = 1) -> FaissSpec:
         raise ValueError(f"need at least one vector and one dimension, got n={n}, dim={dim}")
     nlist = int(2 ** round(math.log2(max(math.sqrt(n), 16.0))))
     nlist = max(16, min(nlist, 65536, max(16, n // TRAIN_PER_LIST)))
-    per_vector = (memory_budget - nlist * dim * 4) / n - ID_BYTES
+    per_vector = (memory_budget - nlist * dim * 4) / n
     params: dict[str, Any] = {"nlist": nlist, "nprobe": min(16, nlist)}
-    if shards > 1:
-        params["shards"] = shards
-    if per_vector >= dim:
-        return FaissSpec("ivf-sq8", params)
-    # Sub-quantisers of at least 2 dims each (1-dim PQ is worse than SQ8 at the same size).
-    fitting = [m for m in range(1, dim // 2 + 1) if dim % m == 0 and m <= per_vector]
-    if not fitting:
-        need = (ID_BYTES + 1) * n + nlist * dim * 4
+    if per_vector - ID_BYTES >= dim:
+        return faiss_index.with_shards(FaissSpec("ivf-sq8", params), shards)
+    pq = faiss_index.pq_params(per_vector - faiss_index.REFINED_ID_BYTES, dim)
+    if pq is None:
+        need = (faiss_index.REFINED_ID_BYTES + 1) * n + nlist * dim * 4
         raise ValueError(
             f"{n} vectors of {dim} dims need at least {need / 1024**3:.2f} GiB as IVF-PQ; "
             f"the memory budget is {memory_budget / 1024**3:.2f} GiB"
         )
-    return FaissSpec("ivf-pq", {**params, "m": max(fitting)})
+    spec = FaissSpec("ivf-pq", {**params, **pq, **faiss_index.REFINE_PARAMS})
+    return faiss_index.with_shards(spec, shards)
 
 
 def bytes_per_vector(spec: FaissSpec, dim: int) -> int:
-    """RAM of one stored vector in the built index (codes + id), without the centroids."""
+    """RAM of one stored vector in the built index (codes + ids), without the centroids; a re-ranked
+    IVF-PQ's SQ8 codes (``dim`` bytes a vector) are memory-mapped from disk and not counted."""
     code = dim if spec.kind == "ivf-sq8" else int(spec.params["m"]) if spec.kind == "ivf-pq" else 4 * dim
-    return code + ID_BYTES
+    return code + (faiss_index.REFINED_ID_BYTES if faiss_index.refined(spec) else ID_BYTES)
 
 
 def train_size(spec: FaissSpec) -> int:

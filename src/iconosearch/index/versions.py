@@ -334,7 +334,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
         ):
             spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
             progress("faiss", 0, len(new_ids))
-            if spec.kind == "hnsw":
+            if not faiss_index.removable(spec):
                 index = faiss_index.build(new_vectors, new_ids, spec)
             else:
                 index = faiss_index.read(base.faiss_path, spec)
