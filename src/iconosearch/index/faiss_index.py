@@ -245,10 +245,10 @@ def search_params(spec: FaissSpec, *, selector: Any = None, fraction: float = 1.
         ivf = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
         if not refined(spec):
             return ivf
-        params = faiss.IndexRefineSearchParameters(k_factor=float(spec.params["k_factor"]))
-        params.base_index_params = ivf
-        params.keep_alive = (ivf, selector)  # SWIG keeps raw pointers only
-        return params
+        # kwargs, not attributes: FAISS's wrapper then keeps the sub-objects alive with the parameters.
+        return faiss.IndexRefineSearchParameters(
+            k_factor=float(spec.params["k_factor"]), base_index_params=ivf
+        )
     if spec.kind == "hnsw":
         ef = int(spec.params["efSearch"])
         if fraction < 1.0:
@@ -451,10 +451,12 @@ def filtered_search(
         return scores[0][keep], np.asarray(allowed_ids, dtype=np.int64)[rows[0][keep]], take >= n_allowed
     fraction = n_allowed / total
     if strategy == "selector":
-        sel = selector if selector is not None else faiss.IDSelectorBatch(np.asarray(allowed_ids, np.int64))
-        if refined(spec):
-            # The IVF under IndexIDMap stores rows: the filter must be asked about the row's record id.
-            sel = faiss.IDSelectorTranslated(index.id_map, sel)
+        allowed = (
+            selector if selector is not None else faiss.IDSelectorBatch(np.asarray(allowed_ids, np.int64))
+        )
+        # A refined index's IVF stores rows under its IndexIDMap: the filter is asked about each row's
+        # record id. (``allowed`` stays referenced here: the translation holds a raw pointer to it.)
+        sel = faiss.IDSelectorTranslated(index.id_map, allowed) if refined(spec) else allowed
         s, i = search(
             index, q, min(depth, n_allowed), params=search_params(spec, selector=sel, fraction=fraction)
         )
