@@ -1,11 +1,10 @@
-"""Parsing of `iconosearch search --filter` values (pure)."""
+"""Parsing of `iconosearch search --filter` values (pure; iconosearch.query.parse_filters)."""
 
 from __future__ import annotations
 
 import pytest
 
-from iconosearch.commands.search import parse_filters
-from iconosearch.query import Filters, InvalidFilterError
+from iconosearch.query import Filters, InvalidFilterError, parse_filters
 
 
 def test_filters_parse() -> None:

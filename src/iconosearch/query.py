@@ -7,6 +7,8 @@ cursor paging. Validation errors are typed so that the API can map them to 4xx p
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -137,3 +139,70 @@ class InvalidImageError(QueryError):
 
 class UrlNotAllowedError(QueryError):
     code = "url-not-allowed"
+
+
+def parse_filters(specs: Sequence[str]) -> Filters:
+    """``["collection=maps", "year=1600-1700"]`` (the CLI's ``--filter``) → :class:`Filters`.
+
+    Raises :class:`InvalidFilterError` naming the bad value and the accepted forms.
+    """
+    collections: list[str] = []
+    providers: list[str] = []
+    rights: list[RightsClass] = []
+    languages: list[str] = []
+    year_from: int | None = None
+    year_to: int | None = None
+    has_caption: bool | None = None
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key, value = key.strip().lower().replace("-", "_"), value.strip()
+        if not sep or not value:
+            raise InvalidFilterError(f"filter {spec!r} is not KEY=VALUE")
+        if key in ("collection", "collections"):
+            collections.append(value)
+        elif key in ("provider", "institution"):
+            providers.append(value)
+        elif key == "rights":
+            if value not in ("open", "restricted", "unknown"):
+                raise InvalidFilterError(f"rights must be open, restricted or unknown, not {value!r}")
+            rights.append(value)  # type: ignore[arg-type]
+        elif key in ("lang", "language"):
+            languages.append(value)
+        elif key == "has_caption":
+            if value.lower() not in ("yes", "no", "true", "false", "1", "0"):
+                raise InvalidFilterError(f"has_caption must be yes or no, not {value!r}")
+            has_caption = value.lower() in ("yes", "true", "1")
+        elif key in ("year", "date"):
+            m = re.fullmatch(r"(-?\d{1,5})?\s*(?:(\.\.|/|–| - |-(?=\d|$)))?\s*(-?\d{1,5})?", value)
+            if m is None or (m.group(1) is None and m.group(3) is None):
+                raise InvalidFilterError(f"year filter {value!r} is not YEAR, FROM-TO, FROM.. or ..TO")
+            start, sep_range, end = m.groups()
+            if sep_range is None:
+                year_from = year_to = int(start)
+            else:
+                year_from = int(start) if start else None
+                year_to = int(end) if end else None
+        elif key in ("year_from", "from"):
+            year_from = _int(value, key)
+        elif key in ("year_to", "to"):
+            year_to = _int(value, key)
+        else:
+            raise InvalidFilterError(
+                f"unknown filter {key!r}; use collection, provider, year, rights, lang, has_caption"
+            )
+    return Filters(
+        collections=tuple(collections),
+        providers=tuple(providers),
+        year_from=year_from,
+        year_to=year_to,
+        rights=tuple(rights),
+        languages=tuple(languages),
+        has_caption=has_caption,
+    )
+
+
+def _int(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidFilterError(f"{key} must be a year, not {value!r}") from exc

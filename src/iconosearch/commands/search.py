@@ -2,86 +2,24 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from iconosearch.commands._common import fail, out_console, state
-from iconosearch.query import Filters, InvalidFilterError
-from iconosearch.records import RightsClass
+from iconosearch.query import Query, QueryError, SearchPage, Term, parse_filters
+
+if TYPE_CHECKING:
+    from iconosearch.config import Settings
+    from iconosearch.records import ImageRecord
 
 FILTER_HELP = (
     "KEY=VALUE, repeatable: collection=NAME, provider=NAME, year=1600-1700 (or 1650, 1600.., ..1700; "
     "-50 is 50 BCE), rights=open|restricted|unknown, lang=en, has_caption=yes|no. Repeating a key ORs values."
 )
-
-
-def parse_filters(specs: list[str]) -> Filters:
-    """``["collection=maps", "year=1600-1700"]`` → :class:`Filters`; raises InvalidFilterError."""
-    collections: list[str] = []
-    providers: list[str] = []
-    rights: list[RightsClass] = []
-    languages: list[str] = []
-    year_from: int | None = None
-    year_to: int | None = None
-    has_caption: bool | None = None
-    for spec in specs:
-        key, sep, value = spec.partition("=")
-        key, value = key.strip().lower().replace("-", "_"), value.strip()
-        if not sep or not value:
-            raise InvalidFilterError(f"filter {spec!r} is not KEY=VALUE")
-        if key in ("collection", "collections"):
-            collections.append(value)
-        elif key in ("provider", "institution"):
-            providers.append(value)
-        elif key == "rights":
-            if value not in ("open", "restricted", "unknown"):
-                raise InvalidFilterError(f"rights must be open, restricted or unknown, not {value!r}")
-            rights.append(value)  # type: ignore[arg-type]
-        elif key in ("lang", "language"):
-            languages.append(value)
-        elif key == "has_caption":
-            if value.lower() not in ("yes", "no", "true", "false", "1", "0"):
-                raise InvalidFilterError(f"has_caption must be yes or no, not {value!r}")
-            has_caption = value.lower() in ("yes", "true", "1")
-        elif key in ("year", "date"):
-            m = re.fullmatch(r"(-?\d{1,5})?\s*(?:(\.\.|/|–| - |-(?=\d|$)))?\s*(-?\d{1,5})?", value)
-            if m is None or (m.group(1) is None and m.group(3) is None):
-                raise InvalidFilterError(f"year filter {value!r} is not YEAR, FROM-TO, FROM.. or ..TO")
-            start, sep_range, end = m.groups()
-            if sep_range is None:
-                year_from = year_to = int(start)
-            else:
-                year_from = int(start) if start else None
-                year_to = int(end) if end else None
-        elif key in ("year_from", "from"):
-            year_from = _int(value, key)
-        elif key in ("year_to", "to"):
-            year_to = _int(value, key)
-        else:
-            raise InvalidFilterError(
-                f"unknown filter {key!r}; use collection, provider, year, rights, lang, has_caption"
-            )
-    return Filters(
-        collections=tuple(collections),
-        providers=tuple(providers),
-        year_from=year_from,
-        year_to=year_to,
-        rights=tuple(rights),
-        languages=tuple(languages),
-        has_caption=has_caption,
-    )
-
-
-def _int(value: str, key: str) -> int:
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise InvalidFilterError(f"{key} must be a year, not {value!r}") from exc
 
 
 def _label(record: Any) -> str:
@@ -130,13 +68,10 @@ def register(app: typer.Typer) -> None:
         """Search an index from the command line."""
         from iconosearch.index.engine import IndexNotReadyError, ModelMismatchError, SearchEngine
         from iconosearch.index.store import IndexStoreError
-        from iconosearch.query import Query, QueryError, Term
 
         st = state(ctx)
         settings = st.settings()
-        terms: list[Term] = []
-        if text and text.strip():
-            terms.append(Term("text", text))
+        terms = [Term("text", text)] if text and text.strip() else []
         for path in image or []:
             try:
                 terms.append(Term("image", path.read_bytes()))
@@ -174,57 +109,55 @@ def register(app: typer.Typer) -> None:
                 fail(f"cannot load the index's model: {exc}")
             raise
         if st.json_output:
-            # The very document GET /api/search returns (same schema, same presenter), with links
-            # made against the configured public address.
-            from iconosearch.api.presenting import Presenter
+            _emit_api_document(settings, page, query, started)
+        else:
+            _print_page(page, name)
 
-            server = settings.server
-            base = server.public_url or f"http://{server.host}:{server.port}"
-            presenter = Presenter(base_url=base.rstrip("/"), viewers=server.viewers)
-            response = presenter.search_response(
-                page, sort=query.sort, facets=page.facets or None, started=started
-            )
-            sys.stdout.write(response.model_dump_json(indent=2) + "\n")
-            return
-        from rich.table import Table
 
-        table = Table(
-            title=f"{len(page.hits)} result(s) — index {name} {page.index_version}", title_justify="left"
-        )
-        table.add_column("#", justify="right")
-        table.add_column("score", justify="right")
-        table.add_column("title", overflow="fold", max_width=48)
-        table.add_column("collection")
-        table.add_column("date")
-        table.add_column("rights")
-        table.add_column("id", no_wrap=True, min_width=16)  # full ids: they are copied into --item, URLs
-        table.add_column("dups", justify="right")
-        from iconosearch.rights import rights_class
+def _emit_api_document(settings: Settings, page: SearchPage, query: Query, started: float) -> None:
+    """The very document GET /api/search returns (same schema, same presenter), with links made against
+    the configured public address."""
+    from iconosearch.api.presenting import Presenter
 
-        for rank, hit in enumerate(page.hits, start=1):
-            r = hit.record
-            date = (
-                ""
-                if r.date is None
-                else (
-                    str(r.date.start_year)
-                    if r.date.start_year == r.date.end_year
-                    else f"{r.date.start_year}–{r.date.end_year}"
-                )
-            )
-            table.add_row(
-                str(rank),
-                f"{hit.score:.3f}",
-                _label(r),
-                r.collection,
-                date,
-                rights_class(r.rights),
-                r.id,
-                str(len(hit.duplicates)) if hit.duplicates else "",
-            )
-        out_console.print(table)
-        out_console.print(
-            f"[dim]embed {page.embed_ms:.1f} ms, search {page.search_ms:.1f} ms[/]"
-            + (f"\nnext page: --cursor {page.next_cursor}" if page.next_cursor else ""),
-            highlight=False,
-        )
+    server = settings.server
+    base = server.public_url or f"http://{server.host}:{server.port}"
+    presenter = Presenter(base_url=base.rstrip("/"), viewers=server.viewers)
+    response = presenter.search_response(page, sort=query.sort, facets=page.facets or None, started=started)
+    sys.stdout.write(response.model_dump_json(indent=2) + "\n")
+
+
+def _date_text(record: ImageRecord) -> str:
+    d = record.date
+    if d is None:
+        return ""
+    return str(d.start_year) if d.start_year == d.end_year else f"{d.start_year}–{d.end_year}"
+
+
+def _print_page(page: SearchPage, name: str) -> None:
+    from rich.table import Table
+
+    from iconosearch.rights import rights_class
+
+    table = Table(
+        title=f"{len(page.hits)} result(s) — index {name} {page.index_version}", title_justify="left"
+    )
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("title", overflow="fold", max_width=48)
+    table.add_column("collection")
+    table.add_column("date")
+    table.add_column("rights")
+    table.add_column("id", no_wrap=True, min_width=16)  # full ids: they are copied into --item, URLs
+    table.add_column("dups", justify="right")
+    for rank, hit in enumerate(page.hits, start=1):
+        r = hit.record
+        dups = str(len(hit.duplicates)) if hit.duplicates else ""
+        rights = rights_class(r.rights)
+        cells = (f"{hit.score:.3f}", _label(r), r.collection, _date_text(r), rights, r.id, dups)
+        table.add_row(str(rank), *cells)
+    out_console.print(table)
+    out_console.print(
+        f"[dim]embed {page.embed_ms:.1f} ms, search {page.search_ms:.1f} ms[/]"
+        + (f"\nnext page: --cursor {page.next_cursor}" if page.next_cursor else ""),
+        highlight=False,
+    )

@@ -163,6 +163,20 @@ def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> di
     return out
 
 
+def _feature_matrices(
+    cache: Path, paths: dict[str, Path], texts: set[str], progress: Progress | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], dict[str, int]]:
+    """Image and text feature matrices, with the row of each image hash and each text."""
+    features = Features(feature_cache(cache), towers_embedder)
+    image_feats = features.images(paths, progress=progress)
+    text_feats = features.texts(sorted(texts))
+    hashes = sorted(image_feats)
+    text_list = sorted(text_feats)
+    image = np.stack([image_feats[h] for h in hashes]).astype(np.float32)
+    text = np.stack([text_feats[t] for t in text_list]).astype(np.float32)
+    return image, text, {h: n for n, h in enumerate(hashes)}, {t: n for n, t in enumerate(text_list)}
+
+
 def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress | None) -> tuple[Data, Any]:
     """Load both corpora, split them, compute (or read) every feature; returns the data and the split."""
     cache = inputs.cache_dir or default_cache_dir()
@@ -199,16 +213,8 @@ def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress
     train_texts = {i.pair.item_id: training_texts(i) for s in heritage.values() for i in s["train"]}
     texts |= {t for variants in train_texts.values() for vs in variants.values() for t in vs}
     texts |= {q for s in heritage.values() for p in ("val", "test") for i in s[p] for q in i.queries.values()}
-    features = Features(feature_cache(cache), towers_embedder)
     log(f"features: {len(paths)} images, {len(texts)} texts (cached ones are read, not recomputed)")
-    image_feats = features.images(paths, progress=progress)
-    text_feats = features.texts(sorted(texts))
-    hashes = sorted(image_feats)
-    image_row = {h: n for n, h in enumerate(hashes)}
-    text_list = sorted(text_feats)
-    text_row = {t: n for n, t in enumerate(text_list)}
-    image = np.stack([image_feats[h] for h in hashes]).astype(np.float32)
-    text = np.stack([text_feats[t] for t in text_list]).astype(np.float32)
+    image, text, image_row, text_row = _feature_matrices(cache, paths, texts, progress)
     rows = (image_row, text_row)
 
     def clip_gallery(pairs: Sequence[Pair]) -> ev.Gallery:
@@ -349,6 +355,28 @@ def _train(
     return heads, result
 
 
+def _bridge_curve(heads: ContrastiveHeads, lite: Any, data: Data) -> dict[float, dict[str, Any]]:
+    """Validation scores of trained heads at every bridge weight."""
+    curve: dict[float, dict[str, Any]] = {}
+    for w in BRIDGE_WEIGHTS:
+        ranks = evaluate_all(encoder(heads, lite, w), data.val, data)
+        curve[w] = {
+            "score": selection_score(ranks),
+            "clipart": ev.r10(ranks["clipart/full"]),
+            "sets": {k: ev.r10(r) for k, r in ranks.items()},
+        }
+    return curve
+
+
+def _choose(curves: Sequence[dict[float, dict[str, Any]]], clip_floor: float) -> tuple[int, float]:
+    """(variant, bridge weight) with the best selection score among those that keep clip art."""
+    every = [(n, w) for n in range(len(curves)) for w in BRIDGE_WEIGHTS]
+    candidates = [(n, w) for n, w in every if curves[n][w]["clipart"] >= clip_floor]
+    if not candidates:  # nothing keeps clip art: take the one that loses least
+        candidates = [max(every, key=lambda c: curves[c[0]][c[1]]["clipart"])]
+    return max(candidates, key=lambda c: curves[c[0]][c[1]]["score"])
+
+
 def build_lite(
     out_dir: Path,
     inputs: BuildInputs,
@@ -379,30 +407,13 @@ def build_lite(
     results = []
     for variant in variants:
         heads, result = _train(variant, data, inputs.baseline, prototypes, epoch_score)
-        curve: dict[float, dict[str, Any]] = {}
-        for w in BRIDGE_WEIGHTS:
-            ranks = evaluate_all(encoder(heads, lite, w), data.val, data)
-            curve[w] = {
-                "score": selection_score(ranks),
-                "clipart": ev.r10(ranks["clipart/full"]),
-                "sets": {k: ev.r10(r) for k, r in ranks.items()},
-            }
+        curve = _bridge_curve(heads, lite, data)
         log(
             f"{variant.name}: best epoch {result.best_epoch}, "
             + ", ".join(f"w={w}: {c['score']:.3f} (clip art {c['clipart']:.3f})" for w, c in curve.items())
         )
         results.append((variant, heads, result, curve))
-    candidates = [
-        (n, w) for n, r in enumerate(results) for w in BRIDGE_WEIGHTS if r[3][w]["clipart"] >= clip_floor
-    ]
-    if not candidates:  # nothing keeps clip art: take the one that loses least
-        candidates = [
-            max(
-                ((n, w) for n, r in enumerate(results) for w in BRIDGE_WEIGHTS),
-                key=lambda c: results[c[0]][3][c[1]]["clipart"],
-            )
-        ]
-    chosen, weight = max(candidates, key=lambda c: results[c[0]][3][c[1]]["score"])
+    chosen, weight = _choose([r[3] for r in results], clip_floor)
     variant, heads, result, _curve = results[chosen]
     config = LiteConfig(
         head="mlp",
