@@ -82,6 +82,6 @@ def test_deploy_config_is_valid() -> None:
 
 
 def test_indexer_script_runs_harvest_then_index() -> None:
-    script = (ROOT / "deploy" / "indexer.sh").read_text()
+    script = (ROOT / "indexer" / "run.sh").read_text()
     assert re.search(r"iconosearch [^\n]*harvest && iconosearch [^\n]*index", script)
-    assert (ROOT / "deploy" / "indexer.sh").stat().st_mode & 0o111
+    assert (ROOT / "indexer" / "run.sh").stat().st_mode & 0o111

@@ -71,15 +71,3 @@ def test_readme_command_parses(command: str) -> None:
     if len(words) > 1 and words[1] == "evaluate":
         # Parsing cannot see it: evaluate needs harvested collections, a pairs file, or a split naming them.
         assert {"--collection", "--pairs", "--split"} & set(words), command
-
-
-def test_architecture_table_names_modules_and_entry_points_that_exist() -> None:
-    import importlib
-
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = text[text.index("| stage | module | entry point |") :].split("\n\n", 1)[0]
-    rows = [r for r in table.splitlines()[2:] if r.startswith("|")]
-    assert len(rows) >= 8
-    for row in rows:
-        _stage, module, entry = (cell.strip().strip("`") for cell in row.strip("|").split("|"))
-        assert hasattr(importlib.import_module(module), entry), f"README table: {module}.{entry}"

@@ -2,13 +2,13 @@
 // image, which cannot live in a link), so searches can be shared, bookmarked and navigated with back/forward.
 
 import { $, api, bestText, el, initSite, rightsName, truncate } from "./common.js";
-import { closeViewer, fillDetail, fillDuplicates, showViewer } from "./detail.js";
+import { closeViewer, fillDetail, fillDuplicates, showViewer, wireDetailSearch } from "./detail.js";
 import { hasFilters, renderCenturies, renderFacets, renderLanguageFacet } from "./facets.js";
 import { applyStatic, currentLang, t } from "./i18n.js";
 import { wireImageInput } from "./image-query.js";
-import { emptyState, filterQuery, intOrNull, requestBody, stateFromUrl, urlFromState } from "./state.js";
+import { detailValue, drawCardRegion, parseDetail, regionOnWholeThumb } from "./regions.js";
+import { emptyState, filterQuery, intOrNull, ownItemOfContentState, requestBody, stateFromUrl, urlFromState } from "./state.js";
 import { wireSuggestions } from "./suggest.js";
-import { readContentState } from "/viewer/content-state.js";
 
 const SPINNER_DELAY_MS = 300;
 const TYPING_DELAY_MS = 300;
@@ -68,7 +68,7 @@ window.addEventListener("popstate", (e) => {
 // ------------------------------------------------------------------ API
 
 function hasTerms(s) {
-  return Boolean(s.q.trim() || s.less.length || s.like.length || s.unlike.length || image);
+  return Boolean(s.q.trim() || s.less.length || s.like.length || s.unlike.length || s.detail.length || image);
 }
 
 // ------------------------------------------------------------------ rendering
@@ -113,6 +113,11 @@ function renderParts() {
   if (state.q.trim()) parts.push({ kind: "words", label: t("parts.words", { text: state.q.trim() }), remove: () => ({ ...state, q: "" }) });
   if (image) parts.push({ kind: "image", label: t("parts.image", { name: image.name }), thumb: image.dataUrl, note: t("parts.imageNote"), remove: () => { image = null; lastKey = null; return { ...state }; } });
   for (const id of state.like) parts.push({ kind: "like", label: t("parts.like", { label: shortLabel(id) }), thumb: thumbOf(id), remove: () => ({ ...state, like: state.like.filter((x) => x !== id) }) });
+  for (const d of state.detail) {
+    const { id } = parseDetail(d);
+    learn(id);
+    parts.push({ kind: "detail", label: t("parts.detail", { label: shortLabel(id) }), thumb: thumbOf(id), remove: () => ({ ...state, detail: state.detail.filter((x) => x !== d) }) });
+  }
   for (const tx of state.less) parts.push({ kind: "less", label: t("parts.lessOf", { text: tx }), remove: () => ({ ...state, less: state.less.filter((x) => x !== tx) }) });
   for (const id of state.unlike) parts.push({ kind: "less", label: t("parts.lessLike", { label: shortLabel(id) }), thumb: thumbOf(id), remove: () => ({ ...state, unlike: state.unlike.filter((x) => x !== id) }) });
   els.parts.replaceChildren();
@@ -138,6 +143,14 @@ function titleOf(r) {
 function shortLabel(id) {
   const r = known.get(id);
   return r ? truncate(titleOf(r), 40) : id;
+}
+
+// An item named only by the URL (a shared "detail of" search): fetched once, for its chip's title and image.
+const learning = new Set();
+function learn(id) {
+  if (known.has(id) || learning.has(id)) return;
+  learning.add(id);
+  api(`/api/items/${encodeURIComponent(id)}`).then((item) => { known.set(id, item); renderParts(); }, () => {});
 }
 
 function thumbOf(id) {
@@ -285,6 +298,8 @@ function card(r, position) {
     const img = el("img", { src: r.thumbnail.url, alt: truncate(bestText(r.caption) || title, 200), loading: "lazy", decoding: "async", width: String(w), height: String(h) });
     img.addEventListener("error", () => img.classList.add("broken"), { once: true });
     open.append(img);
+    const region = regionOnWholeThumb(r);
+    if (region) drawCardRegion(open, img, region);
   } else {
     open.append(el("span", { class: "no-image" }, t("card.noPreview")));
   }
@@ -299,6 +314,7 @@ function card(r, position) {
   const statement = r.rights ? t("rights.statement", { statement: `${rightsName(r.rights)} (${r.rights})` }) : t("rights.notStated");
   badges.append(el("span", { class: `badge rights-badge rights-${r.rights_class}`, title: statement }, t(`rights.${r.rights_class}`), el("span", { class: "visually-hidden" }, ` ${statement}`)));
   if (state.sort !== "relevance" && r.relevance) badges.append(el("span", { class: `badge band-badge band-${r.relevance}` }, t(`band.${r.relevance}One`)));
+  if (r.matched_region) badges.append(el("span", { class: "badge detail-badge" }, t("card.matchedDetail")));
   if (r.duplicates.size > 1) badges.append(el("span", { class: "dups" }, t("card.copies", { count: r.duplicates.size - 1 })));
   meta.append(badges);
   const more = el("button", { type: "button", class: "more-like", "aria-label": t("card.moreLikeLabel", { position }) }, t("card.moreLike"));
@@ -309,7 +325,7 @@ function card(r, position) {
 
 function emptyFilters(s) {
   // "More like this" keeps the filters but starts a new query.
-  return { ...s, q: "", less: [], like: [], unlike: [], item: null, pages: 1, keywords: false };
+  return { ...s, q: "", less: [], like: [], unlike: [], detail: [], item: null, pages: 1, keywords: false };
 }
 
 // ------------------------------------------------------------------ facets
@@ -454,7 +470,7 @@ async function updateDetail() {
   fillDuplicates(item, (id) => urlFromState({ ...state, item: id }), (id) => navigate({ ...state, item: id }));
   if (!els.dialog.open) els.dialog.showModal();
   $("detail-close").focus();
-  showViewer(els.viewer, item);
+  showViewer(els.viewer, item, result);
 }
 
 els.dialog.addEventListener("close", () => {
@@ -469,6 +485,10 @@ els.dialog.addEventListener("click", (e) => { if (e.target === els.dialog) els.d
 $("detail-more").addEventListener("click", () => { const id = state.item; image = null; els.dialog.close(); navigate({ ...emptyFilters(state), like: [id] }); });
 $("detail-add").addEventListener("click", () => { const id = state.item; els.dialog.close(); navigate({ ...state, like: [...new Set([...state.like, id])], item: null, pages: 1 }); });
 $("detail-less").addEventListener("click", () => { const id = state.item; els.dialog.close(); navigate({ ...state, unlike: [...new Set([...state.unlike, id])], like: state.like.filter((x) => x !== id), item: null, pages: 1 }); });
+wireDetailSearch({
+  viewer: els.viewer, select: $("detail-select"), inView: $("detail-in-view"), hint: $("select-hint"),
+  onDetail: (id, box) => { image = null; els.dialog.close(); navigate({ ...emptyFilters(state), detail: [detailValue(id, box)] }); },
+});
 for (const b of document.querySelectorAll("[data-copy]")) {
   b.addEventListener("click", async () => {
     const field = $(b.dataset.copy);
@@ -559,28 +579,14 @@ wireImageInput({
 
 // ------------------------------------------------------------------ start
 
-// A IIIF Content State received as ?iiif-content= (Content State API §3.1): one of our own items opens
-// its detail panel (zoomed to its region); anything else opens in the bundled viewer, which shows any
-// manifest, canvas and region.
-async function receiveContentState(value) {
-  try {
-    const target = await readContentState(value);
-    const own = target.id && target.id.match(/\/api\/items\/([0-9a-f]{16})$/);
-    if (own && target.id.startsWith(location.origin)) {
-      history.replaceState(null, "", urlFromState({ ...emptyState(), item: own[1] }));
-      state = stateFromUrl();
-      return true;
-    }
-  } catch (_err) {
-    // Not decodable here: the viewer page explains what is wrong with the link.
-  }
-  location.replace(`/viewer/?iiif-content=${encodeURIComponent(value)}`);
-  return false;
-}
-
 async function start() {
   const incoming = new URLSearchParams(location.search).get("iiif-content");
-  if (incoming && !(await receiveContentState(incoming))) return; // the page is being replaced
+  if (incoming) {
+    const own = await ownItemOfContentState(incoming);
+    if (!own) { location.replace(`/viewer/?iiif-content=${encodeURIComponent(incoming)}`); return; }
+    history.replaceState(null, "", urlFromState({ ...emptyState(), item: own }));
+    state = stateFromUrl();
+  }
   await initSite(rerenderTexts);
   applyStatic(document);
   // On a phone the filters and the extra options start folded so that results come first.

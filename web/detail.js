@@ -2,8 +2,12 @@
 
 import { $, bestText, el, rightsName, safeHref, truncate } from "./common.js";
 import { t } from "./i18n.js";
+import { boxInView, overlayRegion, parseBox, wireDragBox } from "./regions.js";
 
 let osd = null;
+let shownId = null; // the item in the deep-zoom view
+let selecting = false;
+let setSelecting = () => {};
 
 function link(label, href) {
   const safe = href ? safeHref(href) : null;
@@ -29,6 +33,7 @@ export function fillDetail(item, result, permalink) {
   addFact("detail.collection", item.collection);
   const n = item.canvas_index + 1;
   addFact("detail.image", item.region ? t("detail.canvasRegion", { n, region: item.region }) : t("detail.canvas", { n }));
+  if (result && result.matched_region) facts.append(el("dt", {}, t("detail.match")), el("dd", { class: "detail-match" }, t("detail.matchedDetail")));
   if (result && typeof result.score === "number") {
     const score = result.score.toFixed(3);
     const text = result.relevance ? t("detail.relevanceValue", { band: t(`band.${result.relevance}One`), score }) : t("detail.score", { score });
@@ -83,33 +88,65 @@ export function fillDuplicates(item, hrefOf, open) {
   $("detail-duplicates-section").hidden = !item.duplicates.ids.length;
 }
 
-export function showViewer(viewer, item) {
+// The region to outline and zoom to: the detail a search matched, else the part of the image the record is.
+function regionOf(item, result) {
+  if (result && result.matched_region && result.image_region) return parseBox(result.image_region);
+  return parseBox(item.image_region);
+}
+
+export function showViewer(viewer, item, result) {
   closeViewer();
   viewer.replaceChildren();
+  shownId = item.id;
   const alt = truncate(bestText(item.title) || bestText(item.caption) || bestText(item.label) || "", 200);
   viewer.setAttribute("aria-label", t("detail.zoom", { alt }));
   const fallback = () => {
     const src = item.image_url || item.thumbnail.url;
     if (src) viewer.replaceChildren(el("img", { src, alt, class: "viewer-fallback" }));
+    $("viewer-tools").hidden = true;
   };
   if (!window.OpenSeadragon || !(item.image_service || item.image_url)) { fallback(); return; }
   const tileSources = item.image_service ? item.image_service.info_url : { type: "image", url: item.image_url };
   osd = window.OpenSeadragon({
     element: viewer, prefixUrl: "/vendor/openseadragon/images/", tileSources,
     showNavigator: false, gestureSettingsMouse: { clickToZoom: false }, visibilityRatio: 0.5,
+    // Beyond the image's own pixels: masters of a few hundred pixels must still zoom far enough to frame a
+    // detail for "search what is in view".
+    maxZoomPixelRatio: 4,
   });
   osd.addHandler("open-failed", fallback);
-  if (item.image_region) {
+  const region = regionOf(item, result);
+  osd.addOnceHandler("open", () => {
     // Image pixels (the Image API's coordinates, which OpenSeadragon's image rectangle uses), not the
     // canvas coordinates of item.region.
-    const [x, y, w, h] = item.image_region.split(",").map(Number);
-    osd.addOnceHandler("open", () => {
-      const rect = osd.viewport.imageToViewportRectangle(x, y, w, h);
-      osd.viewport.fitBounds(rect, true);
-    });
-  }
+    if (region) overlayRegion(osd, region, { zoom: true });
+    $("viewer-tools").hidden = false;
+  });
 }
 
 export function closeViewer() {
+  setSelecting(false);
+  $("viewer-tools").hidden = true;
   if (osd) { osd.destroy(); osd = null; }
+}
+
+// "Search this detail": a box dragged on the deep-zoom view while "select" is pressed, or the part of the
+// image in view (the way without a pointer), goes to ``onDetail(itemId, box)`` in image pixels.
+export function wireDetailSearch({ viewer, select, inView, hint, onDetail }) {
+  setSelecting = (on) => {
+    selecting = on;
+    select.setAttribute("aria-pressed", String(on));
+    viewer.classList.toggle("selecting", on);
+    hint.hidden = !on;
+    osd?.setMouseNavEnabled(!on);
+  };
+  select.addEventListener("click", () => setSelecting(!selecting));
+  inView.addEventListener("click", () => {
+    const box = osd && boxInView(osd);
+    if (box) onDetail(shownId, box);
+  });
+  wireDragBox(viewer, () => osd, {
+    active: () => selecting,
+    onBox: (box) => { setSelecting(false); onDetail(shownId, box); },
+  });
 }

@@ -1,14 +1,18 @@
 // The search state and its two forms: the page's URL (shareable; everything but an uploaded image) and
 // the API request.
 
+import { parseDetail } from "./regions.js";
+import { readContentState } from "/viewer/content-state.js";
+
 const LESS_WEIGHT = -0.5;
 const PAGE_SIZE = 24;
-const LIST_KEYS = ["less", "like", "unlike", "collection", "institution", "rights", "lang"];
+// ``detail``: "<item id>:<x,y,w,h>", a region (image pixels) of an item to search by ("search this detail").
+const LIST_KEYS = ["less", "like", "unlike", "detail", "collection", "institution", "rights", "lang"];
 const SORTS = ["relevance", "date-asc", "date-desc"];
 
 export function emptyState() {
   return {
-    q: "", less: [], like: [], unlike: [], keywords: false,
+    q: "", less: [], like: [], unlike: [], detail: [], keywords: false,
     collection: [], institution: [], rights: [], lang: [],
     year_from: null, year_to: null, sort: "relevance", item: null, pages: 1,
   };
@@ -19,6 +23,7 @@ export function stateFromUrl(search = location.search) {
   const s = emptyState();
   s.q = p.get("q") || "";
   for (const key of LIST_KEYS) s[key] = p.getAll(key).filter(Boolean);
+  s.detail = s.detail.filter((d) => parseDetail(d) !== null);
   s.keywords = p.get("kw") === "1";
   s.year_from = intOrNull(p.get("year_from"));
   s.year_to = intOrNull(p.get("year_to"));
@@ -54,6 +59,7 @@ export function requestBody(s, image, cursor, language) {
   if (s.q.trim()) terms.push({ kind: "text", value: s.q.trim(), weight: 1 });
   if (image) terms.push({ kind: "image", value: image.b64, weight: 1 });
   for (const id of s.like) terms.push({ kind: "item", value: id, weight: 1 });
+  for (const { id, region } of s.detail.map(parseDetail)) terms.push({ kind: "item", value: id, region, weight: 1 });
   for (const tx of s.less) terms.push({ kind: "text", value: tx, weight: LESS_WEIGHT });
   for (const id of s.unlike) terms.push({ kind: "item", value: id, weight: LESS_WEIGHT });
   return {
@@ -79,3 +85,16 @@ export function filterQuery(s) {
   return p.toString();
 }
 
+
+// A IIIF Content State received as ?iiif-content= (Content State API §3.1): the id of one of our own items
+// (its detail panel opens, zoomed to its region), or null: anything else opens in the bundled viewer, which
+// shows any manifest, canvas and region, and explains what is wrong with a link it cannot read.
+export async function ownItemOfContentState(value) {
+  try {
+    const target = await readContentState(value);
+    const own = target.id && target.id.match(/\/api\/items\/([0-9a-f]{16})$/);
+    return own && target.id.startsWith(location.origin) ? own[1] : null;
+  } catch (_err) {
+    return null;
+  }
+}

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         collections: Annotated[
             list[str] | None, typer.Argument(help="Collections to index (default: all configured).")
         ] = None,
-        name: Annotated[str, typer.Option("--index", help="Index name.")] = "default",
+        name: Annotated[str, typer.Option("--name", help="Index name.")] = "default",
         incremental: Annotated[
             bool,
             typer.Option("--incremental", help="Update the served version: add new/changed, drop deleted."),

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         no_collapse: Annotated[
             bool, typer.Option("--no-collapse", help="Show near-duplicates separately.")
         ] = False,
-        name: Annotated[str, typer.Option("--index", help="Index name.")] = "default",
+        name: Annotated[str, typer.Option("--name", help="Index name.")] = "default",
         language: Annotated[
             str | None,
             typer.Option("--lang", help="Language of the words (e.g. de); subjects are resolved to it."),

@@ -1,7 +1,4 @@
 # One image for both services: the api (search API + web UI) and the indexer (harvest + index).
-# One image, not one per service: the dependency layer is several GB, and both services must run the same
-# code (the indexer writes index versions that the api reads). Build from the repository root:
-#   docker build -f deploy/iconosearch.Dockerfile .
 # Stage 1 fetches the UI's npm dependencies (OpenSeadragon, swagger-ui) so nothing comes from a CDN at run time.
 FROM node:20-bookworm-slim AS web
 WORKDIR /web
@@ -40,7 +37,7 @@ COPY README.md ./
 COPY src ./src
 RUN pip install --no-deps . && rm -rf /app/src /root/.cache
 COPY --from=web /web /app/web
-COPY deploy/indexer.sh /usr/local/bin/iconosearch-indexer
+COPY indexer/run.sh /usr/local/bin/iconosearch-indexer
 USER iconosearch
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \

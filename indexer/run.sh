@@ -1,5 +1,4 @@
 #!/bin/sh
-# The indexer service of docker-compose.yml (installed in the image as iconosearch-indexer).
 # Harvest every configured collection, then build a new index version (switched in atomically).
 # INTERVAL_S=0 (default): once, then exit with the job's status. INTERVAL_S>0: repeat forever, logging failures.
 set -u
