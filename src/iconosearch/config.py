@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -143,6 +143,21 @@ class RayConfig(_Strict):
     cpus_per_actor: int = Field(default=2, ge=1)
 
 
+class EncoderConfig(_Strict):
+    """How query texts are encoded while serving (the API and ``iconosearch search`` share one worker)."""
+
+    batch_window_ms: float = Field(default=3.0, ge=0, le=100)
+    """Under load, how long a batch is held open for more texts after the oldest one arrived. A lone
+    query never waits: the worker encodes it at once when nothing else is queued."""
+    batch_max: int = Field(default=16, ge=1, le=256)
+    """Most distinct texts encoded in one batch."""
+    threads: int = Field(default=0, ge=0, le=256)
+    """Threads the encoder uses (torch intra-op, ONNX Runtime intra-op); 0 = one per available core."""
+    runtime: Literal["auto", "onnx", "torch"] = "auto"
+    """Text tower runtime: ``auto`` = ONNX Runtime where the tower has an exporter and
+    ``onnxruntime`` is installed, else torch; ``onnx`` = the same but say so when it cannot; ``torch``."""
+
+
 class Settings(BaseSettings):
     """The effective configuration of every iconosearch command."""
 
@@ -160,6 +175,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     harvest: HarvestConfig = Field(default_factory=HarvestConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
 
     @classmethod
     def settings_customise_sources(

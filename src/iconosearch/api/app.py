@@ -67,6 +67,7 @@ def create_app(
             "default",
             limits=settings.limits,
             allow_url_queries=settings.server.allow_url_queries,
+            encoder=settings.encoder,
         )
     ctx = ApiContext(settings=settings, engine=engine, metrics=metrics)
     metrics.set_index_size_source(lambda: _index_size(ctx))

@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
                 name,
                 limits=settings.limits,
                 allow_url_queries=settings.server.allow_url_queries,
+                encoder=settings.encoder,
             )
             started = time.perf_counter()
             page = engine.search(query)

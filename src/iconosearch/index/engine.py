@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from iconosearch.config import LimitsConfig
+from iconosearch.config import EncoderConfig, LimitsConfig
 from iconosearch.datadir import DataDir
 from iconosearch.index import faiss_index, verify
 from iconosearch.index.loaded import IndexInfo, LoadedVersion, parse_id, resolve_id
@@ -71,11 +71,13 @@ class SearchEngine:
         filter_strategy: str = "auto",
         subset_max: int = faiss_index.DEFAULT_SUBSET_MAX,
         allow_private_urls: bool = False,
+        encoder: EncoderConfig | None = None,
     ) -> None:
         self._store = store
         self.limits = limits or LimitsConfig()
         self._encoder = QueryEncoder(
             self.limits,
+            encoder=encoder,
             embedder_loader=embedder_loader,
             allow_url_queries=allow_url_queries,
             allow_private_urls=allow_private_urls,
@@ -99,6 +101,7 @@ class SearchEngine:
         embedder_loader: EmbedderLoader | None = None,
         limits: LimitsConfig | None = None,
         allow_url_queries: bool = False,
+        encoder: EncoderConfig | None = None,
     ) -> SearchEngine:
         """Open the index ``name`` under ``data_dir``; never fails because the index is missing.
 
@@ -106,10 +109,17 @@ class SearchEngine:
         lazily on the first query that needs it, from the spec the index manifest records (and its
         fingerprint is checked against the manifest). ``limits`` gives k_max/depth_max/upload and
         timeout limits (default ``LimitsConfig()``); ``allow_url_queries`` enables ``Term("url", …)``
-        (``settings.server.allow_url_queries``).
+        (``settings.server.allow_url_queries``); ``encoder`` how query texts are encoded
+        (``settings.encoder``: micro-batching window, batch size, threads, runtime).
         """
         store = IndexStore(DataDir(data_dir).indexes, name)
-        return cls(store, embedder_loader=embedder_loader, limits=limits, allow_url_queries=allow_url_queries)
+        return cls(
+            store,
+            embedder_loader=embedder_loader,
+            limits=limits,
+            allow_url_queries=allow_url_queries,
+            encoder=encoder,
+        )
 
     # --- versions ------------------------------------------------------------------------------
     @property
@@ -205,6 +215,7 @@ class SearchEngine:
                     with loaded.lock:
                         loaded.meta.close()
             self._current = self._previous = None
+            self._encoder.close()
 
     def _require(self) -> LoadedVersion:
         loaded = self._current

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from iconosearch import deadline
-from iconosearch.config import LimitsConfig
+from iconosearch.config import EncoderConfig, LimitsConfig
 from iconosearch.index.loaded import LoadedVersion, resolve_id
 from iconosearch.index.ranking import combine_terms
 from iconosearch.index.store import IndexManifest
@@ -42,17 +43,20 @@ class QueryEncoder:
         self,
         limits: LimitsConfig,
         *,
+        encoder: EncoderConfig | None = None,
         embedder_loader: EmbedderLoader | None = None,
         allow_url_queries: bool = False,
         allow_private_urls: bool = False,
     ) -> None:
         self.limits = limits
+        self.encoder = encoder or EncoderConfig()
         self.allow_url_queries = allow_url_queries
         self._allow_private_urls = allow_private_urls
         self._loader = embedder_loader
         self._lock = threading.RLock()
         self._embedder: Any = None
         self._texts: Any = None  # TextEmbeddingCache of the current embedder
+        self._batcher: Any = None  # TextBatcher under it: one worker encodes concurrent queries together
 
     def forget_unless(self, manifest: IndexManifest) -> None:
         """Drop the loaded model when ``manifest`` (a newly served version) was built with another."""
@@ -63,6 +67,19 @@ class QueryEncoder:
             ):
                 self._embedder = None
                 self._texts = None
+                self._close_batcher()
+
+    def close(self) -> None:
+        """Stop the text-encoding worker (a later query starts a new one)."""
+        with self._lock:
+            self._embedder = None
+            self._texts = None
+            self._close_batcher()
+
+    def _close_batcher(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
 
     def get_embedder(self, loaded: LoadedVersion) -> Any:
         with self._lock:
@@ -71,7 +88,10 @@ class QueryEncoder:
                 if loader is None:
                     from iconosearch.models.embedder import load_embedder
 
-                    loader = load_embedder
+                    enc = self.encoder
+                    loader = functools.partial(
+                        load_embedder, text_runtime=enc.runtime, text_threads=enc.threads
+                    )
                 embedder = loader(loaded.manifest.model_spec)
                 if (
                     embedder.fingerprint != loaded.manifest.model_fingerprint
@@ -83,10 +103,19 @@ class QueryEncoder:
                         f"(dim {embedder.dim}) but the index was built with {m.model_fingerprint[:12]} "
                         f"(dim {m.dim}); rebuild the index"
                     )
+                from iconosearch.models.batching import TextBatcher
                 from iconosearch.models.pipeline import TextEmbeddingCache
 
+                enc = self.encoder
+                self._batcher = TextBatcher(
+                    embedder.embed_texts,
+                    embedder.dim,
+                    window_ms=enc.batch_window_ms,
+                    max_batch=enc.batch_max,
+                    threads=enc.threads,
+                )
                 self._embedder = embedder
-                self._texts = TextEmbeddingCache(embedder)
+                self._texts = TextEmbeddingCache(self._batcher)
             return self._embedder
 
     def query_vector(self, query: Query, loaded: LoadedVersion) -> np.ndarray:

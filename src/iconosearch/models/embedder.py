@@ -128,9 +128,24 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 class LiteEmbedder(_TorchEmbedder):
     """iconosearch-lite (built in, or a fine-tuned lite checkpoint folder)."""
 
-    def __init__(self, spec: str, lite: LiteModel, fingerprint: str, device: str, tokenizer: Any) -> None:
+    def __init__(
+        self,
+        spec: str,
+        lite: LiteModel,
+        fingerprint: str,
+        device: str,
+        tokenizer: Any,
+        *,
+        text_runtime: str = "torch",
+        text_threads: int = 0,
+    ) -> None:
         import open_clip
 
+        self.text_runtime = text_runtime
+        """``auto`` | ``onnx`` | ``torch``: see :func:`iconosearch.models.onnx_text.load_onnx_text`."""
+        self.text_threads = text_threads
+        self._onnx: Any = None
+        self._onnx_lock = threading.Lock()
         self.spec = spec
         self.lite = lite
         self.fingerprint = fingerprint
@@ -156,9 +171,6 @@ class LiteEmbedder(_TorchEmbedder):
     def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.lite.embed_image_features(self.lite.image_features(pixels))
 
-    def _encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.lite.embed_text_features(self.lite.text_features(tokens))
-
     def image_feature_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Frozen 1280-d tower features (what heads-only training caches), float32."""
         import torch
@@ -174,19 +186,33 @@ class LiteEmbedder(_TorchEmbedder):
             return self.lite.encode_text_features(texts, self.tokenizer).float().cpu().numpy()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        if self.lite.text_tower is None:
-            return super().embed_texts(texts)
-        # A registered text tower takes raw strings: no open_clip tokenizer in between.
         import torch
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        onnx = self.text_onnx()
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size * 4):
-                feats = self.lite.encode_text_features(texts[start : start + self.batch_size * 4], None)
+                chunk = list(texts[start : start + self.batch_size * 4])
+                if onnx is not None:
+                    feats = torch.from_numpy(onnx.features(chunk)).to(self.device)
+                else:
+                    feats = self.lite.encode_text_features(chunk, self.tokenizer)
                 out.append(self.lite.embed_text_features(feats).float().cpu().numpy())
         return _normalise(np.concatenate(out))
+
+    def text_onnx(self) -> Any:
+        """The text tower on ONNX Runtime (exported on first use), or ``None`` where torch runs it."""
+        with self._onnx_lock:
+            if self._onnx is None:
+                from iconosearch.models.batching import available_cores
+                from iconosearch.models.onnx_text import load_onnx_text
+
+                threads = self.text_threads or available_cores()
+                runner = load_onnx_text(self.lite, self.tokenizer, runtime=self.text_runtime, threads=threads)
+                self._onnx = runner if runner is not None else False
+            return self._onnx or None
 
 
 class OpenClipEmbedder(_TorchEmbedder):
@@ -207,7 +233,39 @@ class OpenClipEmbedder(_TorchEmbedder):
         return self.model.encode_image(pixels)
 
     def _encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens)
+        return encode_clip_text(self.model, tokens)
+
+
+def encode_clip_text(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` with dynamic padding where that is exact, else unchanged.
+
+    open_clip pads every text to the context length (77). In its standard CLIP text tower attention is
+    causal (no token sees the padding after it) and argmax/eos pooling reads a position inside the text,
+    so cutting the all-padding tail gives the same vectors at a fraction of the cost. Other towers (HF,
+    CoCa, first/last pooling) are encoded as they are.
+    """
+    import open_clip
+    import torch
+
+    pool = getattr(model, "text_pool_type", None)
+    if type(model) is not open_clip.CLIP or pool not in ("argmax", "eos") or model.attn_mask is None:
+        return model.encode_text(tokens)
+    # Padding is id 0; keep every column up to the last non-padding token of any text.
+    positions = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
+    length = max(1, int(((tokens != 0) * positions).max()))
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = open_clip.transformer.text_global_pool(
+        x, tokens, pool, eos_token_id=getattr(model, "text_eos_id", None)
+    )
+    if model.text_projection is None:
+        return x
+    if isinstance(model.text_projection, torch.nn.Linear):
+        return model.text_projection(x)
+    return x @ model.text_projection
 
 
 def _state_fingerprint(model: Any, preprocess: Any) -> str:
@@ -219,24 +277,41 @@ def _state_fingerprint(model: Any, preprocess: Any) -> str:
     return digest.hexdigest()
 
 
-_CACHE: dict[tuple[str, str], Embedder] = {}
+_CACHE: dict[tuple[str, str, str, int], Embedder] = {}
 _LOCK = threading.Lock()
+TEXT_RUNTIMES = ("auto", "onnx", "torch")
 
 
-def load_embedder(spec: str, *, device: str | None = None) -> Embedder:
-    """Load (once per process, per spec and device) the embedder a spec names.
+def load_embedder(
+    spec: str, *, device: str | None = None, text_runtime: str = "auto", text_threads: int = 0
+) -> Embedder:
+    """Load (once per process, per spec, device and text runtime) the embedder a spec names.
+
+    ``text_runtime`` (``auto`` | ``onnx`` | ``torch``, the ``[encoder] runtime`` setting) chooses how an
+    iconosearch-lite text tower runs: ``auto`` uses ONNX Runtime where it is installed and the tower kind
+    has an export (:mod:`iconosearch.models.onnx_text`), torch otherwise; ``text_threads`` is ORT's
+    thread count (0 = one per available core). Other models always run on torch.
 
     Raises :class:`~iconosearch.models.specs.ModelSpecError` for malformed specs and
     :class:`~iconosearch.models.specs.ModelUnavailableError` when the model cannot be had here (hub model
     offline and not cached, missing files, bad checksums) — quickly, without network retries.
     """
+    if text_runtime not in TEXT_RUNTIMES:
+        raise ValueError(f"unknown text runtime {text_runtime!r} ({', '.join(TEXT_RUNTIMES)})")
     parsed = parse_spec(spec)
     dev = device or default_device()
-    key = (spec, dev)
+    key = (spec, dev, text_runtime, text_threads)
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is None:
             cached = _load(parsed, dev)
+            if isinstance(cached, LiteEmbedder):
+                # One instance per runtime (the cache key), so setting it here never changes another's.
+                cached.text_runtime, cached.text_threads = text_runtime, text_threads
+            elif text_runtime == "onnx":
+                raise ModelUnavailableError(
+                    f"the ONNX text runtime covers iconosearch-lite text towers only, not {spec!r}"
+                )
             _CACHE[key] = cached
         return cached
 

@@ -220,6 +220,17 @@ class LiteConfig:
         return cls(**values)
 
 
+def trim_padding(tokens: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic padding: ``(tokens, attention mask)`` cut to the longest text in the batch.
+
+    The tokenizer right-pads every text to the context length (64); MiniLM masks padding, so cutting the
+    all-pad tail changes nothing but the cost (2-4x less on typical captions and queries).
+    """
+    mask = tokens != pad_id
+    length = max(1, int(mask.sum(dim=1).max())) if tokens.shape[0] else 1
+    return tokens[:, :length].long(), mask[:, :length].long()
+
+
 def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, torch.nn.Linear]:
     """The open_clip model with pretrained towers and fresh heads, plus the ImageNet classifier."""
     import torch
@@ -326,11 +337,7 @@ class LiteModel:
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean-pooled 384-d MiniLM features (sentence-transformers' embedding, before normalisation)."""
         text = self.clip.text
-        # Captions are right-padded to the context length (64); MiniLM masks padding, so cutting the all-pad
-        # tail changes nothing but the cost (2-4x less on typical captions and queries).
-        length = int((tokens != text.config.pad_token_id).sum(dim=1).max())
-        tokens = tokens[:, : max(1, length)]
-        mask = (tokens != text.config.pad_token_id).long()
+        tokens, mask = trim_padding(tokens, int(text.config.pad_token_id))
         out = text.transformer(input_ids=tokens, attention_mask=mask)
         return text.pooler(out, mask)
 

@@ -20,7 +20,7 @@ layer-normalised together → per branch two residual n-gram layers (orders 2, 3
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Final
@@ -120,28 +120,44 @@ class UseM3Tower:
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts, not one string")
         out = torch.empty((len(texts), DIM), dtype=torch.float32)
-        ids = self.tokenize(texts)
+        start = 0
+        for chunk in self.token_batches(self.tokenize(texts)):
+            out[start : start + len(chunk)] = self._forward(chunk)
+            start += len(chunk)
+        return out
+
+    @staticmethod
+    def token_batches(ids: list[list[int]]) -> Iterator[list[list[int]]]:
+        """Consecutive runs of sentences of at most ``_TOKENS_PER_BATCH`` tokens (one longer sentence
+        alone), so a large batch's transient memory stays bounded."""
         start, tokens = 0, 0
         for i, seq in enumerate(ids):
             if i > start and tokens + len(seq) > _TOKENS_PER_BATCH:
-                out[start:i] = self._forward(ids[start:i])
+                yield ids[start:i]
                 start, tokens = i, 0
             tokens += len(seq)
         if ids:
-            out[start:] = self._forward(ids[start:])
-        return out
+            yield ids[start:]
 
     def _forward(self, ids: list[list[int]]) -> torch.Tensor:
         """One flat batch: all sentences' tokens concatenated, sentence bounds kept by the window index."""
-        w, device = self.w, self.table.device
+        device = self.table.device
         lens = torch.tensor([len(s) for s in ids], dtype=torch.long, device=device)
         flat = torch.tensor([t for s in ids for t in s], dtype=torch.long, device=device)
-        n_tokens = int(flat.numel())
+        return self.forward_flat(flat, lens).cpu()
+
+    def forward_flat(self, flat: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """Tokens of all sentences concatenated ``(t,)`` + sentence lengths ``(n,)`` → ``(n, 512)``.
+
+        Tensor ops only, with no Python-side sizes, so that the ONNX export
+        (:mod:`iconosearch.models.onnx_text`) traces the same code torch runs, for any t and n.
+        """
+        w = self.w
         chunk = flat % _NUM_CHUNKS
-        emb = self.table[flat].float() * w["scale"][chunk, None] + w["lo"][chunk, None]
+        emb = self.table[flat].float() * w["scale"][chunk][:, None] + w["lo"][chunk][:, None]
         x = emb @ w["proj_w"] + w["proj_b"]
         x = F.layer_norm(x, (3 * _BRANCH_DIM,), w["branch_ln_g"], w["branch_ln_b"], self.eps)
-        window = _window_index(lens, n_tokens)
+        sentence, window = _window_index(lens, flat)
         branches = [emb]
         for i, (n, left) in enumerate(_ORDERS):
             cols = window[:, _MAX_LEFT - left : _MAX_LEFT - left + n]
@@ -149,32 +165,39 @@ class UseM3Tower:
             h = F.relu(_gather(xs, cols) @ w[f"w1_{n}"] + w[f"b1_{n}"]) + xs
             branches.append(F.relu(_gather(h, cols) @ w[f"w2_{n}"] + w[f"b2_{n}"]) + h)
         feats = torch.cat(branches, dim=1)
-        feats = F.layer_norm(feats, (feats.shape[1],), w["ln_g"], w["ln_b"], self.eps)
+        feats = F.layer_norm(feats, (_EMB_DIM + 3 * _BRANCH_DIM,), w["ln_g"], w["ln_b"], self.eps)
         # Sum, then project: the token sum commutes with the linear projection (one row per sentence).
-        sentence = torch.repeat_interleave(torch.arange(len(ids), device=device), lens)
-        summed = torch.zeros((len(ids), feats.shape[1]), device=device).index_add_(0, sentence, feats)
+        # Every sentence has ≥ 3 tokens, so the first n rows give a zero block of the right shape.
+        # scatter_add rather than index_add: the TorchScript ONNX exporter mistranslates index_add here.
+        zeros = torch.zeros_like(feats[: lens.shape[0]])
+        summed = zeros.scatter_add(0, sentence[:, None].expand_as(feats), feats)
         flens = lens.float()[:, None]
         mean = (summed @ w["cnn_W"] + flens * w["cnn_b"]) / flens.sqrt()
         y1 = F.relu(mean @ w["p1"] + F.relu(mean @ w["d0"]) @ w["d1"])
         z = torch.tanh(y1 @ w["p3"] + F.relu(y1 @ w["d2"]) @ w["d3"])
         norm = (z * z).sum(dim=1, keepdim=True).clamp_min(self.eps).sqrt()
-        return (z / norm).cpu()
+        return z / norm
 
 
-def _window_index(lens: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """(n_tokens, widest window) positions; slots outside a token's own sentence point at a zero row."""
-    starts = torch.cumsum(lens, 0) - lens
-    pos = torch.arange(n_tokens, device=lens.device)[:, None]
-    base = pos + torch.arange(-_MAX_LEFT, _MAX_RIGHT + 1, device=lens.device)
-    lo = torch.repeat_interleave(starts, lens)[:, None]
-    hi = torch.repeat_interleave(starts + lens, lens)[:, None]
-    return torch.where((base >= lo) & (base < hi), base, n_tokens)
+def _window_index(lens: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token's sentence ``(t,)``, and its window ``(t, widest)`` of positions, where slots outside
+    its own sentence point at a zero row (index t)."""
+    ends = torch.cumsum(lens, 0)
+    starts = ends - lens
+    pos = torch.arange(flat.shape[0], device=lens.device)
+    # Comparisons instead of repeat_interleave: the same result, and it exports to ONNX with dynamic sizes.
+    sentence = (pos[:, None] >= ends[None, :]).sum(dim=1)
+    base = pos[:, None] + torch.arange(-_MAX_LEFT, _MAX_RIGHT + 1, device=lens.device)
+    lo = starts[sentence][:, None]
+    hi = ends[sentence][:, None]
+    outside = torch.full_like(base, 0) + flat.shape[0]
+    return sentence, torch.where((base >= lo) & (base < hi), base, outside)
 
 
 def _gather(x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Concatenate each token's window of rows of ``x`` (zero row at index ``len(x)``) → (n, order·d)."""
     padded = torch.cat([x, x.new_zeros((1, x.shape[1]))])
-    return padded[cols].reshape(x.shape[0], -1)
+    return padded[cols].reshape(-1, cols.shape[1] * x.shape[1])
 
 
 def load_use_m3(*, verify: bool = True) -> UseM3Tower:
