@@ -1,0 +1,188 @@
+"""Query-text encoding cost of the default model: padded vs trimmed, torch vs ONNX Runtime, batch sizes.
+
+Prints one JSON object (issue 16, items 1-3):
+
+- ``single_ms``: one typical query (7-12 tokens) at a time, p50/p99, for ``torch_padded`` (every text
+  padded to the context length, as 0.1 did), ``torch_trimmed`` (dynamic padding) and ``onnx`` (ONNX
+  Runtime on the trimmed graph), each with ``--threads`` threads;
+- ``batch_ms_per_query``: per-query cost of a batch of b distinct queries, b in ``--batches``, torch
+  trimmed and ONNX;
+- ``ceiling_rps``: the serving ceiling the issue defines, available cores ÷ the best per-query encode
+  time over the batch sizes (the encoder is the bottleneck; FAISS and HTTP come on top);
+- ``ratios``: same-run ratios (padded/trimmed, torch/onnx), steadier than absolute times on busy cores;
+- ``load_average`` before and after.
+
+Runs and rounds interleave the variants, and each figure is the median over ``--rounds`` rounds, so load
+from other processes affects them alike. ``--quick`` (a few rounds) finishes in well under a minute.
+
+Run: ``nice python bench/encode.py [--quick] [--threads 1] [--rounds 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+QUERIES = (
+    "a sailing ship in a storm",
+    "portrait of a woman with a pearl earring",
+    "a map of the world",
+    "still life with apples and pears",
+    "a dog sleeping by the fire",
+    "Saint George killing the dragon",
+    "a watercolour of peaches",
+    "the moon over a harbour at night",
+)
+
+
+def _texts(n: int, offset: int) -> list[str]:
+    return [f"{QUERIES[(offset + i) % len(QUERIES)]} {offset + i}" for i in range(n)]
+
+
+def _time_ms(fn: Callable[[list[str]], object], texts: list[str]) -> float:
+    start = time.perf_counter()
+    fn(texts)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _unit(x: object) -> Any:
+    import numpy as np
+    import torch
+
+    v = x.float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="iconosearch-lite")
+    parser.add_argument("--threads", type=int, default=1, help="encoder threads (torch and ORT)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=20, help="single queries per variant per round")
+    parser.add_argument("--batches", default="1,2,4,8,16")
+    parser.add_argument("--quick", action="store_true", help="few rounds: under a minute")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.repeat = 2, 5
+
+    import numpy as np
+    import torch
+
+    from iconosearch.models.batching import available_cores
+    from iconosearch.models.embedder import LiteEmbedder, load_embedder
+
+    load_before = os.getloadavg()
+    torch.set_num_threads(args.threads)
+    torch_emb = load_embedder(args.model, device="cpu", text_runtime="torch")
+    onnx_emb = load_embedder(args.model, device="cpu", text_runtime="auto", text_threads=args.threads)
+    if not isinstance(torch_emb, LiteEmbedder) or not isinstance(onnx_emb, LiteEmbedder):
+        raise SystemExit(f"{args.model} is not an iconosearch-lite model")
+    has_onnx = onnx_emb.text_onnx() is not None
+    lite = torch_emb.lite
+
+    def padded(texts: list[str]) -> object:
+        # 0.1's path: every text through all context-length positions.
+        if lite.text_tower is not None:
+            return torch_emb.embed_texts(texts)  # a raw-string tower has no padding to cut
+        text = lite.clip.text
+        with torch.inference_mode():
+            tokens = torch_emb.tokenizer(texts)
+            mask = (tokens != text.config.pad_token_id).long()
+            feats = text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask)
+            return lite.embed_text_features(feats)
+
+    variants: dict[str, Callable[[list[str]], object]] = {
+        "torch_padded": padded,
+        "torch_trimmed": torch_emb.embed_texts,
+    }
+    if has_onnx:
+        variants["onnx"] = onnx_emb.embed_texts
+    probe = _texts(4, 0)
+    reference = _unit(torch_emb.embed_texts(probe))
+    agreement = {
+        name: round(float(np.min(np.sum(_unit(fn(probe)) * reference, axis=1))), 7)
+        for name, fn in variants.items()
+    }
+    for fn in variants.values():  # warm-up: first calls allocate
+        fn(_texts(8, 10_000))
+
+    sizes = [int(b) for b in args.batches.split(",")]
+    single: dict[str, list[float]] = {name: [] for name in variants}
+    single_rounds: dict[str, list[float]] = {name: [] for name in variants}
+    batch: dict[str, dict[int, list[float]]] = {
+        name: {b: [] for b in sizes} for name in variants if name != "torch_padded"
+    }
+    counter = 0
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            times = []
+            for _ in range(args.repeat):
+                counter += 1
+                texts = _texts(1, counter)
+                times.append(_time_ms(fn, texts))
+            single[name].extend(times)
+            single_rounds[name].append(statistics.median(times))
+        for name in batch:
+            for b in sizes:
+                counter += b
+                texts = _texts(b, counter)
+                batch[name][b].append(_time_ms(variants[name], texts) / b)
+
+    cores = available_cores()
+    per_query = {
+        name: {b: round(statistics.median(v), 2) for b, v in by.items()} for name, by in batch.items()
+    }
+    best = {name: min(by.values()) for name, by in per_query.items()}
+    p50 = {name: round(statistics.median(r), 2) for name, r in single_rounds.items()}
+    ratios: dict[str, Any] = {}
+    if lite.text_tower is None:
+        ratios["padded_over_trimmed"] = round(p50["torch_padded"] / p50["torch_trimmed"], 2)
+    if has_onnx:
+        ratios["torch_over_onnx"] = round(p50["torch_trimmed"] / p50["onnx"], 2)
+        ratios["torch_over_onnx_best_batch"] = round(best["torch_trimmed"] / best["onnx"], 2)
+    print(
+        json.dumps(
+            {
+                "bench": "encode.text",
+                "model": args.model,
+                "text_tower": lite.config.text_tower,
+                "threads": args.threads,
+                "rounds": args.rounds,
+                "single_ms": {name: {"p50": p50[name], "p99": _pct(single[name], 0.99)} for name in variants},
+                "batch_ms_per_query": per_query,
+                "best_ms_per_query": best,
+                "cores": cores,
+                "ceiling_rps": {name: round(cores * 1000.0 / ms, 1) for name, ms in best.items()},
+                "ratios": ratios,
+                "min_cosine_vs_torch_trimmed": agreement,
+                "load_average": {
+                    "before": [round(x, 2) for x in load_before],
+                    "after": [round(x, 2) for x in os.getloadavg()],
+                },
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
