@@ -166,7 +166,11 @@ class Trainee:
         return self.model.visual.head(x) if self.is_lite else self.model.encode_image(x)
 
     def text_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.text.proj(x) if self.is_lite else self.model.encode_text(x)
+        if self.is_lite:
+            return self.model.text.proj(x)
+        from iconosearch.models.embedder import encode_clip_text  # dynamic padding, where exact
+
+        return encode_clip_text(self.model, x)
 
     def final_image(self, x: torch.Tensor) -> torch.Tensor:
         """Vectors as the saved model embeds them (lite: fused with the concept bridge when it has one)."""
