@@ -98,14 +98,29 @@ def doc_type(obj: Any) -> str:
     return typ if isinstance(typ, str) else ""
 
 
+VersionMarkers = tuple[tuple[int, tuple[str, ...]], ...]
+"""(version, substrings any of which marks it), newest first."""
+
+_PRESENTATION_CONTEXTS: VersionMarkers = (
+    (3, ("iiif.io/api/presentation/3",)),
+    (2, ("iiif.io/api/presentation/2",)),
+    (1, ("shared-canvas.org", "iiif.io/api/presentation/1")),
+)
+
+
+def marked_version(texts: list[str], markers: VersionMarkers) -> int | None:
+    """The API version the first marked text names (a context or profile URI), or None."""
+    for text in texts:
+        for version, needles in markers:
+            if any(needle in text for needle in needles):
+                return version
+    return None
+
+
 def _presentation_version(doc: dict[str, Any], typ: str) -> int | None:
-    for ctx in contexts(doc):
-        if "iiif.io/api/presentation/3" in ctx:
-            return 3
-        if "iiif.io/api/presentation/2" in ctx:
-            return 2
-        if "shared-canvas.org" in ctx or "iiif.io/api/presentation/1" in ctx:
-            return 1
+    version = marked_version(contexts(doc), _PRESENTATION_CONTEXTS)
+    if version is not None:
+        return version
     # No (usable) context: prefixed types are v2 ("sc:Manifest"), bare ones v3 ("Manifest").
     if typ.startswith("sc:"):
         return 2

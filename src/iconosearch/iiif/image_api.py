@@ -13,7 +13,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from iconosearch.iiif.document import VersionMarkers, contexts, marked_version
 from iconosearch.records import ImageService
+
+_IMAGE_CONTEXTS: VersionMarkers = (
+    (3, ("iiif.io/api/image/3",)),
+    (2, ("iiif.io/api/image/2",)),
+    (1, ("iiif.io/api/image/1", "library.stanford.edu/iiif/image-api")),
+)
+_IMAGE_PROFILES: VersionMarkers = (
+    (3, ("image/3",)),
+    (2, ("image/2",)),
+    (1, ("image/1", "stanford.edu/iiif/image-api")),
+)
 
 _LEVEL = re.compile(r"level\s*([0-9])", re.IGNORECASE)
 
@@ -34,10 +46,6 @@ def _int(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
         return int(value)
     return None
-
-
-def _context_strings(obj: dict[str, Any]) -> list[str]:
-    return [c for c in _as_list(obj.get("@context")) if isinstance(c, str)]
 
 
 def _profile_strings(obj: dict[str, Any]) -> list[str]:
@@ -61,20 +69,11 @@ def service_version(obj: dict[str, Any]) -> int | None:
         return 2
     if typ == "ImageService1":
         return 1
-    for ctx in _context_strings(obj):
-        if "iiif.io/api/image/3" in ctx:
-            return 3
-        if "iiif.io/api/image/2" in ctx:
-            return 2
-        if "iiif.io/api/image/1" in ctx or "library.stanford.edu/iiif/image-api" in ctx:
-            return 1
-    for prof in _profile_strings(obj):
-        if "image/3" in prof:
-            return 3
-        if "image/2" in prof:
-            return 2
-        if "image/1" in prof or "stanford.edu/iiif/image-api" in prof:
-            return 1
+    version = marked_version(contexts(obj), _IMAGE_CONTEXTS)
+    if version is None:
+        version = marked_version(_profile_strings(obj), _IMAGE_PROFILES)
+    if version is not None:
+        return version
     protocol = obj.get("protocol")
     if isinstance(protocol, str) and "iiif.io/api/image" in protocol:
         return 2  # "protocol" appeared in 2.0; 1.1 services did not carry it
@@ -161,7 +160,7 @@ def find_image_service(services: Any, *, default_version: int | None = None) -> 
 
 
 def _looks_like_image_service(obj: dict[str, Any]) -> bool:
-    text = " ".join(_profile_strings(obj) + _context_strings(obj)).lower()
+    text = " ".join(_profile_strings(obj) + contexts(obj)).lower()
     return "image" in text or "level" in text
 
 

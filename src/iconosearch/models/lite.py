@@ -24,10 +24,10 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from iconosearch.models.checksums import file_sha256
 from iconosearch.models.specs import ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -70,15 +70,6 @@ class TowerFiles:
     """Hugging Face folder of all-MiniLM-L6-v2."""
 
 
-@cache
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def tower_files(*, verify: bool = True) -> TowerFiles:
     """Locate the pretrained towers in their installed packages, checking their SHA-256."""
     try:
@@ -100,7 +91,7 @@ def tower_files(*, verify: bool = True) -> TowerFiles:
     for path, expected in checks:
         if not path.is_file():
             raise ModelUnavailableError(f"iconosearch-lite tower file missing: {path}")
-        if verify and _sha256(path) != expected:
+        if verify and file_sha256(path) != expected:
             raise ModelUnavailableError(
                 f"iconosearch-lite tower file {path} has an unexpected SHA-256 (corrupt or a different "
                 f"version); expected {expected}"
@@ -395,7 +386,7 @@ def read_checkpoint(path: Path) -> tuple[LiteConfig, dict[str, torch.Tensor], st
         tensors = load_file(str(heads_path))
     except (ValueError, TypeError, OSError) as exc:
         raise ModelUnavailableError(f"cannot read iconosearch-lite checkpoint {path}: {exc}") from exc
-    return config, tensors, _sha256(heads_path)
+    return config, tensors, file_sha256(heads_path)
 
 
 def fingerprint(config: LiteConfig, heads_sha256: str, text_tower_fingerprint: str = "") -> str:
@@ -434,7 +425,7 @@ def load_lite(path: Path | None = None, *, device: str = "cpu") -> tuple[LiteMod
         _, bad = clip.load_state_dict(load_file(str(tower_override)), strict=False)
         if bad:
             raise ModelUnavailableError(f"{tower_override} holds weights the model lacks: {sorted(bad)[:5]}")
-        heads_sha = f"{heads_sha}+{_sha256(tower_override)}"
+        heads_sha = f"{heads_sha}+{file_sha256(tower_override)}"
     class_text = tensors.get("bridge.class_text")
     if config.bridge_weight > 0 and class_text is None:
         raise ModelUnavailableError("iconosearch-lite config enables the bridge but the heads lack its table")
@@ -466,5 +457,5 @@ def save_lite(
     save_file(tensors, str(folder / HEADS_FILE), metadata={"format": "iconosearch-lite-heads/1"})
     (folder / HEADS_FILE).chmod(0o644)  # safetensors writes 0600; the file ships in the package
     (folder / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
-    _sha256.cache_clear()
+    file_sha256.cache_clear()
     return folder

