@@ -124,7 +124,7 @@ def test_unknown_collection_and_unusable_source(tmp_path: Path) -> None:
 def test_since_parsing() -> None:
     from datetime import UTC, datetime
 
-    from iconosearch.commands.harvest import parse_since
+    from iconosearch.harvest.harvester import parse_since
 
     now = datetime(2026, 1, 10, 12, tzinfo=UTC)
     assert parse_since("7d", now) == datetime(2026, 1, 3, 12, tzinfo=UTC)

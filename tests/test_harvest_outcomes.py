@@ -10,9 +10,9 @@ from typing import Any
 from typer.testing import CliRunner
 
 from iconosearch.cli import app
-from iconosearch.commands.harvest import EXIT_FAILED, EXIT_PARTIAL
 from iconosearch.config import CollectionConfig, HarvestConfig, LimitsConfig, Settings
 from iconosearch.harvest.fetch import HOST_DOWN_AFTER
+from iconosearch.harvest.summary import EXIT_FAILED, EXIT_PARTIAL
 from tests.helpers.http_server import FixtureServer, jpeg
 from tests.test_harvest import run
 
@@ -121,3 +121,14 @@ def test_unresolvable_host_is_not_retried_and_marked_down(tmp_path: Path) -> Non
         assert summary.outcome == "failed"
         # One request per failed image (no retries), none for the ones after the host was marked down.
         assert summary.requests == 1 + HOST_DOWN_AFTER
+
+
+def test_a_harvest_that_cannot_start_does_not_stop_the_others(tmp_path: Path) -> None:
+    from iconosearch.harvest.harvester import harvest_collections
+
+    settings = _settings(tmp_path, "http://127.0.0.1:9/manifest.json")
+    batch = harvest_collections(settings, ["nope", "also-nope"])
+    assert batch.summaries == []
+    assert [e.split(":")[0] for e in batch.errors] == ["nope", "also-nope"]
+    assert "unknown collection 'nope'" in batch.errors[0]
+    assert batch.exit_code == 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.progress import Progress, TaskID
 
 from iconosearch.commands._common import (
     PlainProgress,
@@ -20,31 +20,12 @@ from iconosearch.commands._common import (
     progress_bars,
     state,
 )
+from iconosearch.harvest.summary import EXIT_FAILED, EXIT_PARTIAL
 
 if TYPE_CHECKING:
+    from iconosearch.harvest.run import ProgressCallback, Stage
     from iconosearch.harvest.summary import HarvestSummary
 
-_AGO = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """An ISO date/datetime (UTC when no zone is given) or an age such as ``90m``, ``12h``, ``7d``."""
-    value = text.strip()
-    m = _AGO.match(value)
-    if m:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"--since {text!r}: expected an ISO date/time or an age like 12h or 7d") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
-EXIT_PARTIAL = 4
-"""Exit code of a harvest in which some records or images failed."""
-EXIT_FAILED = 5
-"""Exit code of a harvest that failed as a whole: failures, and no usable record or image."""
 SHOWN_FAILURES = 5
 
 
@@ -87,16 +68,6 @@ def _print_summary(s: HarvestSummary) -> None:
         err_console.print(f"  … and {more} more (all of them in --json and in state.sqlite)", highlight=False)
 
 
-def exit_code(summaries: list[HarvestSummary], errors: list[str]) -> int:
-    """0 only when everything succeeded or was skipped for a stated reason; the worst case wins."""
-    if errors:
-        return 1
-    outcomes = {s.outcome for s in summaries}
-    if "failed" in outcomes:
-        return EXIT_FAILED
-    return EXIT_PARTIAL if "partial" in outcomes else 0
-
-
 def register(app: typer.Typer) -> None:
     @app.command("harvest")
     def harvest(
@@ -123,14 +94,7 @@ def register(app: typer.Typer) -> None:
         some failed (partial failure); 5 when nothing usable came back (total failure); 1 when a harvest
         could not start.
         """
-        import asyncio
-
-        from rich.progress import TaskID
-
-        from iconosearch.harvest.harvester import harvest as run
-        from iconosearch.harvest.run import Stage
-        from iconosearch.harvest.sources import HarvestError
-        from iconosearch.storage import writing
+        from iconosearch.harvest.harvester import harvest_collections, parse_since
 
         st = state(ctx)
         settings = st.settings()
@@ -141,48 +105,44 @@ def register(app: typer.Typer) -> None:
             since_dt = parse_since(since) if since else None
         except ValueError as exc:
             fail(str(exc), code=2)
-        summaries: list[HarvestSummary] = []
-        errors: list[str] = []
         progress = progress_bars(quiet=st.quiet or st.json_output, transient=True)
         with progress:
-            for name in names:
-                tasks = {
-                    "documents": progress.add_task(f"{name}: documents", total=None),
-                    "images": progress.add_task(f"{name}: images", total=None),
-                }
-
-                plain = PlainProgress(name) if plain_progress_wanted(quiet=st.quiet) else None
-
-                def report(
-                    stage: Stage,
-                    done: int,
-                    total: int | None,
-                    tasks: dict[str, TaskID] = tasks,
-                    plain: PlainProgress | None = plain,
-                ) -> None:
-                    if plain is not None:
-                        plain(stage, done, total)
-                    progress.update(tasks[stage], completed=done, total=total)
-
-                try:
-                    with writing(f"harvesting {name!r}", settings.data_dir):
-                        summaries.append(
-                            asyncio.run(run(settings, name, limit=limit, since=since_dt, progress=report))
-                        )
-                except HarvestError as exc:
-                    errors.append(f"{name}: {exc}")
-                for task in tasks.values():
-                    progress.remove_task(task)
+            bars = _progress_for(progress, quiet=st.quiet)
+            batch = harvest_collections(settings, names, limit=limit, since=since_dt, progress_for=bars)
         if st.json_output:
-            emit_json({"harvests": [s.as_dict() for s in summaries], "errors": errors})
+            emit_json({"harvests": [s.as_dict() for s in batch.summaries], "errors": batch.errors})
         elif not st.quiet:
-            for s in summaries:
+            for s in batch.summaries:
                 _print_summary(s)
-        for e in errors:
+        for e in batch.errors:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         if not st.json_output and not st.quiet:
-            _print_next(st.config_file, summaries)
-        raise typer.Exit(exit_code(summaries, errors))
+            _print_next(st.config_file, batch.summaries)
+        raise typer.Exit(batch.exit_code)
+
+
+def _progress_for(progress: Progress, *, quiet: bool) -> Callable[[str], ProgressCallback]:
+    """Per collection, a bar per stage (replacing the previous collection's), or plain lines without a
+    terminal."""
+    shown: list[TaskID] = []
+
+    def start(name: str) -> ProgressCallback:
+        for task in shown:
+            progress.remove_task(task)
+        tasks = {
+            stage: progress.add_task(f"{name}: {stage}", total=None) for stage in ("documents", "images")
+        }
+        shown[:] = tasks.values()
+        plain = PlainProgress(name) if plain_progress_wanted(quiet=quiet) else None
+
+        def report(stage: Stage, done: int, total: int | None) -> None:
+            if plain is not None:
+                plain(stage, done, total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        return report
+
+    return start
 
 
 def _print_next(config_file: Path | None, summaries: list[HarvestSummary]) -> None:

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -31,11 +34,12 @@ from iconosearch.harvest.manifests import harvest_manifests
 from iconosearch.harvest.run import HarvestRun, ManifestRef, ProgressCallback
 from iconosearch.harvest.sources import HarvestError, resolve_source
 from iconosearch.harvest.state import HarvestState
-from iconosearch.harvest.summary import HarvestSummary
+from iconosearch.harvest.summary import HarvestSummary, exit_code
 from iconosearch.iiif.document import DocumentSkippedError
 from iconosearch.iiif.parse import parse_document
 from iconosearch.locks import LockHeldError, exclusive
 from iconosearch.source_kinds import SourceSetup, source_kind
+from iconosearch.storage import writing
 
 SOURCE_KIND_OF_DOCUMENT: Final = {
     "manifest": "manifest",
@@ -160,3 +164,54 @@ async def _run_stages(run: HarvestRun, started: float) -> HarvestSummary:
 def run_harvest(settings: Settings, name_or_url: str, **kwargs: Any) -> HarvestSummary:
     """Synchronous wrapper for callers outside an event loop (CLI, demo)."""
     return asyncio.run(harvest(settings, name_or_url, **kwargs))
+
+
+_AGO = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An ISO date/datetime (UTC when no zone is given) or an age such as ``90m``, ``12h``, ``7d``."""
+    value = text.strip()
+    m = _AGO.match(value)
+    if m:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"--since {text!r}: expected an ISO date/time or an age like 12h or 7d") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+@dataclass
+class HarvestBatch:
+    """The harvests of several collections: a summary for each that ran, an error for each that could not."""
+
+    summaries: list[HarvestSummary] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.summaries, self.errors)
+
+
+def harvest_collections(
+    settings: Settings,
+    targets: Sequence[str],
+    *,
+    limit: int | None = None,
+    since: datetime | None = None,
+    progress_for: Callable[[str], ProgressCallback | None] = lambda _name: None,
+) -> HarvestBatch:
+    """Harvest each target (collection name or IIIF URL) in turn; one that cannot start does not stop
+    the others. ``progress_for(target)`` gives each harvest its progress callback."""
+    batch = HarvestBatch()
+    for target in targets:
+        try:
+            with writing(f"harvesting {target!r}", settings.data_dir):
+                progress = progress_for(target)
+                summary = run_harvest(settings, target, limit=limit, since=since, progress=progress)
+            batch.summaries.append(summary)
+        except HarvestError as exc:
+            batch.errors.append(f"{target}: {exc}")
+    return batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +41,25 @@ class HarvestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+EXIT_PARTIAL = 4
+"""Exit status of a harvest in which some records or images failed."""
+EXIT_FAILED = 5
+"""Exit status of a harvest that failed as a whole: failures, and no usable record or image."""
+
+
+def exit_code(summaries: Sequence[HarvestSummary], errors: Sequence[str]) -> int:
+    """0 only when everything succeeded or was skipped for a stated reason; the worst case wins.
+
+    1 when a harvest could not start, else :data:`EXIT_FAILED` / :data:`EXIT_PARTIAL` by the outcomes.
+    """
+    if errors:
+        return 1
+    outcomes = {s.outcome for s in summaries}
+    if "failed" in outcomes:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if "partial" in outcomes else 0
 
 
 def outcome_of(s: HarvestSummary) -> Outcome:
