@@ -158,6 +158,14 @@ class EncoderConfig(_Strict):
     ``onnxruntime`` is installed, else torch; ``onnx`` = the same but say so when it cannot; ``torch``."""
 
 
+class SubjectsConfig(_Strict):
+    """Machine-suggested ICONCLASS subjects at index time (``subjects.suggested``)."""
+
+    suggest: bool = False
+    """Off by default: the first build with a model embeds ~5,000 ICONCLASS texts (minutes on 2 CPU cores,
+    cached per model after that) and loads the vocabulary (~200 MB, seconds)."""
+
+
 class Settings(BaseSettings):
     """The effective configuration of every iconosearch command."""
 
@@ -176,6 +184,7 @@ class Settings(BaseSettings):
     harvest: HarvestConfig = Field(default_factory=HarvestConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    subjects: SubjectsConfig = Field(default_factory=SubjectsConfig)
 
     @classmethod
     def settings_customise_sources(

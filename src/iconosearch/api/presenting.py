@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from iconosearch.query import SearchPage
 from iconosearch.records import DateRange, ImageRecord, LangMap
 from iconosearch.relevance import Thresholds
 from iconosearch.rights import allows_derivatives, rights_class
+from iconosearch.subjects.suggested import SuggestedSubject
 
 THUMB_PX = 400
 VIEWER_PATH = "/viewer/"
@@ -90,7 +92,9 @@ class Presenter:
         band = thresholds.band(score) if thresholds is not None else None
         return s.Result(**self._common(record, score, duplicates), relevance=band)
 
-    def item(self, record: ImageRecord, duplicates: tuple[str, ...]) -> s.Item:
+    def item(
+        self, record: ImageRecord, duplicates: tuple[str, ...], suggested: Sequence[SuggestedSubject] = ()
+    ) -> s.Item:
         return s.Item(
             **self._common(record, None, duplicates),
             manifest_label=record.manifest_label,
@@ -100,6 +104,10 @@ class Presenter:
             part_of=list(record.part_of),
             width=record.width,
             height=record.height,
+            suggested_subjects=[
+                s.SuggestedSubjectOut(notation=x.notation, label=x.label, score=x.score, division=x.division)
+                for x in suggested
+            ],
         )
 
     def viewer_links(self, record: ImageRecord) -> s.ViewerLinks:

@@ -207,7 +207,8 @@ async def get_item(ctx: Ctx, request: Request, item_id: ItemId) -> s.Item:
     if record is None:
         raise UnknownItemError(f"no item {rid} in the served index")
     duplicates = await ctx.call(ctx.engine.duplicates, rid)
-    return ctx.presenter(request).item(record, duplicates)
+    suggested = await ctx.call(ctx.engine.suggested_subjects, rid)
+    return ctx.presenter(request).item(record, duplicates, suggested)
 
 
 @router.get(

@@ -155,6 +155,14 @@ class MetadataEntry(_Out):
     value: LangMap
 
 
+class SuggestedSubjectOut(_Out):
+    notation: str = Field(description="ICONCLASS notation, e.g. 25G21(APPLE).")
+    label: str = Field(description="The notation's English text, as the model scored it.")
+    score: float = Field(description="Cosine of image and text; comparable within one model only.")
+    division: str = Field(description="ICONCLASS top-level division (0–9).")
+    source: Literal["machine"] = Field(default="machine", description="Always machine-suggested.")
+
+
 class Item(Result):
     score: float | None = Field(default=None, description="Not a search: no score.")  # type: ignore[assignment]
     manifest_label: LangMap
@@ -164,6 +172,11 @@ class Item(Result):
     part_of: list[str]
     width: int | None = None
     height: int | None = None
+    suggested_subjects: list[SuggestedSubjectOut] = Field(
+        default_factory=list,
+        description="ICONCLASS subjects suggested zero-shot by the model at index time (``[subjects] "
+        "suggest``), best first; never the catalogue's own subjects, which stay in ``metadata``.",
+    )
 
 
 class Timings(_Out):

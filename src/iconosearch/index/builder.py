@@ -7,6 +7,7 @@ written, updated and compacted).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -131,7 +132,7 @@ def build_index(
         names=names,
         embedder=embedder,
         model=ModelInfo(str(embedder.spec), str(embedder.fingerprint), int(embedder.dim)),
-        options=options or BuildOptions(),
+        options=_with_subject_labels(settings, options or BuildOptions(), embedder, data.embedding_cache),
         progress=progress or no_progress,
         cache_dir=data.embedding_cache,
     )
@@ -144,6 +145,17 @@ def build_index(
         if base is None:
             return _full_build(build, harvested)
         return _incremental_build(build, harvested, base)
+
+
+def _with_subject_labels(
+    settings: Any, options: BuildOptions, embedder: Any, cache_dir: Path
+) -> BuildOptions:
+    """``options`` with the ICONCLASS label vectors when ``[subjects] suggest`` is on."""
+    if not settings.subjects.suggest:
+        return options
+    from iconosearch.subjects.suggested import load_labels
+
+    return dataclasses.replace(options, subject_labels=load_labels(embedder, cache_dir))
 
 
 def _full_build(build: _Build, harvested: _Harvested) -> IndexVersion:

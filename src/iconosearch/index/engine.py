@@ -48,6 +48,7 @@ from iconosearch.query import (
 from iconosearch.records import ImageRecord
 from iconosearch.relevance import Calibration, query_kind
 from iconosearch.subjects import expand_subjects
+from iconosearch.subjects.suggested import SuggestedSubject
 
 __all__ = ["IndexInfo", "IndexNotReadyError", "ModelMismatchError", "SearchEngine"]
 
@@ -253,6 +254,13 @@ class SearchEngine:
         with loaded.lock:
             iid = resolve_id(loaded, record_id)
             return loaded.meta.records([iid]).get(iid) if iid is not None else None
+
+    def suggested_subjects(self, record_id: str) -> list[SuggestedSubject]:
+        """Machine-suggested ICONCLASS subjects of ``record_id``, best first (``subjects.suggested``)."""
+        loaded = self._require()
+        with loaded.lock:
+            iid = resolve_id(loaded, record_id)
+            return loaded.meta.suggestions(iid) if iid is not None else []
 
     def duplicates(self, record_id: str) -> tuple[str, ...]:
         """Ids of the near-identical images of ``record_id`` (not including itself)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from iconosearch.query import Filters, InvalidFilterError
 from iconosearch.records import NO_LANG, ImageRecord, id_to_int64, record_from_dict, record_to_dict
 from iconosearch.rights import rights_class
+from iconosearch.subjects.suggested import SuggestedSubject
 
 SCHEMA = """
 CREATE TABLE records (
@@ -50,6 +51,19 @@ CREATE TABLE languages (int_id INTEGER NOT NULL, lang TEXT NOT NULL);
 CREATE INDEX languages_lang ON languages(lang, int_id);
 CREATE INDEX languages_id ON languages(int_id);
 CREATE VIRTUAL TABLE captions USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
+"""
+
+SUGGESTIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suggested_subjects (
+    int_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    notation TEXT NOT NULL,
+    score REAL NOT NULL,
+    label TEXT NOT NULL,
+    division TEXT NOT NULL,
+    PRIMARY KEY (int_id, rank)
+);
+CREATE INDEX IF NOT EXISTS suggested_division ON suggested_subjects(division, int_id);
 """
 
 
@@ -149,6 +163,8 @@ class Metadata:
         for table, col in (("records", "int_id"), ("providers", "int_id"), ("languages", "int_id")):
             cur.executemany(f"DELETE FROM {table} WHERE {col} = ?", [(i,) for i in int_ids])  # noqa: S608
         cur.executemany("DELETE FROM captions WHERE rowid = ?", [(i,) for i in int_ids])
+        if self._has_table("suggested_subjects"):
+            cur.executemany("DELETE FROM suggested_subjects WHERE int_id = ?", [(i,) for i in int_ids])
 
     def set_rows(self, rows: Iterable[tuple[int, int]]) -> None:
         """Renumber ``(int_id, row)`` after vectors were compacted (two passes avoid UNIQUE clashes)."""
@@ -167,6 +183,30 @@ class Metadata:
             "CREATE TABLE IF NOT EXISTS aliases (old_id TEXT PRIMARY KEY, new_id TEXT NOT NULL)"
         )
         self.conn.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", sorted(aliases.items()))
+
+    def set_suggestions(
+        self, int_ids: Sequence[int], suggested: Sequence[Sequence[SuggestedSubject]]
+    ) -> None:
+        """Machine-suggested subjects of ``int_ids`` (``subjects.suggested``): a table of their own, never
+        mixed into the records' catalogue data; by division too, for filters and facets."""
+        self.conn.executescript(SUGGESTIONS_SCHEMA)
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO suggested_subjects VALUES (?,?,?,?,?,?)",
+            [
+                (int(iid), rank, s.notation, s.score, s.label, s.division)
+                for iid, picks in zip(int_ids, suggested, strict=True)
+                for rank, s in enumerate(picks)
+            ],
+        )
+
+    def suggestions(self, int_id: int) -> list[SuggestedSubject]:
+        """``int_id``'s suggested subjects, best first (none when the version was built without)."""
+        if not self._has_table("suggested_subjects"):
+            return []
+        rows = self.conn.execute(
+            "SELECT notation, score, label FROM suggested_subjects WHERE int_id = ? ORDER BY rank", (int_id,)
+        )
+        return [SuggestedSubject(str(n), float(s), str(label)) for n, s, label in rows]
 
     def commit(self) -> None:
         self.conn.commit()
@@ -195,7 +235,10 @@ class Metadata:
         return dict(self.conn.execute("SELECT old_id, new_id FROM aliases").fetchall())
 
     def _has_aliases(self) -> bool:
-        has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'aliases'")
+        return self._has_table("aliases")
+
+    def _has_table(self, name: str) -> bool:
+        has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
         return has.fetchone() is not None
 
     def alias(self, old_id: str) -> str | None:

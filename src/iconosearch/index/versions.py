@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from iconosearch.index.metadata import Metadata
 from iconosearch.index.store import IndexManifest, IndexStore, IndexStoreError, IndexVersion, utc_now_iso
 from iconosearch.records import ImageRecord, id_to_int64
 from iconosearch.storage import writing
+
+if TYPE_CHECKING:
+    from iconosearch.subjects.suggested import SubjectLabels
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ class BuildOptions:
     duplicate_threshold: float = DUPLICATE_THRESHOLD
     shards: int = 1
     """Split the FAISS index into this many shards, searched and merged exactly (``index.sharded``)."""
+    subject_labels: SubjectLabels | None = None
+    """When given (``[subjects] suggest``), every new vector gets its machine-suggested subjects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,7 @@ def write_version(
                     for row, item in enumerate(items)
                 )
                 meta.set_aliases(aliases or {})
+                _suggest(meta, options, model.fingerprint, ids, vectors)
                 meta.finish()
                 progress("metadata", len(items), len(items))
             finally:
@@ -157,6 +164,17 @@ def write_version(
     except BaseException:
         store.abort(staging)
         raise
+
+
+def _suggest(
+    meta: Metadata, options: BuildOptions, fingerprint: str, ids: np.ndarray, vectors: np.ndarray
+) -> None:
+    labels = options.subject_labels
+    if labels is None or len(ids) == 0:
+        return
+    if labels.fingerprint != fingerprint:
+        raise ValueError("subject labels were embedded by another model than the index's")
+    meta.set_suggestions([int(i) for i in ids], labels.suggest(vectors))
 
 
 def _write_faiss(
@@ -376,6 +394,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
                 )
                 meta.set_groups((iid, g) for iid, g in groups.items() if existing.get(iid, g) != g)
                 meta.set_aliases(update.aliases)
+                _suggest(meta, update.options, m.model_fingerprint, add_ids, new_vectors[first_new:])
                 meta.finish()
             finally:
                 meta.close()

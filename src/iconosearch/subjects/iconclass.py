@@ -81,7 +81,8 @@ class Iconclass:
                 self._ic.load(language)
         tree: dict[str | None, dict[str, Any]] = self._ic._D
         self.notations: list[str] = sorted(n for n in tree if n and _PLACEHOLDER not in n)
-        self._depth = [len(tree[n].get("p", ())) for n in self.notations]
+        self.depths = [len(tree[n].get("p", ())) for n in self.notations]
+        """Each notation's depth in the hierarchy (``2`` is 1, ``25G21`` is 5)."""
         self._index = {language: self._build_index(language) for language in LANGUAGES}
 
     def _build_index(self, language: str) -> _LanguageIndex:
@@ -177,7 +178,7 @@ class Iconclass:
             if not prefixed:
                 return []
         assert exact is not None and prefixed is not None
-        by_depth = self._depth.__getitem__
+        by_depth = self.depths.__getitem__
         first = sorted(exact, key=by_depth)[:MAX_SCORED]
         rest = sorted(prefixed - exact, key=by_depth)[: MAX_SCORED - len(first)]
         return first + rest
@@ -205,7 +206,7 @@ class Iconclass:
             score += 2.0
         if not matched:
             matched = next((k for k in keywords if all(_has_prefix(k, w) for w in typed)), text)
-        score -= 0.1 * self._depth[number] + 0.002 * len(text)
+        score -= 0.1 * self.depths[number] + 0.002 * len(text)
         return score, matched
 
 
