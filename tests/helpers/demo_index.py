@@ -10,6 +10,7 @@ builder; the engine under test then reads that version like any other.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import socket
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+from iconosearch.datadir import DataDir
 from iconosearch.iiif.regions import Box, canvas_to_image
 from iconosearch.index.store import IndexStore
 from iconosearch.index.versions import EmbeddedRecord, ModelInfo, write_version
@@ -183,6 +185,16 @@ def _iiif_tree(src: Path, identifier: str, out_dir: Path, base: str) -> ImageSer
     )
 
 
+def _cache_image(data_dir: Path, path: Path) -> str:
+    """Put the image in the data dir's image cache as a harvest does (by content hash), so that a detail of
+    its record can be searched ("search this detail" crops the cached image); returns the hash."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    target = DataDir(data_dir).image_cache / digest[:2] / f"{digest}{path.suffix.lower()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return digest
+
+
 def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> DemoIndex:
     """Write images, IIIF trees and one index version under ``data_dir``; URLs start with ``base_url``."""
     work = data_dir / "sources"
@@ -234,7 +246,7 @@ def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> 
         files[rec.id] = path
         with Image.open(path) as im:
             images.append(im.convert("RGB"))
-        hashes.append(f"sha-{name}")
+        hashes.append(_cache_image(data_dir, path))
     # The same picture published in a second manifest: a duplicate group.
     first = records[0]
     dup_manifest = f"{base_url}/iiif/local/{COLLECTION}/copy-of-{sources[0].name}/manifest.json"
