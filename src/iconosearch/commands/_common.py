@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from iconosearch.config import ConfigError, Settings, load_settings
+from iconosearch.harvest.state import harvested_collections
+
+__all__ = ["harvested_collections"]  # the evaluate command imports it from here
 
 
 @dataclass
@@ -35,17 +38,6 @@ class CliState:
 
 err_console = Console(stderr=True)
 out_console = Console()
-
-
-def harvested_collections(data_dir: Path) -> set[str]:
-    """Names of the collections in the harvest state: configured ones and IIIF URLs harvested by name."""
-    db = data_dir / "state.sqlite"
-    if not db.is_file():
-        return set()
-    from iconosearch.harvest.state import HarvestState
-
-    with HarvestState(db) as st:
-        return {c.name for c in st.collections()}
 
 
 def state(ctx: typer.Context) -> CliState:

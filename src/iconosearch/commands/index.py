@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,12 +11,16 @@ from iconosearch.commands._common import (
     emit_json,
     err_console,
     fail,
-    harvested_collections,
     out_console,
     progress_bars,
     stage_updater,
     state,
 )
+
+if TYPE_CHECKING:
+    from iconosearch.config import Settings
+    from iconosearch.index.store import IndexStore, IndexVersion
+    from iconosearch.index.versions import BuildOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -90,71 +94,48 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Embed harvested images and build a new index version, switched in atomically."""
         from iconosearch.datadir import DataDir
-        from iconosearch.index import faiss_index
+        from iconosearch.index.jobs import IndexRequestError, build_options
         from iconosearch.index.store import IndexStore, IndexStoreError
-        from iconosearch.index.versions import BuildOptions
 
         st = state(ctx)
         settings = st.settings()
         if ray is not None:
             settings = settings.model_copy(update={"ray": settings.ray.model_copy(update={"address": ray})})
-        if kind is not None and kind not in faiss_index.KINDS:
-            fail(f"unknown --kind {kind!r}; choose one of {', '.join(faiss_index.KINDS)}", code=2)
         try:
+            options = build_options(kind, shards, memory_gb)
             store = IndexStore(DataDir(settings.data_dir).indexes, name)
-        except IndexStoreError as exc:
+        except (IndexRequestError, IndexStoreError) as exc:
             fail(str(exc), code=2)
         if check:
             _check(store, st.json_output)
         if rollback:
             _rollback(store, collections[0] if collections else None, st.json_output, st.quiet)
-            return
-        if gc:
+        elif gc:
             removed = store.gc(grace_s=grace)
             if st.json_output:
                 emit_json({"removed": removed, "versions": store.versions(), "current": store.current_name()})
             elif not st.quiet:
                 out_console.print(f"removed {len(removed)} old version(s); {len(store.versions())} left")
-            return
-        options = BuildOptions(kind=kind, shards=shards)
-        if memory_gb is not None:
-            options = BuildOptions(kind=kind, shards=shards, memory_budget=int(memory_gb * 1024**3))
-        # A IIIF URL harvested by itself is a named collection too (the name `harvest` printed).
-        known = set(settings.collections) | harvested_collections(settings.data_dir)
-        unknown = [c for c in collections or [] if c not in known]
-        if unknown:
-            names = ", ".join(sorted(known)) or "none"
-            fail(f"unknown collection(s): {', '.join(unknown)} (configured or harvested: {names})", code=2)
-        try:
-            if compact:
-                from iconosearch.index.versions import compact as compact_version
+        else:
+            quiet = st.quiet or st.json_output
+            version = _build(settings, store, collections or [], incremental, options, quiet, model, compact)
+            _print_built(store, version, store.gc(grace_s=grace), st.json_output, st.quiet)
 
-                version = compact_version(store, options=options)
-            else:
-                quiet = st.quiet or st.json_output
-                version = _build(settings, name, collections or [], incremental, options, quiet, model)
-        except IndexStoreError as exc:
-            fail(str(exc))
-        except Exception as exc:
-            from iconosearch.models.ray_embed import RayUnavailableError
-            from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
 
-            if isinstance(exc, ModelSpecError | ModelUnavailableError | RayUnavailableError):
-                fail(str(exc))
-            raise
-        removed = store.gc(grace_s=grace)
-        m = version.manifest
-        if st.json_output:
-            emit_json({**asdict(m), "path": str(version.path), "gc_removed": removed})
-            return
-        if not st.quiet:
-            recall = "exact" if m.recall_at_10 is None else f"recall@10 {m.recall_at_10:.3f}"
-            out_console.print(
-                f"index [bold]{name}[/] version [bold]{m.version}[/]: {m.count} records of "
-                f"{', '.join(m.collections)}; {m.faiss_type} ({recall}); model {m.model_spec}"
-                + (f"; {len(m.failures)} image(s) failed" if m.failures else ""),
-                soft_wrap=True,  # the model spec and version are copied: no hard line breaks inside them
-            )
+def _print_built(
+    store: IndexStore, version: IndexVersion, removed: list[str], json_output: bool, quiet: bool
+) -> None:
+    m = version.manifest
+    if json_output:
+        emit_json({**asdict(m), "path": str(version.path), "gc_removed": removed})
+    elif not quiet:
+        recall = "exact" if m.recall_at_10 is None else f"recall@10 {m.recall_at_10:.3f}"
+        out_console.print(
+            f"index [bold]{store.name}[/] version [bold]{m.version}[/]: {m.count} records of "
+            f"{', '.join(m.collections)}; {m.faiss_type} ({recall}); model {m.model_spec}"
+            + (f"; {len(m.failures)} image(s) failed" if m.failures else ""),
+            soft_wrap=True,  # the model spec and version are copied: no hard line breaks inside them
+        )
 
 
 def _check(store: Any, json_output: bool) -> None:
@@ -183,15 +164,13 @@ def _check(store: Any, json_output: bool) -> None:
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _rollback(store: Any, version: str | None, json_output: bool, quiet: bool) -> None:
+def _rollback(store: IndexStore, version: str | None, json_output: bool, quiet: bool) -> None:
+    from iconosearch.index.jobs import roll_back
     from iconosearch.index.store import IndexStoreError
-    from iconosearch.index.verify import IndexDamagedError, rollback_target
+    from iconosearch.index.verify import IndexDamagedError
 
-    before = store.current_name()
     try:
-        with store.building():  # a writer like any other: not while a build is switching CURRENT
-            target = rollback_target(store, version)
-            store.switch(target)
+        before, target = roll_back(store, version)
     except (IndexDamagedError, IndexStoreError) as exc:
         fail(str(exc))
     if json_output:
@@ -201,27 +180,37 @@ def _rollback(store: Any, version: str | None, json_output: bool, quiet: bool) -
 
 
 def _build(
-    settings: Any,
-    name: str,
+    settings: Settings,
+    store: IndexStore,
     collections: list[str],
     incremental: bool,
-    options: Any,
+    options: BuildOptions,
     quiet: bool,
     model: str | None,
-) -> Any:
-    from iconosearch.index.builder import build_index
-    from iconosearch.models.embedder import load_embedder
+    compact: bool,
+) -> IndexVersion:
+    """Build (or compact) a version; failures the user can act on end the command with their message."""
+    from iconosearch.index.jobs import IndexRequestError, check_collections, index_collections
+    from iconosearch.index.store import IndexStoreError
+    from iconosearch.index.versions import compact as compact_version
+    from iconosearch.models.ray_embed import RayUnavailableError
+    from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
 
-    embedder = load_embedder(model or settings.model)
-    if quiet:
-        return build_index(settings, name, collections, embedder, incremental=incremental, options=options)
-    with progress_bars(quiet=quiet) as bars:
-        return build_index(
-            settings,
-            name,
-            collections,
-            embedder,
-            incremental=incremental,
-            progress=stage_updater(bars),
-            options=options,
-        )
+    try:
+        if compact:
+            check_collections(settings, collections)
+            return compact_version(store, options=options)
+        with progress_bars(quiet=quiet) as bars:
+            return index_collections(
+                settings,
+                store.name,
+                collections,
+                model=model,
+                incremental=incremental,
+                options=options,
+                progress=None if quiet else stage_updater(bars),
+            )
+    except IndexRequestError as exc:
+        fail(str(exc), code=2)
+    except (IndexStoreError, ModelSpecError, ModelUnavailableError, RayUnavailableError) as exc:
+        fail(str(exc))

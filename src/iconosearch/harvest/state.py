@@ -563,3 +563,12 @@ class HarvestState:
                 )
             )
         return out
+
+
+def harvested_collections(data_dir: Path) -> set[str]:
+    """Names of the collections in the harvest state: configured ones and IIIF URLs harvested by name."""
+    db = data_dir / "state.sqlite"
+    if not db.is_file():
+        return set()
+    with HarvestState(db) as st:
+        return {c.name for c in st.collections()}
