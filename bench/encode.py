@@ -9,6 +9,10 @@ Prints one JSON object (issue 16, items 1-3):
   trimmed and ONNX;
 - ``ceiling_rps``: the serving ceiling the issue defines, available cores ÷ the best per-query encode
   time over the batch sizes (the encoder is the bottleneck; FAISS and HTTP come on top);
+- ``concurrent``: ``--clients`` threads each asking one distinct query after another for ``--seconds``,
+  through the serving worker (:class:`~iconosearch.models.batching.TextBatcher`, ``batched``) or each
+  encoding alone in its own thread as 0.1 did (``alone``): queries/s, p50/p99 and the mean batch size;
+  ``of_ceiling`` is the batched rate over ``ceiling_rps``. Encoding only: no FAISS, no HTTP;
 - ``ratios``: same-run ratios (padded/trimmed, torch/onnx), steadier than absolute times on busy cores;
 - ``load_average`` before and after.
 
@@ -69,6 +73,51 @@ def _pct(values: list[float], p: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
 
 
+def _concurrent(
+    encode: Callable[[list[str]], object], *, batched: bool, args: argparse.Namespace, dim: int
+) -> dict[str, Any]:
+    """``args.clients`` threads asking distinct queries back to back for ``args.seconds``."""
+    import threading
+
+    import numpy as np
+
+    from iconosearch.models.batching import TextBatcher
+
+    batcher = TextBatcher(lambda t: np.asarray(encode(t)), dim, threads=args.threads) if batched else None
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + args.seconds
+
+    def client(k: int) -> None:
+        i = 0
+        while time.perf_counter() < deadline:
+            i += 1
+            texts = [f"{QUERIES[(k + i) % len(QUERIES)]} client {k} query {i}"]
+            start = time.perf_counter()
+            (batcher.embed_texts if batcher is not None else encode)(texts)
+            with lock:
+                latencies.append((time.perf_counter() - start) * 1000.0)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    out: dict[str, Any] = {
+        "clients": args.clients,
+        "queries": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": _pct(latencies, 0.5),
+        "p99_ms": _pct(latencies, 0.99),
+    }
+    if batcher is not None:
+        batcher.close()
+        out["mean_batch"] = round(batcher.stats.texts / max(1, batcher.stats.batches), 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,10 +127,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=20, help="single queries per variant per round")
     parser.add_argument("--batches", default="1,2,4,8,16")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per concurrent variant")
     parser.add_argument("--quick", action="store_true", help="few rounds: under a minute")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.repeat = 2, 5
+        args.rounds, args.repeat, args.seconds = 2, 5, 3.0
 
     import numpy as np
     import torch
@@ -152,7 +203,21 @@ def main() -> None:
     }
     best = {name: min(by.values()) for name, by in per_query.items()}
     p50 = {name: round(statistics.median(r), 2) for name, r in single_rounds.items()}
-    ratios: dict[str, Any] = {}
+    concurrent = {
+        f"{name}_{mode}": _concurrent(variants[name], batched=mode == "batched", args=args, dim=torch_emb.dim)
+        for name in batch
+        for mode in ("alone", "batched")
+    }
+    for name in batch:
+        concurrent[f"{name}_batched"]["of_ceiling"] = round(
+            concurrent[f"{name}_batched"]["rps"] / (cores * 1000.0 / best[name]), 2
+        )
+    ratios: dict[str, Any] = {
+        f"{name}_batched_over_alone_rps": round(
+            concurrent[f"{name}_batched"]["rps"] / concurrent[f"{name}_alone"]["rps"], 2
+        )
+        for name in batch
+    }
     if lite.text_tower is None:
         ratios["padded_over_trimmed"] = round(p50["torch_padded"] / p50["torch_trimmed"], 2)
     if has_onnx:
@@ -171,6 +236,7 @@ def main() -> None:
                 "best_ms_per_query": best,
                 "cores": cores,
                 "ceiling_rps": {name: round(cores * 1000.0 / ms, 1) for name, ms in best.items()},
+                "concurrent": concurrent,
                 "ratios": ratios,
                 "min_cosine_vs_torch_trimmed": agreement,
                 "load_average": {
