@@ -161,3 +161,12 @@ def test_registering_a_kind_twice_is_refused() -> None:
 
     with pytest.raises(ValueError, match="already registered"):
         register_spec_kind(SpecKind("lite", lambda raw, text: None, "'x'"))
+
+
+def test_available_models_lists_the_default_first_and_says_what_works_offline() -> None:
+    from iconosearch.models.available import available_models
+
+    rows = available_models()
+    assert rows[0]["spec"] == LITE_NAME and rows[0]["offline"] is True
+    assert all(set(r) == {"spec", "dim", "preprocessing", "license", "offline", "description"} for r in rows)
+    assert all(parse_spec(r["spec"]) for r in rows)

@@ -202,3 +202,14 @@ def test_documents_do_not_pass_raw_html_through() -> None:
     page = render_markdown("# Card\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))", "t")
     assert "<script>alert" not in page
     assert 'href="javascript:' not in page
+
+
+def test_calibrate_folder_measures_and_saves_where_asked(tmp_path: Path) -> None:
+    from iconosearch.evaluation.calibration import calibrate_folder
+
+    folder = Path(__file__).resolve().parents[1] / "demo" / "collection"
+    target, cal = calibrate_folder(
+        "iconosearch-lite", folder, data_dir=tmp_path, out=tmp_path / "relevance.json", limit=24
+    )
+    assert target == tmp_path / "relevance.json" and target.is_file()
+    assert "(24 items)" in cal.to_dict()["measured_on"]

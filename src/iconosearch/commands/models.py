@@ -3,62 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from iconosearch.commands._common import emit_json, err_console, fail, out_console, state
-
-
-def model_rows() -> list[dict[str, Any]]:
-    """The models ``iconosearch models`` lists (cheap: reads configs, loads no weights)."""
-    from iconosearch.models.embedder import hub_cached
-    from iconosearch.models.lite import BUILTIN_DIR, read_checkpoint, tower_files
-    from iconosearch.models.specs import (
-        KNOWN_HUB_MODELS,
-        LITE_NAME,
-        ModelUnavailableError,
-        hub_offline,
-        parse_spec,
-    )
-
-    rows: list[dict[str, Any]] = []
-    try:
-        config, _tensors, _sha = read_checkpoint(BUILTIN_DIR)
-        tower_files()
-        lite_ok, dim, prep, note = True, config.dim, config.describe_preprocessing(), ""
-    except ModelUnavailableError as exc:
-        lite_ok, dim, prep, note = False, None, "-", f" (unavailable: {exc})"
-    rows.append(
-        {
-            "spec": LITE_NAME,
-            "dim": dim,
-            "preprocessing": prep,
-            "license": "heads: Apache-2.0; towers: Apache-2.0 (EfficientNet-Lite0, all-MiniLM-L6-v2)",
-            "offline": lite_ok,
-            "description": "embedded default: EfficientNet-Lite0 + MiniLM-L6, LiT heads trained on "
-            "public-domain clip art, fused with an ImageNet concept bridge; English only" + note,
-        }
-    )
-    offline = hub_offline()
-    for spec, dim, prep, license_, description in KNOWN_HUB_MODELS:
-        cached = hub_cached(parse_spec(spec))
-        rows.append(
-            {
-                "spec": spec,
-                "dim": dim,
-                "preprocessing": prep,
-                "license": license_,
-                "offline": cached,
-                "description": description
-                + (
-                    ""
-                    if cached
-                    else " (needs the Hugging Face hub" + (", which is offline)" if offline else ")")
-                ),
-            }
-        )
-    return rows
 
 
 def register(app: typer.Typer) -> None:
@@ -74,7 +23,9 @@ def register(app: typer.Typer) -> None:
         """List model specs usable in config, CLI and API; `build-lite` rebuilds iconosearch-lite."""
         if ctx.invoked_subcommand is not None:
             return
-        rows = model_rows()
+        from iconosearch.models.available import available_models
+
+        rows = available_models()
         if state(ctx).json_output:
             emit_json(rows)
             return
@@ -188,20 +139,16 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int | None, typer.Option(min=20, help="Use only the first N items.")] = None,
     ) -> None:
         """Measure a model's relevance bands (strong / possible / weak match) on evaluation data."""
-        from iconosearch.evaluation.calibration import calibrate, folder_items
-        from iconosearch.models.embedder import load_embedder
-        from iconosearch.relevance import default_target
+        from iconosearch.evaluation.calibration import calibrate_folder
 
         st = state(ctx)
-        spec = model or st.settings().model
-        items = folder_items(folder, limit)
-        embedder = load_embedder(spec)
+        settings = st.settings()
         try:
-            cal = calibrate(embedder, items, measured_on=f"{folder.name} ({len(items)} items)")
+            target, cal = calibrate_folder(
+                model or settings.model, folder, data_dir=settings.data_dir, out=out, limit=limit
+            )
         except ValueError as exc:
             fail(str(exc))
-        target = out or default_target(spec, embedder.fingerprint, st.settings().data_dir)
-        cal.save(target)
         if st.json_output:
             emit_json({"out": str(target), **cal.to_dict()})
         else:

@@ -127,3 +127,22 @@ def calibrate(
         text=text,
         image=image,
     )
+
+
+def calibrate_folder(
+    spec: str, folder: Path, *, data_dir: Path, out: Path | None = None, limit: int | None = None
+) -> tuple[Path, Calibration]:
+    """Calibrate model ``spec`` on a folder of images with ``metadata.csv`` and save the result.
+
+    Saved to ``out``, else where the model's relevance file belongs (its own folder for a local model,
+    else the data directory); returns (where it was saved, the calibration).
+    """
+    from iconosearch.models.embedder import load_embedder
+    from iconosearch.relevance import default_target
+
+    items = folder_items(folder, limit)
+    embedder = load_embedder(spec)
+    cal = calibrate(embedder, items, measured_on=f"{folder.name} ({len(items)} items)")
+    target = out or default_target(spec, embedder.fingerprint, data_dir)
+    cal.save(target)
+    return target, cal
