@@ -331,7 +331,8 @@ def test_facets_count_filtered_records(small: tuple[Path, list[EmbeddedRecord]])
     data_dir, items = small
     engine = engine_for(data_dir)
     facets = engine.facets(Filters())
-    assert set(facets) == {"collection", "institution", "rights", "century"}
+    assert set(facets) == {"collection", "institution", "rights", "century", "suggested_division"}
+    assert facets["suggested_division"] == {}  # built without suggested subjects
     assert sum(facets["collection"].values()) == len(items)
     assert facets["collection"]["maps"] == sum(1 for i in items if i.record.collection == "maps")
     maps = engine.facets(Filters(collections=("maps",)))

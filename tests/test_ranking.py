@@ -125,8 +125,13 @@ def test_query_key_ignores_page_but_not_ranking_inputs() -> None:
 
 
 def test_count_facets() -> None:
-    rows = [("maps", "BL", "open", 19), ("maps", None, "open", 19), ("prints", "BL", "unknown", None)]
+    rows = [
+        ("maps", "BL", "open", 19, "2"),
+        ("maps", None, "open", 19, None),
+        ("prints", "BL", "unknown", None, "2"),
+    ]
     facets = count_facets(rows)
+    assert facets["suggested_division"] == {"2": 2}  # records without suggestions are not counted
     assert facets["collection"] == {"maps": 2, "prints": 1}
     assert facets["institution"] == {"BL": 2, "unknown": 1}
     assert facets["rights"] == {"open": 2, "unknown": 1}

@@ -11,9 +11,11 @@ import pytest
 
 from iconosearch.api.app import create_app
 from iconosearch.config import ServerConfig, Settings
+from iconosearch.index.engine import SearchEngine
 from iconosearch.index.metadata import Metadata
 from iconosearch.index.store import IndexStore
 from iconosearch.index.versions import BuildOptions, EmbeddedRecord, update_version, write_version
+from iconosearch.query import Filters, Query, Term
 from iconosearch.records import id_to_int64
 from iconosearch.subjects import vocabulary
 from iconosearch.subjects.iconclass import Iconclass
@@ -100,6 +102,41 @@ def test_index_time_suggestions_are_stored_apart_and_served(labels: SubjectLabel
             assert [s["score"] for s in suggested] == sorted((s["score"] for s in suggested), reverse=True)
             # The catalogue's own metadata is untouched by suggestions.
             assert all("ICONCLASS" not in str(m) for m in body["metadata"])
+
+
+def test_the_best_suggestions_division_filters_and_facets(labels: SubjectLabels, tmp_path: Path) -> None:
+    store = IndexStore(tmp_path / "indexes", "default")
+    items = items_picturing(labels, PICTURED)  # divisions 2, 1, 2, 4
+    write_version(store, items, MODEL, options=BuildOptions(subject_labels=labels))
+    engine = SearchEngine.open(tmp_path, embedder_loader=lambda spec: HashEmbedder())
+    assert engine.facets(Filters())["suggested_division"] == {"2": 2, "1": 1, "4": 1}
+    nature = engine.facets(Filters(suggested_divisions=("2",)))
+    assert nature["suggested_division"] == {"2": 2} and sum(nature["collection"].values()) == 2
+    page = engine.search(
+        Query(terms=(Term("item", items[0].record.id),), filters=Filters(suggested_divisions=("1", "4")))
+    )
+    assert {h.record.id for h in page.hits} == {items[1].record.id, items[3].record.id}
+
+    settings = Settings(data_dir=tmp_path, server=ServerConfig(public_url=None))
+    with (
+        live_server(create_app(settings, reload_interval_s=0), free_port()) as base_url,
+        httpx.Client(base_url=base_url, timeout=60) as client,
+    ):
+        r = client.get(
+            "/api/search", params={"like": items[0].record.id, "suggested_division": ["1"], "facets": "true"}
+        )
+        assert r.status_code == 200, r.text
+        assert [x["id"] for x in r.json()["results"]] == [items[1].record.id]
+        r = client.post(
+            "/api/search",
+            json={
+                "terms": [{"kind": "item", "value": items[0].record.id}],
+                "filters": {"suggested_divisions": ["4"]},
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert [x["id"] for x in r.json()["results"]] == [items[3].record.id]
+        assert client.get("/api/search", params={"q": "x", "suggested_division": "X"}).status_code == 422
 
 
 def test_versions_built_without_suggestions_serve_none(tmp_path: Path) -> None:

@@ -45,6 +45,9 @@ class Filters:
     languages: tuple[str, ...] = ()
     """Keep records with a caption in one of these languages."""
     has_caption: bool | None = None
+    suggested_divisions: tuple[str, ...] = ()
+    """Keep records whose best machine-suggested ICONCLASS subject is in one of these top-level
+    divisions (``"0"``–``"9"``; ``subjects.suggested``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ ItemIdParam = Annotated[str, StringConstraints(pattern=r"^\s*[0-9a-fA-F]{16}\s*$
 """An item id in a query parameter; the pattern is in the OpenAPI schema (0.1 checked it only in code)."""
 
 Rights = Literal["open", "restricted", "unknown"]
+Division = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+"""An ICONCLASS top-level division."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ SEARCH_PARAM_NAMES = frozenset(
         "lang",
         "qlang",
         "has_caption",
+        "suggested_division",
         "min_score",
         "k",
         "cursor",
@@ -108,6 +111,13 @@ def search_params(
         ),
     ] = None,
     has_caption: Annotated[bool | None, QueryParam()] = None,
+    suggested_division: Annotated[
+        list[Division] | None,
+        QueryParam(
+            description="Keep images whose best machine-suggested ICONCLASS subject is in these "
+            "top-level divisions, 0–9 (repeatable)."
+        ),
+    ] = None,
     min_score: Annotated[float | None, QueryParam(ge=-1.0, le=1.0)] = None,
     k: Annotated[int, QueryParam(ge=1, description="Results per page (at most limits.k_max).")] = 24,
     cursor: Annotated[
@@ -146,6 +156,7 @@ def search_params(
         rights=tuple(rights or ()),
         languages=tuple(lang or ()),
         has_caption=has_caption,
+        suggested_divisions=tuple(suggested_division or ()),
     )
     query = Query(
         terms=tuple(terms),
@@ -188,6 +199,7 @@ def filters_from_body(body: s.FiltersIn) -> Filters:
         rights=tuple(body.rights),
         languages=tuple(body.languages),
         has_caption=body.has_caption,
+        suggested_divisions=tuple(body.suggested_divisions),
     )
 
 

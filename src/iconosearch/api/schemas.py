@@ -287,6 +287,10 @@ class FiltersIn(_In):
     rights: list[Literal["open", "restricted", "unknown"]] = Field(default_factory=list)
     languages: list[str] = Field(default_factory=list, max_length=32)
     has_caption: bool | None = None
+    suggested_divisions: list[Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]] = Field(
+        default_factory=list,
+        description="Keep images whose best machine-suggested ICONCLASS subject is in these divisions.",
+    )
 
 
 class SearchRequest(_In):

@@ -323,6 +323,14 @@ class Metadata:
         if filters.has_caption is not None:
             clauses.append("r.has_caption = ?")
             params.append(1 if filters.has_caption else 0)
+        if filters.suggested_divisions:
+            if not self._has_table("suggested_subjects"):
+                clauses.append("0")  # built without suggestions: nothing has one
+            else:
+                marks = _marks(filters.suggested_divisions)
+                best = f"SELECT int_id FROM suggested_subjects WHERE rank = 0 AND division IN ({marks})"  # noqa: S608
+                clauses.append(f"r.int_id IN ({best})")
+                params.extend(filters.suggested_divisions)
         if not clauses:
             return None
         return " AND ".join(clauses), params
@@ -355,14 +363,24 @@ class Metadata:
 
     def facet_rows(
         self, filters: Filters, int_ids: Sequence[int] | None = None
-    ) -> list[tuple[str, str | None, str, int | None]]:
-        """Facet source rows for records matching ``filters`` (restricted to ``int_ids`` if given)."""
+    ) -> list[tuple[str, str | None, str, int | None, str | None]]:
+        """Facet source rows for records matching ``filters`` (restricted to ``int_ids`` if given):
+        collection, institution, rights class, century and the best suggested subject's division."""
         where = self.filter_sql(filters)
         sql, params = (where[0], list(where[1])) if where else ("1", [])
         if int_ids is not None:
             sql += " AND r.int_id IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(list(int_ids)))
-        q = f"SELECT r.collection, r.institution, r.rights_class, r.century FROM records r WHERE {sql}"  # noqa: S608
+        division, join = "NULL", ""
+        if self._has_table("suggested_subjects"):
+            division, join = (
+                "s.division",
+                " LEFT JOIN suggested_subjects s ON s.int_id = r.int_id AND s.rank = 0",
+            )
+        q = (
+            f"SELECT r.collection, r.institution, r.rights_class, r.century, {division}"  # noqa: S608
+            f" FROM records r{join} WHERE {sql}"
+        )
         return list(self.conn.execute(q, params))
 
 

@@ -4,7 +4,7 @@
 - :func:`reciprocal_rank_fusion`: fuse the visual and keyword rankings of a hybrid query.
 - :func:`collapse_duplicates`: group near-identical results under their best-ranked member.
 - :func:`encode_cursor` / :func:`decode_cursor`: opaque, validated paging cursors.
-- :func:`count_facets`: facet counts from (collection, institution, rights, century) rows.
+- :func:`count_facets`: facet counts from (collection, institution, rights, century, division) rows.
 - :func:`fts_match_expression`: user keywords → a safe FTS5 MATCH expression.
 """
 
@@ -175,7 +175,9 @@ def decode_cursor(text: str, *, expected_key: str) -> Cursor:
 
 # --- facets --------------------------------------------------------------------------------------
 
-FACETS = ("collection", "institution", "rights", "century")
+FACETS = ("collection", "institution", "rights", "century", "suggested_division")
+"""``suggested_division``: the best machine-suggested ICONCLASS subject's top-level division; records
+without suggestions are not counted there (most versions have none)."""
 
 
 def century_label(century: int | None) -> str:
@@ -188,18 +190,18 @@ def century_label(century: int | None) -> str:
 
 
 def count_facets(
-    rows: Iterable[tuple[str, str | None, str, int | None]],
+    rows: Iterable[tuple[str, str | None, str, int | None, str | None]],
 ) -> dict[str, dict[str, int]]:
-    """Counts per facet value from ``(collection, institution, rights class, century)`` rows.
+    """Counts per facet value from ``(collection, institution, rights class, century, division)`` rows.
 
     Values are ordered by count descending, then name, so the API can show them as they come.
     """
     counts: dict[str, dict[str, int]] = {f: {} for f in FACETS}
-    for collection, institution, rights, century in rows:
-        for facet, value in zip(
-            FACETS, (collection, institution or "unknown", rights, century_label(century)), strict=True
-        ):
-            counts[facet][value] = counts[facet].get(value, 0) + 1
+    for collection, institution, rights, century, division in rows:
+        values = (collection, institution or "unknown", rights, century_label(century), division)
+        for facet, value in zip(FACETS, values, strict=True):
+            if value is not None:
+                counts[facet][value] = counts[facet].get(value, 0) + 1
     return {f: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for f, c in counts.items()}
 
 
