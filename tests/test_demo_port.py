@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from iconosearch.demo import port_is_free
+from iconosearch.demo_job import port_is_free
 
 
 def test_listening_port_is_taken_and_time_wait_is_free() -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from iconosearch.config import Settings
-from iconosearch.demo import EXAMPLE_QUERIES, DemoRun, find_demo_collection, run_demo
+from iconosearch.demo_job import EXAMPLE_QUERIES, DemoRun, find_demo_collection, run_demo
 from tests.helpers.demo_index import free_port
 
 pytestmark = pytest.mark.slow

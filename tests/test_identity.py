@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from iconosearch.config import Settings
-from iconosearch.demo import DemoRun, run_demo
+from iconosearch.demo_job import DemoRun, run_demo
 from iconosearch.harvest.state import HarvestState
 from iconosearch.records import HarvestedImage, ImageRecord, legacy_record_id, local_identity, record_id
 from tests.helpers.demo_index import free_port

@@ -20,7 +20,6 @@ from iconosearch.api.assets import mirador_dir, openseadragon_dir, swagger_ui_di
 from iconosearch.api.context import ApiContext
 from iconosearch.api.iiif_routes import LocalImages
 from iconosearch.api.iiif_routes import router as iiif_router
-from iconosearch.api.metrics import Metrics, MetricsMiddleware
 from iconosearch.api.pages import router as pages_router
 from iconosearch.api.problems import (
     PROBLEM_JSON,
@@ -28,6 +27,7 @@ from iconosearch.api.problems import (
     problem_body,
     problem_response,
 )
+from iconosearch.api.prometheus import Metrics, MetricsMiddleware
 from iconosearch.api.routes import router
 from iconosearch.api.security import SecurityHeadersMiddleware, csp_allowing_inline_scripts
 from iconosearch.api.subjects import router as subjects_router

@@ -12,9 +12,9 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from iconosearch.api.admission import Lane
-from iconosearch.api.metrics import Metrics
 from iconosearch.api.presenting import Presenter
 from iconosearch.api.problems import ProblemError
+from iconosearch.api.prometheus import Metrics
 from iconosearch.api.security import AdminKeyLimiter
 from iconosearch.config import Settings
 from iconosearch.deadline import DeadlineExceededError

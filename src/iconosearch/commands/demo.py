@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Build, harvest, index and serve the bundled demo collection on 127.0.0.1."""
-        from iconosearch.demo import DemoError, run_demo
+        from iconosearch.demo_job import DemoError, run_demo
         from iconosearch.harvest.sources import HarvestError
         from iconosearch.index.store import IndexStoreError
         from iconosearch.models.specs import ModelUnavailableError
