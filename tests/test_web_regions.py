@@ -92,9 +92,16 @@ def _matching_a_detail(rid: str, box: str) -> Any:
         for r in body["results"]:
             if r["id"] == rid:
                 r.update(matched_region=True, image_region=box, region=box)
+                # The result's viewer links target the detail (the item's target its canvas).
+                r["viewers"]["viewer"] += "#the-detail"
         route.fulfill(response=response, json=body)
 
     return handler
+
+
+def _short(title: str, n: int = 40) -> str:
+    """A title as chips show it (``truncate`` in web/common.js)."""
+    return title if len(title) <= n else f"{title[: n - 1]}…"
 
 
 def _search_body(request: Any) -> dict[str, Any]:
@@ -146,6 +153,8 @@ def test_a_matched_detail_is_outlined_on_the_card_and_zoomed_to_in_the_view(
     overlay = page.locator("#viewer .region-overlay")
     overlay.wait_for()
     assert "A detail of this image matched" in page.inner_text(".detail-match")
+    viewer_link = page.get_by_role("link", name="Open in viewer").get_attribute("href") or ""
+    assert viewer_link.endswith("#the-detail"), viewer_link
     # Zoomed to the detail on open: it spans most of the view one way (a quarter of it when not zoomed).
     page.wait_for_function(
         """() => {

@@ -57,13 +57,15 @@ export function fillDetail(item, result, permalink) {
   const links = $("detail-links");
   links.replaceChildren();
   const add = (label, href) => { const li = link(label, href); if (li) links.append(li); };
-  add(t("detail.openViewer"), item.viewers.viewer);
+  // A result that matched a detail opens the viewers on that detail (the item's own links show its canvas).
+  const viewers = result && result.matched_region ? result.viewers : item.viewers;
+  add(t("detail.openViewer"), viewers.viewer);
   for (const h of item.homepage) add(t("detail.atInstitution", { name: bestText(h.label) || h.id }), h.id);
   for (const p of item.providers) if (p.homepage) add(t("detail.website", { name: bestText(p.label) || t("detail.institution") }), p.homepage);
   add(t("detail.manifest"), item.manifest);
-  add(t("detail.openMirador"), item.viewers.mirador);
-  add(t("detail.openUV"), item.viewers.universal_viewer);
-  links.append(el("li", {}, el("span", {}, t("detail.contentState")), " ", el("code", { class: "content-state", title: item.viewers.content_state }, truncate(item.viewers.content_state, 48))));
+  add(t("detail.openMirador"), viewers.mirador);
+  add(t("detail.openUV"), viewers.universal_viewer);
+  links.append(el("li", {}, el("span", {}, t("detail.contentState")), " ", el("code", { class: "content-state", title: viewers.content_state }, truncate(viewers.content_state, 48))));
 
   $("permalink").value = permalink;
   const citation = [title, bestText(item.creator), item.date?.display, providers.replaceAll("; ", ", "), item.attribution ? bestText(item.attribution.value) : null, item.rights ? rightsName(item.rights) : null]
