@@ -56,12 +56,24 @@ class CollectionConfig(_Strict):
     """Metadata labels (case-insensitive) whose values go into the caption, after the labels and summary."""
     example_queries: list[str] = Field(default_factory=list, max_length=12)
     """Searches that show what this collection holds; the search page's first screen offers them."""
+    regions: str | None = None
+    """Also embed overlapping crops of each image (``"grid"``: 2×2 and 3×3), so that search finds a
+    small motif inside a page; costs up to 14× the embeddings (see ``iconosearch.index.regions``)."""
 
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
         source_kind(kind)
         return kind
+
+    @field_validator("regions")
+    @classmethod
+    def _known_layout(cls, regions: str | None) -> str | None:
+        from iconosearch.index.regions import LAYOUTS
+
+        if regions is not None and regions not in LAYOUTS:
+            raise ValueError(f"'regions' must be one of {', '.join(LAYOUTS)}, got {regions!r}")
+        return regions
 
     @model_validator(mode="after")
     def _location(self) -> CollectionConfig:

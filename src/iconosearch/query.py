@@ -32,6 +32,9 @@ class Term:
     """Text, image bytes, record id, http(s) URL, or a subject notation (``iconclass:25G21(APPLE)``,
     resolved to text by :func:`iconosearch.subjects.expand_subjects`), according to ``kind``."""
     weight: float = 1.0
+    region: str | None = None
+    """For an ``item`` term: only this detail of the item's image, ``x,y,w,h`` in the image's pixels or
+    ``pct:x,y,w,h`` ("find more like this detail")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,9 @@ class Hit:
     """Cosine similarity of the query vector and the image (or the fused score for hybrid queries)."""
     duplicates: tuple[str, ...] = ()
     """Ids of near-identical images collapsed into this hit (same image in other manifests)."""
+    matched_region: bool = False
+    """The best match is a crop of the image (region embeddings), not the whole image: the record's
+    ``region`` and ``image_region`` then name that crop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +215,9 @@ def _int(value: str, key: str) -> int:
         return int(value)
     except ValueError as exc:
         raise InvalidFilterError(f"{key} must be a year, not {value!r}") from exc
+
+
+class InvalidRegionError(QueryError):
+    """An item term's ``region`` is malformed, outside the image, or its image is not at hand."""
+
+    code = "invalid-region"

@@ -239,12 +239,13 @@ def check_image_bytes(data: bytes, limits: LimitsConfig) -> None:
 def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:
     terms: list[Term] = []
     for t in body.terms:
+        # A region on anything but an item term is refused by the engine, with the reason.
         if t.kind == "image":
-            terms.append(Term("image", decode_image_value(t.value, limits), t.weight))
+            terms.append(Term("image", decode_image_value(t.value, limits), t.weight, t.region))
         elif t.kind == "item":
-            terms.append(Term("item", _record_id(t.value), t.weight))
+            terms.append(Term("item", _record_id(t.value), t.weight, t.region))
         else:
-            terms.append(Term(t.kind, t.value.strip(), t.weight))
+            terms.append(Term(t.kind, t.value.strip(), t.weight, t.region))
     terms += subject_refs(body.subjects)
     return Query(
         terms=tuple(terms),

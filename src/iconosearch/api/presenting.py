@@ -63,7 +63,7 @@ class Presenter:
         """The ``GET /api/search`` document of a result page; ``iconosearch search --json`` prints the
         same one. ``started`` is the ``time.perf_counter()`` at which answering began."""
         results = [
-            self.result(h.record, h.score, h.duplicates, page.thresholds)
+            self.result(h.record, h.score, h.duplicates, page.thresholds, matched_region=h.matched_region)
             for h in page.hits
             if exclude is None or h.record.id != exclude
         ]
@@ -88,9 +88,13 @@ class Presenter:
         score: float,
         duplicates: tuple[str, ...],
         thresholds: Thresholds | None = None,
+        *,
+        matched_region: bool = False,
     ) -> s.Result:
         band = thresholds.band(score) if thresholds is not None else None
-        return s.Result(**self._common(record, score, duplicates), relevance=band)
+        return s.Result(
+            **self._common(record, score, duplicates), relevance=band, matched_region=matched_region
+        )
 
     def item(
         self, record: ImageRecord, duplicates: tuple[str, ...], suggested: Sequence[SuggestedSubject] = ()

@@ -46,6 +46,7 @@ QUERY_ERROR_STATUS: Final[dict[type[q.QueryError], int]] = {
     q.InvalidCursorError: 400,
     q.InvalidImageError: 422,
     q.UrlNotAllowedError: 400,
+    q.InvalidRegionError: 400,
 }
 
 IMAGE_REASON_STATUS: Final[dict[str, int]] = {

@@ -95,6 +95,11 @@ class Result(_Out):
         description="Strong, possible or weak match, by the model's thresholds calibrated on evaluation "
         "data (see /api/relevance); null when the query kind or the model has no calibration.",
     )
+    matched_region: bool = Field(
+        default=False,
+        description="The best match is a detail of the image (region search), not the whole image: "
+        "`region`, `image_region`, the thumbnail and the viewer links then show that detail.",
+    )
     title: LangMap = Field(description="The object's title (manifest label), else the canvas label.")
     creator: LangMap = Field(
         default_factory=dict, description="Creator, artist or author, from the metadata (may be empty)."
@@ -276,6 +281,13 @@ class TermIn(_In):
     value: str = Field(min_length=1)
     weight: float = Field(
         default=1.0, ge=-4.0, le=4.0, description="Relative weight; negative pushes results away ('less of')."
+    )
+    region: str | None = Field(
+        default=None,
+        max_length=100,
+        description="item terms only: search by this detail of the item's image, 'x,y,w,h' in the image's "
+        "pixels (as OpenSeadragon gives it) or 'pct:x,y,w,h' ('find more like this detail').",
+        examples=["120,80,400,300"],
     )
 
 

@@ -136,6 +136,10 @@ def _print_built(
             + (f"; {len(m.failures)} image(s) failed" if m.failures else ""),
             soft_wrap=True,  # the model spec and version are copied: no hard line breaks inside them
         )
+        from iconosearch.index.regions import cost_summary
+
+        if line := cost_summary(m.count, m.regions, version.path):
+            out_console.print(line, soft_wrap=True)
 
 
 def _check(store: Any, json_output: bool) -> None:

@@ -44,6 +44,13 @@ def register(app: typer.Typer) -> None:
         item: Annotated[
             list[str] | None, typer.Option("--item", help="'More like this' record id (repeatable).")
         ] = None,
+        region: Annotated[
+            str | None,
+            typer.Option(
+                "--region",
+                help="Search by this detail of the --item image: x,y,w,h in its pixels, or pct:x,y,w,h.",
+            ),
+        ] = None,
         negative: Annotated[
             list[str] | None, typer.Option("--not", help="Text to push results away from (weight −0.5).")
         ] = None,
@@ -77,7 +84,9 @@ def register(app: typer.Typer) -> None:
                 terms.append(Term("image", path.read_bytes()))
             except OSError as exc:
                 fail(f"cannot read image {path}: {exc.strerror or exc}", code=2)
-        terms.extend(Term("item", rid) for rid in item or [])
+        if region is not None and not item:
+            fail("--region names a detail of an --item image: give --item too", code=2)
+        terms.extend(Term("item", rid, region=region) for rid in item or [])
         terms.extend(Term("text", t, -0.5) for t in negative or [])
         try:
             query = Query(

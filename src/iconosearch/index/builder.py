@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iconosearch.index import regions
 from iconosearch.index.metadata import Metadata
+from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexStore, IndexStoreError, IndexVersion
 from iconosearch.index.versions import (
     BuildOptions,
@@ -100,6 +102,14 @@ def _embed(
     return out, failures
 
 
+def _crops(build: _Build, items: Sequence[tuple[ImageRecord, str, Path]]) -> RegionSet | None:
+    """Region crops of the ``items`` whose collection asks for them (``regions = "grid"``)."""
+    with writing("caching region embeddings", build.cache_dir):
+        return regions.embed_configured(
+            build.embedder, items, build.settings, build.cache_dir, build.progress
+        )
+
+
 def build_index(
     settings: Any,
     name: str,
@@ -176,6 +186,7 @@ def _full_build(build: _Build, harvested: _Harvested) -> IndexVersion:
         failures=failures,
         aliases=harvested.aliases,
         progress=build.progress,
+        crops=_crops(build, harvested.items),
     )
 
 
@@ -227,4 +238,5 @@ def _incremental_build(build: _Build, harvested: _Harvested, base: IndexVersion)
         failures=all_failures,
         aliases=harvested.aliases,
         progress=build.progress,
+        add_crops=_crops(build, todo),
     )

@@ -352,7 +352,7 @@ class SearchEngine:
         else:
             groups = self._retrieval.by_date(loaded, pool, descending=query.sort == "date-desc")
         page = groups[offset : offset + query.k]
-        hits = self._retrieval.hits(loaded, page, query.collapse_duplicates)
+        hits = self._retrieval.hits(loaded, page, query.collapse_duplicates, qvec)
         t2 = time.perf_counter()
         more = len(groups) > offset + query.k and offset + query.k < depth_max
         next_cursor = encode_cursor(Cursor(loaded.name, offset + query.k, key)) if more else None

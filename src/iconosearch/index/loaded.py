@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from iconosearch.index import faiss_index, verify
+from iconosearch.index import faiss_index, regions, verify
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import Metadata
+from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexStoreError, IndexVersion
 from iconosearch.query import Filters
 from iconosearch.records import id_to_int64
@@ -48,6 +49,8 @@ class LoadedVersion:
         verify.require_intact(version)
         self.version = version
         self.manifest = m
+        self.data_dir = data_dir
+        """The data directory the version belongs to (its image cache serves detail queries)."""
         self.spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
         self.index = faiss_index.read(version.faiss_path, self.spec)
         self.vectors: np.ndarray = np.load(version.vectors_path, mmap_mode="r")
@@ -59,17 +62,54 @@ class LoadedVersion:
         """Near-duplicate group of each record that has duplicates, kept in memory for collapsing."""
         self.collections = frozenset(self.meta.collections()) | frozenset(m.collections)
         self.calibration: Calibration | None = load_calibration(m.model_spec, m.model_fingerprint, data_dir)
-        self.filter_cache: OrderedDict[Filters, tuple[np.ndarray, np.ndarray, Any]] = OrderedDict()
+        self.filter_cache: OrderedDict[Filters, Any] = OrderedDict()
+        """What each recent filter allows (``retrieval.Allowed``)."""
         self.facet_cache: OrderedDict[tuple[Filters, str | None], dict[str, dict[str, int]]] = OrderedDict()
         if self.index.ntotal != self.count or self.vectors.shape != (self.count, m.dim):
             raise IndexStoreError(
                 f"index version {m.version} is inconsistent: FAISS {self.index.ntotal}, "
                 f"metadata {self.count}, vectors {self.vectors.shape}"
             )
+        self.crops = LoadedCrops(version) if m.regions else None
+        """Region embeddings of the version (:mod:`iconosearch.index.regions`), when it has them."""
 
     @property
     def name(self) -> str:
         return self.manifest.version
+
+
+class LoadedCrops:
+    """The region embeddings of one version: their FAISS index and each crop's record and box."""
+
+    def __init__(self, version: IndexVersion) -> None:
+        info = version.manifest.regions
+        crops = RegionSet.load(version.path, mmap=True)
+        if crops is None:
+            raise IndexStoreError(f"index version {version.version} lists regions but has no region files")
+        self.set = crops
+        self.spec = FaissSpec(str(info["faiss_type"]), dict(info.get("faiss_params", {})))
+        self.index = faiss_index.read(version.path / regions.FAISS_FILE, self.spec)
+        if not (self.index.ntotal == len(crops) == len(crops.boxes) == crops.vectors.shape[0]):
+            raise IndexStoreError(
+                f"index version {version.version} has inconsistent regions: FAISS {self.index.ntotal}, "
+                f"ids {len(crops)}, boxes {len(crops.boxes)}, vectors {crops.vectors.shape}"
+            )
+        self.order = np.argsort(crops.ids, kind="stable")
+        """Crop rows sorted by record id, so that one record's crops are a slice (see :meth:`rows_of`)."""
+        self.sorted_ids = crops.ids[self.order]
+        self.filter_cache: OrderedDict[Filters, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.set)
+
+    def rows_of(self, record_int_id: int) -> np.ndarray:
+        """The crop rows of one record (empty when it has none)."""
+        lo, hi = np.searchsorted(self.sorted_ids, [record_int_id, record_int_id + 1])
+        return self.order[lo:hi]
+
+    def allowed_rows(self, allowed_ids: np.ndarray) -> np.ndarray:
+        """The crop rows of the records in ``allowed_ids`` (sorted)."""
+        return np.sort(self.order[np.isin(self.sorted_ids, allowed_ids)])
 
 
 _CACHE_SIZE = 64

@@ -8,6 +8,7 @@ import math
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from iconosearch.query import (
     Filters,
     InvalidFilterError,
     InvalidImageError,
+    InvalidRegionError,
     LimitExceededError,
     Query,
     QueryError,
@@ -133,6 +135,8 @@ class QueryEncoder:
         return combine_terms(vectors, weights).reshape(1, -1)
 
     def term_vector(self, term: Term, loaded: LoadedVersion) -> np.ndarray:
+        if term.region is not None and term.kind != "item":
+            raise InvalidRegionError(f"only an item term can have a region, not a {term.kind} term")
         if term.kind == "text":
             text = term.value.decode() if isinstance(term.value, bytes) else term.value
             text = " ".join(text.split())
@@ -151,6 +155,9 @@ class QueryEncoder:
                 row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
             if row is None:
                 raise UnknownItemError(f"no indexed item has id {rid!r}")
+            if term.region is not None:
+                assert iid is not None
+                return self.detail_vector(loaded, iid, row.content_hash, term.region)
             return np.asarray(loaded.vectors[row.row], dtype=np.float32)
         if term.kind == "image":
             if not isinstance(term.value, bytes):
@@ -168,6 +175,40 @@ class QueryEncoder:
             )
             return self.image_vector(data, loaded)
         raise QueryError(f"unknown term kind {term.kind!r}")
+
+    def detail_vector(self, loaded: LoadedVersion, iid: int, digest: str | None, region: str) -> np.ndarray:
+        """The vector of a detail of an indexed item ("find more like this detail"): its cached image
+        cropped to ``region`` (image pixels or ``pct:``), cut and decoded as index-time crops are."""
+        from iconosearch.datadir import DataDir
+        from iconosearch.images import ImageRejectedError, open_image
+        from iconosearch.index import regions
+
+        with loaded.lock:
+            record = loaded.meta.records([iid])[iid]
+        files: list[Path] = []
+        if loaded.data_dir is not None and digest:
+            files = sorted((DataDir(loaded.data_dir).image_cache / digest[:2]).glob(f"{digest}.*"))
+        if not files:
+            raise InvalidRegionError(
+                f"the image of item {record.id} is not cached here, so no detail of it can be searched"
+            )
+        deadline.check()
+        try:
+            image = open_image(
+                files[0],
+                max_pixels=self.limits.image_max_pixels,
+                max_side=regions.DECODE_MAX_SIDE,
+                max_decode_bytes=self.limits.image_max_decode_bytes,
+            )
+        except (ImageRejectedError, OSError) as exc:
+            raise InvalidRegionError(f"the image of item {record.id} cannot be read: {exc}") from exc
+        size = (record.width, record.height) if record.width and record.height else image.size
+        try:
+            box = regions.image_box(region, size)
+        except ValueError as exc:
+            raise InvalidRegionError(str(exc)) from exc
+        detail = regions.crop(image, box)
+        return np.asarray(self.get_embedder(loaded).embed_images([detail]), dtype=np.float32)[0]
 
     def image_vector(self, data: bytes, loaded: LoadedVersion) -> np.ndarray:
         from iconosearch.images import ImageRejectedError, open_image

@@ -121,7 +121,7 @@ def query_key(query: Query) -> str:
     h = hashlib.sha256()
     for term in query.terms:
         value = term.value if isinstance(term.value, bytes) else term.value.encode()
-        h.update(f"{term.kind}\x00{term.weight!r}\x00".encode())
+        h.update(f"{term.kind}\x00{term.weight!r}\x00{term.region or ''}\x00".encode())
         h.update(hashlib.sha256(value).digest())
     f = query.filters
     h.update(
@@ -242,3 +242,29 @@ def fts_any_expression(phrases: Sequence[str]) -> str | None:
             quoted = '"' + " ".join(tokens).replace('"', '""') + '"'
             parts.append(quoted + "*" if len(tokens[-1]) >= PHRASE_PREFIX_MIN else quoted)
     return " OR ".join(dict.fromkeys(parts)) or None
+
+
+def merge_best(
+    first: Sequence[tuple[int, float]],
+    first_exhausted: bool,
+    second: Sequence[tuple[int, float]],
+    second_exhausted: bool,
+) -> tuple[list[tuple[int, float]], bool]:
+    """Two rankings of the same ids (best first) → each id at its best score: ``(ranking, exhausted)``.
+
+    A ranking cut at some depth says nothing about ids below its last score, so when either was cut,
+    only ids scoring strictly above that cut are kept: their best score is then known exactly (it is
+    in whichever list it came from). The result is exhausted only when both inputs are.
+    """
+    best: dict[int, float] = {}
+    for i, s in (*first, *second):
+        if s > best.get(i, -math.inf):
+            best[i] = s
+    merged = sort_ranked(best.keys(), best.values())
+    floor = max(
+        first[-1][1] if first and not first_exhausted else -math.inf,
+        second[-1][1] if second and not second_exhausted else -math.inf,
+    )
+    if floor > -math.inf:
+        merged = [p for p in merged if p[1] > floor]
+    return merged, first_exhausted and second_exhausted

@@ -7,22 +7,27 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from iconosearch.config import LimitsConfig
 from iconosearch.index import faiss_index, verify
+from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.loaded import LoadedVersion, cache_put
 from iconosearch.index.ranking import (
     Collapsed,
     collapse_duplicates,
     count_facets,
     fts_match_expression,
+    merge_best,
     reciprocal_rank_fusion,
     sort_ranked,
 )
+from iconosearch.index.regions import region_fields
 from iconosearch.query import Filters, Hit, Query, Total, TotalRelation
+from iconosearch.records import ImageRecord
 from iconosearch.relevance import Thresholds
 
 POOL_DEPTH = 1000
@@ -32,7 +37,20 @@ POOL_FALLBACK = 100
 HYBRID_VISUAL_DEPTH = 1000
 """How deep the visual ranking of a hybrid query goes: past ~1000, 1/(60 + rank) adds next to nothing."""
 
+CROP_DEPTH_FACTOR = 4
+"""Crops are searched this many times deeper than records: a record's crops tend to rank together."""
+
 _thread_state = threading.local()
+
+
+class Allowed(NamedTuple):
+    """What a filter allows: record ids and their vector rows, crop rows, FAISS selectors for both."""
+
+    ids: np.ndarray
+    rows: np.ndarray
+    selector: Any
+    crop_rows: np.ndarray | None
+    crop_selector: Any
 
 
 def one_faiss_thread() -> None:
@@ -169,48 +187,86 @@ class Retrieval:
             return [Collapsed(i, s, i) for i, s in ranked[:need]]
         return collapse_duplicates(ranked, loaded.groups, limit=need)
 
-    def allowed(self, loaded: LoadedVersion, filters: Filters) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    def allowed(self, loaded: LoadedVersion, filters: Filters) -> Allowed | None:
+        """The records (and crops) ``filters`` allow, cached per version; ``None``: no filters."""
         if filters == Filters():
             return None
         with loaded.lock:
-            cached = loaded.filter_cache.get(filters)
+            cached: Allowed | None = loaded.filter_cache.get(filters)
             if cached is None:
                 found = loaded.meta.filtered(filters)
                 assert found is not None
                 ids = np.asarray(found[0], dtype=np.int64)
                 rows = np.asarray(found[1], dtype=np.int64)
-                selector = None
-                if len(ids) > self.subset_max and self.filter_strategy in ("auto", "selector"):
-                    import faiss
-
-                    selector = faiss.IDSelectorBatch(ids)
-                cached = (ids, rows, selector)
+                crop_rows = loaded.crops.allowed_rows(ids) if loaded.crops is not None else None
+                cached = Allowed(ids, rows, self._selector(ids), crop_rows, self._selector(crop_rows))
                 cache_put(loaded.filter_cache, filters, cached)
         return cached
+
+    def _selector(self, ids: np.ndarray | None) -> Any:
+        if ids is None or len(ids) <= self.subset_max or self.filter_strategy not in ("auto", "selector"):
+            return None
+        import faiss
+
+        return faiss.IDSelectorBatch(ids)
 
     def visual(
         self,
         loaded: LoadedVersion,
         qvec: np.ndarray,
-        allowed: tuple[np.ndarray, np.ndarray, Any] | None,
+        allowed: Allowed | None,
         depth: int,
     ) -> tuple[list[tuple[int, float]], bool]:
-        """Visual ranking to ``depth``: ``([(id, cosine)] best first, exhausted)``."""
+        """Visual ranking to ``depth``: ``([(id, cosine)] best first, exhausted)``.
+
+        With region embeddings a record scores the best of its whole image and its crops: the crops are
+        searched ``CROP_DEPTH_FACTOR`` times deeper (one record's crops crowd together), and the merged
+        ranking keeps only what both searches have fully seen (see ``ranking.merge_best``)."""
         depth = max(1, min(depth, loaded.count))
+        whole = (loaded.index, loaded.spec, loaded.vectors)
+        a = (allowed.ids, allowed.rows, allowed.selector) if allowed is not None else None
+        pairs, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
+        crops = loaded.crops
+        if crops is None:
+            return pairs, exhausted
+        total = len(crops)
+        crop_depth = total if depth >= loaded.count else min(total, depth * CROP_DEPTH_FACTOR)
+        ca = None
+        if allowed is not None:
+            assert allowed.crop_rows is not None
+            ca = (allowed.crop_rows, allowed.crop_rows, allowed.crop_selector)
+        crop_pairs, crops_done = self._ranking(
+            (crops.index, crops.spec, crops.set.vectors), qvec, ca, max(1, crop_depth), total
+        )
+        owners = crops.set.ids
+        by_record = [(int(owners[r]), sc) for r, sc in crop_pairs]
+        return merge_best(pairs, exhausted, by_record, crops_done)
+
+    def _ranking(
+        self,
+        searched: tuple[Any, FaissSpec, np.ndarray],
+        qvec: np.ndarray,
+        allowed: tuple[np.ndarray, np.ndarray, Any] | None,
+        depth: int,
+        count: int,
+    ) -> tuple[list[tuple[int, float]], bool]:
+        """``([(FAISS id, cosine)] best first, exhausted)`` of one FAISS index (records or crops)."""
+        index, spec, vectors = searched
+        depth = max(1, min(depth, count))
         if allowed is None:
-            scores, ids = faiss_index.search(loaded.index, qvec, depth)
+            scores, ids = faiss_index.search(index, qvec, depth)
             # FAISS pads slots it could not fill (IVF probing fewer vectors than asked) with id -1 and
             # score -FLT_MAX: only real hits are checked.
             keep = ids[0] >= 0
             if not verify.scores_are_sane(scores[0][keep]):
                 raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
             pairs = sort_ranked(ids[0][keep].tolist(), scores[0][keep].tolist())
-            return pairs, len(pairs) < depth or depth >= loaded.count
+            return pairs, len(pairs) < depth or depth >= count
         a_ids, a_rows, selector = allowed
         s, i, exhausted = faiss_index.filtered_search(
-            loaded.index,
-            loaded.spec,
-            loaded.vectors,
+            index,
+            spec,
+            vectors,
             qvec,
             a_ids,
             a_rows,
@@ -223,14 +279,48 @@ class Retrieval:
             raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
         return sort_ranked(i.tolist(), s.tolist()), exhausted
 
-    def hits(self, loaded: LoadedVersion, page: list[Collapsed], collapse: bool) -> tuple[Hit, ...]:
+    def hits(
+        self, loaded: LoadedVersion, page: list[Collapsed], collapse: bool, qvec: np.ndarray | None
+    ) -> tuple[Hit, ...]:
+        """The page's records as hits; one whose best match is a crop carries that crop as its region."""
         ids = [c.id for c in page]
         with loaded.lock:
             records = loaded.meta.records(ids)
             members = loaded.meta.group_members([c.group for c in page]) if collapse else {}
+            rows = loaded.meta.lookup(ids) if loaded.crops is not None and qvec is not None else {}
         hits = []
         for c in page:
             record = records[c.id]
             dups = tuple(m for m in members.get(c.group, []) if m != record.id)
-            hits.append(Hit(record=record, score=float(c.score), duplicates=dups))
+            fields = self._best_crop(loaded, record, c.id, rows[c.id].row, qvec) if c.id in rows else None
+            if fields is not None:
+                region, image_region = fields
+                record = replace(record, region=region, image_region=image_region)
+            hits.append(
+                Hit(record=record, score=float(c.score), duplicates=dups, matched_region=bool(fields))
+            )
         return tuple(hits)
+
+    def _best_crop(
+        self,
+        loaded: LoadedVersion,
+        record: ImageRecord,
+        record_int_id: int,
+        row: int,
+        qvec: np.ndarray | None,
+    ) -> tuple[str, str] | None:
+        """``(region, image_region)`` of the record's crop that matches ``qvec`` better than the whole
+        image does (exact cosines, whatever the index kind), or ``None``."""
+        crops = loaded.crops
+        if crops is None or qvec is None:
+            return None
+        rows = crops.rows_of(record_int_id)
+        if not len(rows):
+            return None
+        q = np.asarray(qvec, dtype=np.float32).reshape(-1)
+        scores = np.asarray(crops.set.vectors[rows], dtype=np.float32) @ q
+        best = int(np.argmax(scores))
+        if float(scores[best]) <= float(np.asarray(loaded.vectors[row], dtype=np.float32) @ q):
+            return None
+        box = crops.set.boxes[rows[best]]
+        return region_fields(record, (float(box[0]), float(box[1]), float(box[2]), float(box[3])))

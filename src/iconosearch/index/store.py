@@ -82,6 +82,9 @@ class IndexManifest:
     """Record id → reason, for images that could not be embedded."""
     checksums: dict[str, str] = field(default_factory=dict)
     """File name → ``"xxh3_128:<hex>"`` of every file of the version, written at commit (see verify.py)."""
+    regions: dict[str, Any] = field(default_factory=dict)
+    """Region embeddings, when the version has them: ``count``, ``faiss_type``, ``faiss_params``
+    (see :mod:`iconosearch.index.regions`); empty when it has none."""
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -19,14 +19,15 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from iconosearch.index import faiss_index
+from iconosearch.index import faiss_index, regions
 from iconosearch.index.duplicates import DUPLICATE_THRESHOLD, duplicate_groups
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import Metadata
+from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexManifest, IndexStore, IndexStoreError, IndexVersion, utc_now_iso
 from iconosearch.records import ImageRecord, id_to_int64
 from iconosearch.storage import writing
@@ -116,19 +117,24 @@ def write_version(
     aliases: Mapping[str, str] | None = None,
     switch: bool = True,
     progress: Progress = no_progress,
+    crops: RegionSet | None = None,
 ) -> IndexVersion:
-    """Build a complete new version from ``items`` and (by default) switch ``CURRENT`` to it."""
+    """Build a complete new version from ``items`` (and the region ``crops`` of some of them, see
+    :mod:`iconosearch.index.regions`) and (by default) switch ``CURRENT`` to it."""
     items = _dedupe_items(items)
     vectors = _stack(items, model.dim)
     ids = np.array([id_to_int64(i.record.id) for i in items], dtype=np.int64)
+    if crops is not None:
+        crops = crops.without(np.setdiff1d(crops.ids, ids))
     version, staging = store.begin()
     try:
         with writing(
             f"writing version {version} of index {store.name!r}",
             staging,
-            needed=version_bytes(len(items), model.dim),
+            needed=version_bytes(len(items) + len(crops or ()), model.dim),
         ):
             spec, recall = _write_faiss(staging, vectors, ids, options, progress)
+            region_info = _write_regions(staging, crops, options, progress)
             groups = _groups_for(staging, spec, vectors, ids, options, progress)
             np.save(staging / "vectors.npy", vectors)
             np.save(staging / "ids.npy", ids)
@@ -159,6 +165,7 @@ def write_version(
                 collections=tuple(sorted(set(collections) | {i.record.collection for i in items})),
                 harvest_state=dict(harvest_state or {}),
                 failures=dict(failures or {}),
+                regions=region_info,
             )
             return store.commit(staging, manifest, switch=switch)
     except BaseException:
@@ -178,7 +185,13 @@ def _suggest(
 
 
 def _write_faiss(
-    staging: Path, vectors: np.ndarray, ids: np.ndarray, options: BuildOptions, progress: Progress
+    staging: Path,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    options: BuildOptions,
+    progress: Progress,
+    *,
+    file: str = "vectors.faiss",
 ) -> tuple[FaissSpec, float | None]:
     n, dim = vectors.shape
     spec = faiss_index.choose_spec(
@@ -195,9 +208,21 @@ def _write_faiss(
     progress("faiss", 0, n)
     index = faiss_index.build(vectors, ids, spec)
     spec, recall = faiss_index.tune(index, vectors, ids, spec, target=options.recall_target)
-    faiss_index.write(index, staging / "vectors.faiss")
+    faiss_index.write(index, staging / file)
     progress("faiss", n, n)
     return spec, recall
+
+
+def _write_regions(
+    staging: Path, crops: RegionSet | None, options: BuildOptions, progress: Progress
+) -> dict[str, Any]:
+    """The version's region files and their manifest entry (nothing when there are no crops)."""
+    if crops is None or not len(crops):
+        return {}
+    rows = np.arange(len(crops), dtype=np.int64)
+    spec, _ = _write_faiss(staging, crops.vectors, rows, options, progress, file=regions.FAISS_FILE)
+    crops.save(staging)
+    return {"count": len(crops), "faiss_type": spec.kind, "faiss_params": dict(spec.params)}
 
 
 def _groups_for(
@@ -239,6 +264,8 @@ class _Update:
     harvest_state: Mapping[str, str | None]
     failures: Mapping[str, str]
     aliases: Mapping[str, str]
+    crops: RegionSet
+    """The crops of the new version: the base's of records kept, plus those of ``add``."""
 
 
 def update_version(
@@ -255,6 +282,7 @@ def update_version(
     aliases: Mapping[str, str] | None = None,
     switch: bool = True,
     progress: Progress = no_progress,
+    add_crops: RegionSet | None = None,
 ) -> IndexVersion:
     """A new version = ``base`` − ``remove`` − changed records + ``add``, without re-embedding ``base``.
 
@@ -292,6 +320,7 @@ def update_version(
         harvest_state=harvest_state if harvest_state is not None else m.harvest_state,
         failures=failures if failures is not None else m.failures,
         aliases=aliases or {},
+        crops=_carried_crops(base, drop, add_crops),
     )
     if _should_compact(update, new_count=len(known) - len(drop) + len(add)):
         kept = _load_items(base, exclude=drop)
@@ -306,8 +335,16 @@ def update_version(
             aliases=update.aliases,
             switch=switch,
             progress=progress,
+            crops=update.crops,
         )
     return _write_update(update, switch=switch, progress=progress)
+
+
+def _carried_crops(base: IndexVersion, drop: set[int], add_crops: RegionSet | None) -> RegionSet:
+    dim = base.manifest.dim
+    kept = RegionSet.load(base.path) or RegionSet.empty(dim)
+    drop_ids = np.fromiter(drop, dtype=np.int64, count=len(drop))
+    return RegionSet.concat([kept.without(drop_ids), add_crops or RegionSet.empty(dim)], dim)
 
 
 def _should_compact(update: _Update, *, new_count: int) -> bool:
@@ -348,7 +385,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
         with writing(
             f"writing version {version} of index {update.store.name!r}",
             staging,
-            needed=version_bytes(len(new_ids), m.dim),
+            needed=version_bytes(len(new_ids) + len(update.crops), m.dim),
         ):
             spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
             progress("faiss", 0, len(new_ids))
@@ -367,6 +404,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
             progress("faiss", len(new_ids), len(new_ids))
             np.save(staging / "vectors.npy", new_vectors)
             np.save(staging / "ids.npy", new_ids)
+            region_info = _write_regions(staging, update.crops, update.options, progress)
             existing = {iid: g for iid, g in update.old_groups.items() if iid not in drop}
             groups = _groups_for(
                 staging,
@@ -410,6 +448,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
                 failures=dict(update.failures),
                 parent=m.version,
                 changes_since_compaction=update.changes,
+                regions=region_info,
             )
             return update.store.commit(staging, manifest, switch=switch)
     except BaseException:
@@ -460,4 +499,5 @@ def compact(
             failures=m.failures,
             aliases=aliases,
             switch=switch,
+            crops=RegionSet.load(base.path),
         )

@@ -1,0 +1,276 @@
+"""Region embeddings: besides the whole image, a multi-scale set of overlapping crops of it.
+
+A small motif (the initial on a manuscript page, one engraving of six on a newspaper page) drowns in
+the whole image's embedding; the crop that holds it does not. A collection opts in with
+``regions = "grid"`` in its config. Crops are cut from the image already fetched by the harvest (no
+extra requests) and each is stored with its box as fractions of the image, so that results can name the
+region in canvas coordinates and in the image's pixels (:func:`region_fields`).
+
+Files of an index version that has regions (all rows aligned)::
+
+    regions.faiss        FAISS index of the crop vectors, ids = row numbers
+    regions.npy          float32 (R, dim) unit vectors
+    region_ids.npy       int64 (R,) FAISS id of the record each crop belongs to
+    region_boxes.npy     float32 (R, 4) x, y, w, h as fractions of the embedded image
+
+Cost: the ``grid`` layout makes up to 13 crops per image (2×2 and 3×3), so indexing embeds up to 14×
+as many images and the index holds up to 14× as many vectors (``iconosearch index`` reports both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from iconosearch.iiif.regions import Box, parse_box
+from iconosearch.records import ImageRecord
+
+FAISS_FILE = "regions.faiss"
+VECTORS_FILE = "regions.npy"
+IDS_FILE = "region_ids.npy"
+BOXES_FILE = "region_boxes.npy"
+
+OVERLAP = 0.25
+"""Neighbouring crops of one grid share a quarter of their side, so a motif on a cell border still
+falls whole into some crop."""
+MIN_CROP_SIDE = 96
+"""Crops whose shorter side would be below this many pixels (of the fetched image) are skipped: the
+model would see mostly upscaling blur."""
+DECODE_MAX_SIDE = 1344
+"""Images are decoded this big for cropping, so that a 3×3 crop (0.4 of the side) still has ~540 px,
+more than the model's input, rather than the 448 px the whole image is decoded at."""
+
+FracBox = tuple[float, float, float, float]
+"""``x, y, w, h`` as fractions of the image's width and height."""
+
+
+def _grid(n: int) -> list[FracBox]:
+    """An ``n × n`` grid of equal cells overlapping by :data:`OVERLAP`, covering the image exactly."""
+    side = 1.0 / (n - (n - 1) * OVERLAP)
+    step = side * (1.0 - OVERLAP)
+    starts = [min(i * step, 1.0 - side) for i in range(n)]
+    return [(x, y, side, side) for y in starts for x in starts]
+
+
+def grid_layout(width: int, height: int) -> list[FracBox]:
+    """The ``grid`` layout: 2×2 and 3×3 overlapping grids, without crops below :data:`MIN_CROP_SIDE`."""
+    boxes = [*_grid(2), *_grid(3)]
+    return [b for b in boxes if min(b[2] * width, b[3] * height) >= MIN_CROP_SIDE]
+
+
+LAYOUTS: dict[str, Callable[[int, int], list[FracBox]]] = {"grid": grid_layout}
+"""Region layouts by the name a collection's ``regions`` setting gives (register new ones here)."""
+
+
+def crop(image: Image.Image, box: FracBox) -> Image.Image:
+    """The part of ``image`` that ``box`` (fractions) covers."""
+    x, y, w, h = box
+    width, height = image.size
+    left, top = round(x * width), round(y * height)
+    right, bottom = max(left + 1, round((x + w) * width)), max(top + 1, round((y + h) * height))
+    return image.crop((left, top, min(right, width), min(bottom, height)))
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSet:
+    """Crop vectors of some records, row-aligned: what one index version stores."""
+
+    vectors: np.ndarray
+    """float32 (R, dim) unit vectors."""
+    ids: np.ndarray
+    """int64 (R,) FAISS id of each crop's record."""
+    boxes: np.ndarray
+    """float32 (R, 4) fractions of the image."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls, dim: int) -> RegionSet:
+        return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.int64), np.zeros((0, 4), np.float32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[RegionSet], dim: int) -> RegionSet:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty(dim)
+        return cls(
+            np.concatenate([p.vectors for p in parts]).astype(np.float32),
+            np.concatenate([p.ids for p in parts]).astype(np.int64),
+            np.concatenate([p.boxes for p in parts]).astype(np.float32),
+        )
+
+    def without(self, ids: np.ndarray) -> RegionSet:
+        """The crops of records not in ``ids``."""
+        keep = ~np.isin(self.ids, ids)
+        return RegionSet(np.asarray(self.vectors[keep]), self.ids[keep], self.boxes[keep])
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / VECTORS_FILE, self.vectors)
+        np.save(folder / IDS_FILE, self.ids)
+        np.save(folder / BOXES_FILE, self.boxes)
+
+    @classmethod
+    def load(cls, folder: Path, *, mmap: bool = False) -> RegionSet | None:
+        """The crops stored in a version folder, or ``None`` when it has none."""
+        if not (folder / IDS_FILE).exists():
+            return None
+        return cls(
+            np.load(folder / VECTORS_FILE, mmap_mode="r" if mmap else None),
+            np.load(folder / IDS_FILE),
+            np.load(folder / BOXES_FILE),
+        )
+
+
+def for_record(record_int_id: int, vectors: np.ndarray, boxes: Sequence[FracBox]) -> RegionSet:
+    """The crops of one record as a :class:`RegionSet`."""
+    n = len(boxes)
+    return RegionSet(
+        np.asarray(vectors, dtype=np.float32).reshape(n, -1),
+        np.full(n, record_int_id, dtype=np.int64),
+        np.asarray(boxes, dtype=np.float32).reshape(n, 4),
+    )
+
+
+def _scaled(base: Box, box: FracBox) -> Box:
+    # Edges are rounded (not origin and size separately), so a crop never leaves its base box.
+    x0 = base.x + round(box[0] * base.w)
+    y0 = base.y + round(box[1] * base.h)
+    x1 = base.x + min(base.w, round((box[0] + box[2]) * base.w))
+    y1 = base.y + min(base.h, round((box[1] + box[3]) * base.h))
+    return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+
+
+def region_fields(record: ImageRecord, box: FracBox) -> tuple[str, str] | None:
+    """``(region, image_region)`` of a crop: canvas coordinates and the image's pixels.
+
+    The crop is a fraction of what was embedded: the record's ``image_region`` of the image (or all of
+    it), painted at the record's ``region`` of the canvas (or all of it). Records keep no canvas size, so
+    an image painted on the whole canvas is taken to be at the canvas's size (IIIF's usual case).
+    ``None`` when the image's size is unknown (the crop cannot be placed).
+    """
+    if not record.width or not record.height:
+        return None
+    whole = Box(0, 0, record.width, record.height)
+    image_base = parse_box(record.image_region) or whole
+    canvas_base = parse_box(record.region) or image_base._replace(x=0, y=0)
+    return str(_scaled(canvas_base, box)), str(_scaled(image_base, box))
+
+
+def image_box(text: str, size: tuple[int, int]) -> FracBox:
+    """A query region (``x,y,w,h`` in the image's pixels, or ``pct:x,y,w,h``) as fractions.
+
+    ``size`` is the image's full size in pixels. Raises ``ValueError`` with a clear message.
+    """
+    text = text.strip()
+    pct = text.startswith("pct:")
+    parts = (text[4:] if pct else text).split(",")
+    try:
+        x, y, w, h = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"region {text!r} is not 'x,y,w,h' or 'pct:x,y,w,h' (four numbers)") from None
+    if not all(np.isfinite([x, y, w, h])) or w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise ValueError(f"region {text!r} needs x, y ≥ 0 and a positive width and height")
+    full_w, full_h = (100.0, 100.0) if pct else (float(size[0]), float(size[1]))
+    if x >= full_w or y >= full_h:
+        what = "100 %" if pct else f"the {size[0]}×{size[1]} image"
+        raise ValueError(f"region {text!r} lies outside {what}")
+    w, h = min(w, full_w - x), min(h, full_h - y)
+    return (x / full_w, y / full_h, w / full_w, h / full_h)
+
+
+def embed_regions(
+    embedder: Any,
+    items: Sequence[tuple[int, str, Path]],
+    layout: str,
+    *,
+    cache_dir: Path | None,
+    max_pixels: int,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 32,
+) -> RegionSet:
+    """Crop vectors of ``items`` (record FAISS id, content hash, image file) in ``layout``.
+
+    Vectors are cached like whole images (content hash × model fingerprint), keyed by hash and box, so
+    re-indexing unchanged images embeds nothing. An image that cannot be decoded simply has no crops
+    (its whole-image embedding already reported why).
+    """
+    from iconosearch.images import ImageRejectedError, open_image
+    from iconosearch.models.pipeline import EmbeddingCache, normalise
+
+    boxes_of = LAYOUTS[layout]
+    cache = EmbeddingCache(cache_dir, embedder.fingerprint, embedder.dim) if cache_dir is not None else None
+    parts: list[RegionSet] = []
+    try:
+        for done, (iid, digest, path) in enumerate(items, 1):
+            try:
+                image = open_image(path, max_pixels=max_pixels, max_side=DECODE_MAX_SIDE)
+            except (ImageRejectedError, OSError):
+                continue
+            boxes = boxes_of(*image.size)
+            if not boxes:
+                continue
+            keys = [f"{digest}#{layout}:" + ",".join(f"{v:.4f}" for v in b) for b in boxes]
+            found = cache.get_many(keys) if cache is not None else {}
+            todo = [i for i, k in enumerate(keys) if k not in found]
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                made = normalise(np.asarray(embedder.embed_images([crop(image, boxes[i]) for i in chunk])))
+                found.update({keys[i]: made[j] for j, i in enumerate(chunk)})
+                if cache is not None:
+                    cache.put_many([keys[i] for i in chunk], made)
+            parts.append(for_record(iid, np.stack([found[k] for k in keys]), boxes))
+            if progress is not None:
+                progress(done, len(items))
+    finally:
+        if cache is not None:
+            cache.close()
+    return RegionSet.concat(parts, int(embedder.dim))
+
+
+def embed_configured(
+    embedder: Any,
+    items: Sequence[tuple[ImageRecord, str, Path]],
+    settings: Any,
+    cache_dir: Path,
+    progress: Callable[[str, int, int], None],
+) -> RegionSet | None:
+    """Crop vectors of the ``items`` whose collection asks for regions (``None`` when none does)."""
+    from iconosearch.records import id_to_int64
+
+    parts = []
+    for name, config in sorted(settings.collections.items()):
+        if config.regions is None:
+            continue
+        mine = [(id_to_int64(r.id), h, p) for r, h, p in items if r.collection == name]
+        if mine:
+            parts.append(
+                embed_regions(
+                    embedder,
+                    mine,
+                    config.regions,
+                    cache_dir=cache_dir,
+                    max_pixels=settings.limits.image_max_pixels,
+                    progress=lambda done, total: progress("regions", done, total),
+                )
+            )
+    return RegionSet.concat(parts, int(embedder.dim)) if parts else None
+
+
+def cost_summary(count: int, info: dict[str, Any], folder: Path) -> str | None:
+    """One line on what a version's regions cost (``None`` without regions): vectors, ×embeddings, disk."""
+    if not info:
+        return None
+    n = int(info.get("count", 0))
+    mine = sum((folder / f).stat().st_size for f in (FAISS_FILE, VECTORS_FILE, IDS_FILE, BOXES_FILE))
+    whole = sum((folder / f).stat().st_size for f in ("vectors.faiss", "vectors.npy", "ids.npy"))
+    return (
+        f"regions: {n} crop vectors ({n / max(count, 1):.1f} per record: ×{(count + n) / max(count, 1):.1f} "
+        f"embeddings), {info.get('faiss_type')}; {mine / 1e6:.1f} MB on disk next to {whole / 1e6:.1f} MB "
+        "for whole images"
+    )

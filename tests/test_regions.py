@@ -1,0 +1,236 @@
+"""Region embeddings: crop layout, coordinates, ranking by the best of image and crops, detail queries."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iconosearch.datadir import DataDir
+from iconosearch.index import regions
+from iconosearch.index.builder import EmbeddedRecord, update_version, write_version
+from iconosearch.index.ranking import merge_best
+from iconosearch.index.regions import RegionSet, for_record, grid_layout, image_box, region_fields
+from iconosearch.index.store import IndexStore
+from iconosearch.query import Filters, InvalidRegionError, Query, Term
+from iconosearch.records import id_to_int64
+from tests.helpers.index_data import MODEL, HashEmbedder, make_items
+from tests.test_engine import engine_for
+
+
+def test_grid_layout_is_13_overlapping_crops_covering_the_image() -> None:
+    boxes = grid_layout(2000, 1500)
+    assert len(boxes) == 13
+    for x, y, w, h in boxes:
+        assert min(x, y) >= 0.0 and max(x + w, y + h) <= 1.0 + 1e-9
+    # Each grid reaches both far edges, and neighbours overlap by a quarter of their side.
+    two = boxes[:4]
+    assert max(b[0] + b[2] for b in two) == pytest.approx(1.0)
+    assert two[1][0] == pytest.approx(two[0][2] * 0.75)
+
+
+def test_small_images_skip_crops_below_the_minimum_side() -> None:
+    assert len(grid_layout(200, 200)) == 4  # 3×3 crops would be 80 px: skipped
+    assert grid_layout(120, 120) == []
+
+
+def test_region_fields_in_canvas_coordinates_and_image_pixels() -> None:
+    record = make_items(1)[0].record
+    assert region_fields(record, (0.5, 0.5, 0.5, 0.5)) is None  # size unknown: cannot place it
+    sized = replace(record, width=4000, height=3000)
+    assert region_fields(sized, (0.5, 0.25, 0.5, 0.5)) == ("2000,750,2000,1500", "2000,750,2000,1500")
+    # An image painted on part of a canvas (an overlay, cropped by a selector): both offsets apply.
+    overlay = replace(sized, region="100,200,400,300", image_region="1000,0,2000,1500")
+    assert region_fields(overlay, (0.5, 0.0, 0.5, 1.0)) == ("300,200,200,300", "2000,0,1000,1500")
+
+
+def test_query_regions_parse_pixels_and_percent_and_refuse_bad_ones() -> None:
+    assert image_box("100,50,200,100", (400, 200)) == (0.25, 0.25, 0.5, 0.5)
+    assert image_box("pct:10,20,30,40", (999, 999)) == pytest.approx((0.1, 0.2, 0.3, 0.4))
+    assert image_box("300,0,500,200", (400, 200)) == (0.75, 0.0, 0.25, 1.0)  # clipped to the image
+    for bad, why in [
+        ("1,2,3", "four numbers"),
+        ("a,b,c,d", "four numbers"),
+        ("0,0,0,10", "positive width"),
+        ("-5,0,10,10", "positive width"),
+        ("500,0,10,10", "outside"),
+        ("pct:0,100,10,10", "outside"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            image_box(bad, (400, 200))
+
+
+def test_merge_best_keeps_only_what_both_rankings_have_seen() -> None:
+    whole = [(1, 0.9), (2, 0.5), (3, 0.4)]
+    crops = [(3, 0.8), (4, 0.6), (1, 0.55)]
+    merged, exhausted = merge_best(whole, False, crops, False)
+    # Cut at max(0.4, 0.55): ids 2 and 3's whole score are below what the crop list has seen.
+    assert merged == [(1, 0.9), (3, 0.8), (4, 0.6)]
+    assert not exhausted
+    merged, exhausted = merge_best(whole, True, crops, True)
+    assert merged == [(1, 0.9), (3, 0.8), (4, 0.6), (2, 0.5)] and exhausted
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    out: np.ndarray = (v / np.linalg.norm(v)).astype(np.float32)
+    return out
+
+
+@pytest.fixture()
+def region_index(tmp_path: Path) -> tuple[Path, list[EmbeddedRecord], np.ndarray]:
+    """300 records; record 5 has a crop equal to record 299's whole vector (a detail seen elsewhere)."""
+    items = [replace(i, record=replace(i.record, width=1000, height=800)) for i in make_items(300)]
+    target = items[299].vector
+    rng = np.random.default_rng(3)
+    parts = []
+    for j in (5, 10, 20):
+        vectors = [_unit(rng.standard_normal(32)) for _ in range(3)]
+        if j == 5:
+            vectors[2] = _unit(np.asarray(target, dtype=np.float32) + 0.02 * rng.standard_normal(32))
+        boxes = [(0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 0.5, 0.5), (0.25, 0.5, 0.5, 0.5)]
+        parts.append(for_record(id_to_int64(items[j].record.id), np.stack(vectors), boxes))
+    crops = RegionSet.concat(parts, 32)
+    version = write_version(IndexStore(tmp_path / "indexes", "default"), items, MODEL, crops=crops)
+    assert version.manifest.regions["count"] == 9
+    assert (version.path / regions.FAISS_FILE).is_file()
+    return tmp_path, items, target
+
+
+def test_a_canvas_ranks_by_its_best_crop_and_names_it(
+    region_index: tuple[Path, list[EmbeddedRecord], np.ndarray],
+) -> None:
+    data_dir, items, _ = region_index
+    engine = engine_for(data_dir)
+    page = engine.search(Query(terms=(Term("item", items[299].record.id),), k=5))
+    assert page.hits[0].record.id == items[299].record.id and not page.hits[0].matched_region
+    second = page.hits[1]
+    assert second.record.id == items[5].record.id
+    assert second.score > 0.95 and second.matched_region
+    assert second.record.region == "250,400,500,400"  # canvas = image size here
+    assert second.record.image_region == "250,400,500,400"
+    assert len({h.record.id for h in page.hits}) == len(page.hits)  # one hit per canvas
+
+
+def test_filters_and_paging_keep_working_with_regions(
+    region_index: tuple[Path, list[EmbeddedRecord], np.ndarray],
+) -> None:
+    data_dir, items, _ = region_index
+    engine = engine_for(data_dir)
+    rid = items[299].record.id
+    mine = items[5].record.collection
+    kept = engine.search(Query(terms=(Term("item", rid),), filters=Filters(collections=(mine,)), k=3))
+    assert items[5].record.id in {h.record.id for h in kept.hits}
+    other = next(c for c in ("maps", "prints", "photos") if c != mine)
+    dropped = engine.search(Query(terms=(Term("item", rid),), filters=Filters(collections=(other,)), k=50))
+    assert items[5].record.id not in {h.record.id for h in dropped.hits}
+    # Paging through everything visits each canvas exactly once, in score order.
+    seen: list[str] = []
+    scores: list[float] = []
+    cursor = None
+    while True:
+        page = engine.search(Query(terms=(Term("item", rid),), k=50, cursor=cursor))
+        seen += [h.record.id for h in page.hits]
+        scores += [h.score for h in page.hits]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 300
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_incremental_updates_carry_and_drop_crops(
+    region_index: tuple[Path, list[EmbeddedRecord], np.ndarray],
+) -> None:
+    data_dir, items, _ = region_index
+    store = IndexStore(data_dir / "indexes", "default")
+    base = store.current()
+    assert base is not None
+    updated = update_version(store, base, remove=[items[5].record.id], model=MODEL)
+    assert updated.manifest.regions["count"] == 6
+    engine = engine_for(data_dir)
+    page = engine.search(Query(terms=(Term("item", items[299].record.id),), k=5))
+    assert items[5].record.id not in {h.record.id for h in page.hits}
+    assert not any(h.matched_region for h in page.hits)
+
+
+def test_a_detail_of_an_indexed_item_is_a_query(tmp_path: Path) -> None:
+    embedder = HashEmbedder()
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    path = tmp_path / "page.png"
+    image.save(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    cached = DataDir(tmp_path).image_cache / digest[:2] / f"{digest}.png"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes())
+    items = make_items(50)
+    page_item = EmbeddedRecord(replace(items[0].record, width=800, height=600), digest, items[0].vector)
+    # Another record whose image is exactly the top-right quarter of the page.
+    quarter = embedder.embed_images([image.crop((200, 0, 400, 150))])[0]
+    twin = EmbeddedRecord(items[1].record, "twin", quarter)
+    write_version(IndexStore(tmp_path / "indexes", "default"), [page_item, twin, *items[2:]], MODEL)
+    engine = engine_for(tmp_path)
+    for region in ("400,0,400,300", "pct:50,0,50,50"):  # the record's pixels are twice the cached image's
+        found = engine.search(Query(terms=(Term("item", page_item.record.id, region=region),), k=3))
+        assert found.hits[0].record.id == twin.record.id
+        assert found.hits[0].score > 0.99
+    with pytest.raises(InvalidRegionError, match="outside"):
+        engine.search(Query(terms=(Term("item", page_item.record.id, region="900,0,10,10"),), k=3))
+    with pytest.raises(InvalidRegionError, match="not cached"):
+        engine.search(Query(terms=(Term("item", twin.record.id, region="0,0,10,10"),), k=3))
+    with pytest.raises(InvalidRegionError, match="only an item term"):
+        engine.search(Query(terms=(Term("text", "a ship", region="0,0,10,10"),), k=3))
+    assert math.isfinite(found.hits[1].score)
+
+
+def test_build_index_embeds_crops_only_for_collections_that_ask(tmp_path: Path) -> None:
+    import io
+
+    from iconosearch.config import CollectionConfig, Settings
+    from iconosearch.index.builder import build_index
+    from iconosearch.records import ImageRecord
+    from tests.helpers.index_data import make_record
+    from tests.test_index_builder import CountingEmbedder, _harvest
+
+    def png(i: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(
+            buf, format="PNG"
+        )
+        return buf.getvalue()
+
+    pages: list[tuple[ImageRecord, bytes]] = [(make_record(i, collection="pages"), png(i)) for i in range(6)]
+    maps = [(make_record(i, collection="maps"), png(i)) for i in range(6, 10)]
+    _harvest(tmp_path, "pages", pages)
+    _harvest(tmp_path, "maps", maps)
+    settings = Settings(
+        data_dir=tmp_path,
+        model="test-hash",
+        collections={
+            "pages": CollectionConfig(kind="local", path=tmp_path / "src", regions="grid"),
+            "maps": CollectionConfig(kind="local", path=tmp_path / "src"),
+        },
+    )
+    embedder = CountingEmbedder()
+    stages: set[str] = set()
+    v1 = build_index(settings, "default", [], embedder, progress=lambda s, d, t: stages.add(s))
+    assert "regions" in stages
+    assert v1.manifest.regions["count"] == 6 * 13  # 256 px: every 2×2 and 3×3 crop is big enough
+    assert embedder.images_embedded == 10 + 6 * 13
+    crops = RegionSet.load(v1.path)
+    assert crops is not None
+    assert set(crops.ids.tolist()) == {id_to_int64(r.id) for r, _ in pages}
+    summary = regions.cost_summary(v1.manifest.count, v1.manifest.regions, v1.path)
+    assert summary is not None and "×8.8 embeddings" in summary
+    # Crops are cached like whole images: building again embeds nothing.
+    again = CountingEmbedder()
+    v2 = build_index(settings, "default", [], again)
+    assert again.images_embedded == 0 and v2.manifest.regions == v1.manifest.regions
+    with pytest.raises(ValueError, match="'regions' must be one of grid"):
+        CollectionConfig(kind="local", path=tmp_path, regions="tiles")
