@@ -32,6 +32,7 @@ SEMANTIC_RULES = frozenset(
         "unknown-subject",  # and the notations of a vocabulary
         "invalid-cursor",  # cursors are opaque tokens the server made
         "invalid-image",  # image bytes are checked by decoding them
+        "invalid-region",  # a detail must lie inside its image, whose size is data
     }
 )
 """Problem codes that schema-valid input may still get (4xx), for rules OpenAPI cannot state: what is

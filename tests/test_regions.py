@@ -234,3 +234,80 @@ def test_build_index_embeds_crops_only_for_collections_that_ask(tmp_path: Path) 
     assert again.images_embedded == 0 and v2.manifest.regions == v1.manifest.regions
     with pytest.raises(ValueError, match="'regions' must be one of grid"):
         CollectionConfig(kind="local", path=tmp_path, regions="tiles")
+
+
+def test_api_results_show_the_matched_region_and_refuse_bad_detail_queries(
+    region_index: tuple[Path, list[EmbeddedRecord], np.ndarray],
+) -> None:
+    import json
+
+    import httpx
+
+    from iconosearch.api import create_app
+    from iconosearch.api.content_state import decode_content_state
+    from iconosearch.api.server import BackgroundServer
+    from iconosearch.config import Settings
+    from iconosearch.records import ImageService
+    from tests.helpers.demo_index import free_port
+
+    data_dir, items, _ = region_index
+    # Give record 5 an image service, and make record 10 (a crop-matching one, see below) "no derivatives".
+    svc = ImageService(
+        id="https://iiif.example.org/iiif/3/page5", api_version=3, level=2, width=1000, height=800
+    )
+    store = IndexStore(data_dir / "indexes", "default")
+    base = store.current()
+    assert base is not None
+    changed = [
+        EmbeddedRecord(replace(items[5].record, service=svc), items[5].content_hash, items[5].vector),
+        EmbeddedRecord(
+            replace(items[10].record, service=svc, rights="http://creativecommons.org/licenses/by-nd/4.0/"),
+            items[10].content_hash,
+            items[10].vector,
+        ),
+    ]
+    crops = RegionSet.load(base.path)
+    assert crops is not None
+    keep = np.isin(crops.ids, [id_to_int64(c.record.id) for c in changed])
+    kept = RegionSet(np.array(crops.vectors[keep]), crops.ids[keep], crops.boxes[keep])
+    # Record 10's first crop now looks like record 298: querying by 298 matches 10 by that crop.
+    first_of_10 = int(np.flatnonzero(kept.ids == id_to_int64(items[10].record.id))[0])
+    kept.vectors[first_of_10] = _unit(np.asarray(items[298].vector) + 0.02 * np.ones(32, np.float32))
+    update_version(store, base, add=changed, model=MODEL, add_crops=kept)
+    embedder = HashEmbedder()
+    engine = engine_for(data_dir)
+    srv = BackgroundServer(
+        create_app(Settings(data_dir=data_dir), engine=engine, reload_interval_s=0), "127.0.0.1", free_port()
+    )
+    srv.start()
+    try:
+        body = {"terms": [{"kind": "item", "value": items[299].record.id}], "k": 5}
+        r = httpx.post(f"{srv.url}/api/search", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert results[0]["matched_region"] is False and results[0]["region"] is None
+        hit = next(x for x in results if x["id"] == items[5].record.id)
+        assert hit["matched_region"] is True
+        assert hit["region"] == "250,400,500,400" and hit["image_region"] == "250,400,500,400"
+        assert hit["thumbnail"]["url"].startswith(f"{svc.id}/250,400,500,400/")
+        decoded = decode_content_state(hit["viewers"]["content_state"])
+        assert "#xywh=250,400,500,400" in json.dumps(decoded)
+        # A "no derivatives" item matched by a crop: still whole-image thumbnail, region still reported.
+        query = {"terms": [{"kind": "item", "value": items[298].record.id}], "k": 5}
+        nd = httpx.post(f"{srv.url}/api/search", json=query, timeout=60).json()["results"][1]
+        assert nd["id"] == items[10].record.id and nd["matched_region"] is True
+        assert nd["region"] == "0,0,500,400" and nd["image_region"] is None
+        assert nd["thumbnail"]["url"].startswith(f"{svc.id}/full/")
+        manifest = httpx.get(
+            f"{srv.url}/api/search.iiif", params={"like": items[299].record.id, "k": 5}, timeout=60
+        ).json()
+        matched = [c for c in manifest["items"] if c["id"].endswith(items[5].record.id)]
+        assert matched and matched[0]["annotations"][0]["items"][0]["motivation"] == "highlighting"
+        bad = {"terms": [{"kind": "item", "value": items[5].record.id, "region": "0,0,-4,2"}]}
+        r = httpx.post(f"{srv.url}/api/search", json=bad, timeout=60)
+        assert r.status_code == 400 and r.json()["code"] == "invalid-region"
+        assert "positive width" in r.json()["detail"]
+    finally:
+        srv.stop()
+        engine.close()
+    assert embedder.text_calls == 0

@@ -90,9 +90,11 @@ def _canvas(result: s.Result, canvas_id: str, width: int, height: int, exact: bo
         "partOf": [{"id": result.manifest, "type": "Manifest"}],
         "metadata": [
             {"label": {"en": ["Score"]}, "value": {"none": [f"{result.score:.4f}"]}},
-            {"label": {"en": ["Source canvas"]}, "value": {"none": [result.canvas]}},
+            {"label": {"en": ["Source canvas"]}, "value": {"none": [_source_target(result)]}},
         ],
     }
+    if result.matched_region:
+        fields["annotations"] = [_matched_detail(result, canvas_id, width, height)]
     if result.thumbnail.url:
         fields["thumbnail"] = [{"id": result.thumbnail.url, "type": "Image", "format": "image/jpeg"}]
     if result.attribution is not None:
@@ -144,6 +146,29 @@ def _canvas(result: s.Result, canvas_id: str, width: int, height: int, exact: bo
         log.debug("canvas %s: optional fields refused, keeping the essentials", canvas_id)
         essentials = {k: fields[k] for k in ("id", "label", "width", "height", "items", "partOf", "metadata")}
         return prezi.Canvas(**essentials)
+
+
+def _source_target(result: s.Result) -> str:
+    return (
+        f"{result.canvas}#xywh={result.region}" if result.matched_region and result.region else result.canvas
+    )
+
+
+def _matched_detail(result: s.Result, canvas_id: str, width: int, height: int) -> prezi.AnnotationPage:
+    """A highlighting annotation on the detail that matched (region search): all of the canvas when it
+    shows the crop, else the crop's box on the whole image (a "no derivatives" item is never cut)."""
+    box = f"0,0,{width},{height}"
+    if not _crop(result) and result.region:
+        x, y, w, h = (int(v) for v in result.region.split(","))
+        x, y = min(x, width - 1), min(y, height - 1)
+        box = f"{x},{y},{max(1, min(w, width - x))},{max(1, min(h, height - y))}"
+    annotation = prezi.Annotation(
+        id=f"{canvas_id}/matched",
+        motivation="highlighting",
+        body={"type": "TextualBody", "value": "The detail that matched the search", "format": "text/plain"},
+        target=f"{canvas_id}#xywh={box}",
+    )
+    return prezi.AnnotationPage(id=f"{canvas_id}/annotations", items=[annotation])
 
 
 def search_manifest(manifest_id: str, label: str, results: list[s.Result], *, next_url: str | None) -> dict:

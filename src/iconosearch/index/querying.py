@@ -179,12 +179,16 @@ class QueryEncoder:
     def detail_vector(self, loaded: LoadedVersion, iid: int, digest: str | None, region: str) -> np.ndarray:
         """The vector of a detail of an indexed item ("find more like this detail"): its cached image
         cropped to ``region`` (image pixels or ``pct:``), cut and decoded as index-time crops are."""
+        from PIL import Image
+
         from iconosearch.datadir import DataDir
         from iconosearch.images import ImageRejectedError, open_image
         from iconosearch.index import regions
 
         with loaded.lock:
             record = loaded.meta.records([iid])[iid]
+        # The region is checked first: a malformed one is the clearer message.
+        box = _detail_box(region, (record.width, record.height)) if record.width and record.height else None
         files: list[Path] = []
         if loaded.data_dir is not None and digest:
             files = sorted((DataDir(loaded.data_dir).image_cache / digest[:2]).glob(f"{digest}.*"))
@@ -194,6 +198,9 @@ class QueryEncoder:
             )
         deadline.check()
         try:
+            if box is None:  # no size recorded: the cached file's own (a header read) is the image's
+                with Image.open(files[0]) as header:
+                    box = _detail_box(region, header.size)
             image = open_image(
                 files[0],
                 max_pixels=self.limits.image_max_pixels,
@@ -202,11 +209,6 @@ class QueryEncoder:
             )
         except (ImageRejectedError, OSError) as exc:
             raise InvalidRegionError(f"the image of item {record.id} cannot be read: {exc}") from exc
-        size = (record.width, record.height) if record.width and record.height else image.size
-        try:
-            box = regions.image_box(region, size)
-        except ValueError as exc:
-            raise InvalidRegionError(str(exc)) from exc
         detail = regions.crop(image, box)
         return np.asarray(self.get_embedder(loaded).embed_images([detail]), dtype=np.float32)[0]
 
@@ -263,3 +265,12 @@ def validate_filters(filters: Filters, loaded: LoadedVersion) -> None:
     for provider in filters.providers:
         if not provider.strip():
             raise InvalidFilterError("an empty institution/provider name cannot be filtered on")
+
+
+def _detail_box(region: str, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    from iconosearch.index.regions import image_box
+
+    try:
+        return image_box(region, size)
+    except ValueError as exc:
+        raise InvalidRegionError(str(exc)) from exc
