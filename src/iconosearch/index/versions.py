@@ -404,7 +404,6 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
             progress("faiss", len(new_ids), len(new_ids))
             np.save(staging / "vectors.npy", new_vectors)
             np.save(staging / "ids.npy", new_ids)
-            region_info = _write_regions(staging, update.crops, update.options, progress)
             existing = {iid: g for iid, g in update.old_groups.items() if iid not in drop}
             groups = _groups_for(
                 staging,
@@ -448,7 +447,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
                 failures=dict(update.failures),
                 parent=m.version,
                 changes_since_compaction=update.changes,
-                regions=region_info,
+                regions=_write_regions(staging, update.crops, update.options, progress),
             )
             return update.store.commit(staging, manifest, switch=switch)
     except BaseException:
