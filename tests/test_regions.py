@@ -243,7 +243,7 @@ def test_api_results_show_the_matched_region_and_refuse_bad_detail_queries(
 
     import httpx
 
-    from iconosearch.api import create_app
+    from iconosearch.api.app import create_app
     from iconosearch.api.content_state import decode_content_state
     from iconosearch.api.server import BackgroundServer
     from iconosearch.config import Settings
