@@ -420,14 +420,9 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
             try:
                 meta.delete(sorted(drop))
                 meta.set_rows((int(iid), row) for row, iid in enumerate(new_ids[:first_new]))
+                group_of = [groups.get(int(i), int(i)) for i in add_ids]
                 meta.insert(
-                    (
-                        item.record,
-                        first_new + j,
-                        groups.get(int(add_ids[j]), int(add_ids[j])),
-                        item.content_hash,
-                    )
-                    for j, item in enumerate(add)
+                    (it.record, first_new + j, group_of[j], it.content_hash) for j, it in enumerate(add)
                 )
                 meta.set_groups((iid, g) for iid, g in groups.items() if existing.get(iid, g) != g)
                 meta.set_aliases(update.aliases)
