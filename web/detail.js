@@ -77,6 +77,15 @@ export function fillDetail(item, result, permalink) {
   if (item.summary && bestText(item.summary)) meta.append(el("dt", {}, t("detail.summary")), el("dd", {}, bestText(item.summary)));
   for (const m of item.metadata) meta.append(el("dt", {}, bestText(m.label)), el("dd", {}, bestText(m.value)));
   $("detail-metadata-section").hidden = !meta.children.length;
+
+  // Machine-suggested ICONCLASS subjects: their own section, never among the catalogue's metadata.
+  const suggested = $("detail-suggested");
+  suggested.replaceChildren();
+  for (const s of item.suggested_subjects || []) {
+    const score = el("span", { class: "count" }, t("detail.suggestedScore", { score: s.score.toFixed(2) }));
+    suggested.append(el("li", { "data-notation": s.notation }, el("code", {}, s.notation), " ", s.label, " ", score));
+  }
+  $("detail-suggested-section").hidden = !suggested.children.length;
 }
 
 export function fillDuplicates(item, hrefOf, open) {
