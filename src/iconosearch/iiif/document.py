@@ -80,6 +80,13 @@ def doc_id(doc: dict[str, Any]) -> str | None:
     return None
 
 
+def as_list(value: Any) -> list[Any]:
+    """A JSON-LD value that may be absent, one item or a list, as a list."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def link_id(value: Any) -> str | None:
     """Id of a reference that may be a bare URI string or an object with an id (``first``, ``next``, …)."""
     if isinstance(value, str):

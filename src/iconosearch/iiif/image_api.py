@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from iconosearch.iiif.document import VersionMarkers, contexts, marked_version
+from iconosearch.iiif.document import VersionMarkers, as_list, contexts, marked_version
 from iconosearch.records import ImageService
 
 _IMAGE_CONTEXTS: VersionMarkers = (
@@ -30,12 +30,6 @@ _IMAGE_PROFILES: VersionMarkers = (
 _LEVEL = re.compile(r"level\s*([0-9])", re.IGNORECASE)
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -50,7 +44,7 @@ def _int(value: Any) -> int | None:
 
 def _profile_strings(obj: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    for p in _as_list(obj.get("profile")):
+    for p in as_list(obj.get("profile")):
         if isinstance(p, str):
             out.append(p)
         elif isinstance(p, dict):
@@ -115,7 +109,7 @@ def parse_service(
     if version is None or ident is None:
         return None
     sizes: list[tuple[int, int]] = []
-    for s in _as_list(obj.get("sizes")):
+    for s in as_list(obj.get("sizes")):
         if isinstance(s, dict):
             w, h = _int(s.get("width")), _int(s.get("height"))
             if w and h:
@@ -124,7 +118,7 @@ def parse_service(
     max_height = _int(obj.get("maxHeight"))
     max_area = _int(obj.get("maxArea"))
     # In 2.1 these limits live inside the profile's description object.
-    for prof in _as_list(obj.get("profile")):
+    for prof in as_list(obj.get("profile")):
         if isinstance(prof, dict):
             max_width = max_width or _int(prof.get("maxWidth"))
             max_height = max_height or _int(prof.get("maxHeight"))
@@ -144,12 +138,12 @@ def parse_service(
 
 def find_image_service(services: Any, *, default_version: int | None = None) -> ImageService | None:
     """The first image service among a ``service`` value (object or list); newest API version wins ties."""
-    found = [s for s in (parse_service(o, default_version=None) for o in _as_list(services)) if s is not None]
+    found = [s for s in (parse_service(o, default_version=None) for o in as_list(services)) if s is not None]
     if not found and default_version is not None:
         # Old manifests embed services with nothing but @id and a profile URI we cannot classify.
         found = [
             s
-            for o in _as_list(services)
+            for o in as_list(services)
             if isinstance(o, dict) and _looks_like_image_service(o)
             for s in [parse_service(o, default_version=default_version)]
             if s is not None

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 
 from iconosearch.captions import DEFAULT_FIELDS, build_caption, field_values
 from iconosearch.iiif.dates import date_from_metadata, parse_nav_date
-from iconosearch.iiif.document import DocumentSkippedError, Skip, describe, doc_id, doc_type
+from iconosearch.iiif.document import (
+    DocumentSkippedError,
+    Skip,
+    as_list,
+    describe,
+    doc_id,
+    doc_type,
+    link_id,
+)
 from iconosearch.iiif.image_api import find_image_service
 from iconosearch.iiif.text import lang_map
 from iconosearch.records import (
@@ -93,20 +101,6 @@ class _Image:
     image_region: str | None = None
 
 
-def _list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _str_id(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, dict):
-        return doc_id(value)
-    return None
-
-
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -119,7 +113,7 @@ def _int(value: Any) -> int | None:
 
 def _metadata(value: Any) -> tuple[MetadataPair, ...]:
     pairs: list[MetadataPair] = []
-    for entry in _list(value):
+    for entry in as_list(value):
         if not isinstance(entry, dict):
             continue
         label, val = lang_map(entry.get("label")), lang_map(entry.get("value"))
@@ -130,7 +124,7 @@ def _metadata(value: Any) -> tuple[MetadataPair, ...]:
 
 def _rights(value: Any) -> str | None:
     """The first URI among v3 ``rights`` / v2 ``license`` values (strings, objects or lists of them)."""
-    for item in _list(value):
+    for item in as_list(value):
         uri = _web_uri(item)
         if uri:
             return uri
@@ -140,7 +134,7 @@ def _rights(value: Any) -> str | None:
 def _web_uri(value: Any) -> str | None:
     """The id of ``value`` if it is an http(s) URL. Links end up in ``<a href>`` and ``<img src>`` in
     the UI: a ``javascript:`` or ``data:`` URL from a harvested document would be stored XSS."""
-    uri = _str_id(value)
+    uri = link_id(value)
     if uri and uri.lower().startswith(("http://", "https://")):
         return uri
     return None
@@ -148,7 +142,7 @@ def _web_uri(value: Any) -> str | None:
 
 def _links(value: Any) -> tuple[Link, ...]:
     links: list[Link] = []
-    for item in _list(value):
+    for item in as_list(value):
         uri = _web_uri(item)
         if uri:
             fmt = item.get("format") if isinstance(item, dict) else None
@@ -158,7 +152,7 @@ def _links(value: Any) -> tuple[Link, ...]:
 
 
 def _thumbnail(value: Any) -> str | None:
-    for item in _list(value):
+    for item in as_list(value):
         uri = _web_uri(item)
         if uri:
             return uri
@@ -167,7 +161,7 @@ def _thumbnail(value: Any) -> str | None:
 
 def _part_of(value: Any) -> tuple[str, ...]:
     names: list[str] = []
-    for item in _list(value):
+    for item in as_list(value):
         if isinstance(item, dict):
             label = lang_map(item.get("label"))
             name = next((v for vals in label.values() for v in vals), None) or doc_id(item)
@@ -180,7 +174,7 @@ def _part_of(value: Any) -> tuple[str, ...]:
 
 def _providers_v3(value: Any) -> tuple[Provider, ...]:
     out: list[Provider] = []
-    for item in _list(value):
+    for item in as_list(value):
         if not isinstance(item, dict):
             continue
         homepage = next(iter(_links(item.get("homepage"))), None)
@@ -208,12 +202,12 @@ def _label_from(*urls: str | None) -> LangMap:
 
 
 def _region(target: Any) -> str | None:
-    uri = _str_id(target)
+    uri = link_id(target)
     if isinstance(target, dict) and isinstance(target.get("selector"), dict):
         sel = target["selector"]
         value = sel.get("value")
         if isinstance(value, str) and value.startswith("xywh="):
-            uri = f"{_str_id(target.get('source')) or ''}#{value}"
+            uri = f"{link_id(target.get('source')) or ''}#{value}"
     if not uri:
         return None
     m = _XYWH.search(uri)
@@ -224,7 +218,7 @@ def _region(target: Any) -> str | None:
 
 def _selector_region(selector: Any) -> str | None:
     """The image region a SpecificResource's selector picks: ImageApiSelector ``region`` or ``xywh=``."""
-    for sel in _list(selector):
+    for sel in as_list(selector):
         if not isinstance(sel, dict):
             continue
         value = sel.get("region") if isinstance(sel.get("region"), str) else sel.get("value")
@@ -275,13 +269,13 @@ def _resolve_body(body: Any, version: int, region: str | None, depth: int = 0) -
     """Images of an annotation body; a ``str`` yielded is the kind of a non-image body."""
     if depth > 4:
         return
-    for item in _list(body):
+    for item in as_list(body):
         if not isinstance(item, dict):
             continue
         kind = _body_kind(item)
         if kind == "choice":
             # v2 oa:Choice has "default" then "item"; v3 Choice lists "items", the first being the default.
-            options = _list(item.get("default")) + _list(item.get("items")) + _list(item.get("item"))
+            options = as_list(item.get("default")) + as_list(item.get("items")) + as_list(item.get("item"))
             for option in options:
                 found = list(_resolve_body(option, version, region, depth + 1))
                 images = [f for f in found if isinstance(f, _Image)]
@@ -302,21 +296,21 @@ def _resolve_body(body: Any, version: int, region: str | None, depth: int = 0) -
 
 
 def _canvas_images_v3(canvas: dict[str, Any]) -> Iterator[_Image | str]:
-    for page in _list(canvas.get("items")):
+    for page in as_list(canvas.get("items")):
         if not isinstance(page, dict):
             continue
-        for anno in _list(page.get("items")):
+        for anno in as_list(page.get("items")):
             if not isinstance(anno, dict):
                 continue
             motivation = anno.get("motivation")
-            motivations = [m.split(":")[-1] for m in _list(motivation) if isinstance(m, str)]
+            motivations = [m.split(":")[-1] for m in as_list(motivation) if isinstance(m, str)]
             if motivations and "painting" not in motivations:
                 continue
             yield from _resolve_body(anno.get("body"), 3, _region(anno.get("target")))
 
 
 def _canvas_images_v2(canvas: dict[str, Any]) -> Iterator[_Image | str]:
-    for anno in _list(canvas.get("images")):
+    for anno in as_list(canvas.get("images")):
         if not isinstance(anno, dict):
             continue
         yield from _resolve_body(anno.get("resource"), 2, _region(anno.get("on")))
@@ -384,13 +378,13 @@ def _shared_v2(doc: dict[str, Any], manifest_id: str, part_of: Sequence[str]) ->
 
 def _canvases(doc: dict[str, Any], version: int) -> list[dict[str, Any]]:
     if version == 3:
-        return [c for c in _list(doc.get("items")) if isinstance(c, dict)]
+        return [c for c in as_list(doc.get("items")) if isinstance(c, dict)]
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
-    for seq in _list(doc.get("sequences")):
+    for seq in as_list(doc.get("sequences")):
         if not isinstance(seq, dict):
             continue
-        for canvas in _list(seq.get("canvases")):
+        for canvas in as_list(seq.get("canvases")):
             if isinstance(canvas, dict):
                 cid = doc_id(canvas) or f"#{len(out)}"
                 if cid not in seen:
