@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -170,6 +171,53 @@ def test_a_matched_detail_is_outlined_on_the_card_and_zoomed_to_in_the_view(
     page.wait_for_timeout(500)
     screenshot(page, "ui-region-detail")
     assert axe_violations(page) == [], "detail panel with a region"
+
+
+def test_drag_a_box_to_search_this_detail(page: Any, context: Any, site: str, demo: DemoIndex) -> None:
+    rid = demo.records[3].id
+    item = _item(site, rid)
+    title = " ".join(item["title"]["en"])
+    full_w, full_h = item["image_service"]["width"], item["image_service"]["height"]
+    page.goto(f"{site}/?item={rid}")
+    page.locator("#viewer-tools").wait_for()
+    page.wait_for_selector("#viewer .openseadragon-canvas canvas", state="attached")
+    page.click("#detail-select")
+    assert page.get_attribute("#detail-select", "aria-pressed") == "true"
+    assert page.locator("#select-hint").is_visible()
+    v = page.locator("#viewer").bounding_box()
+    with page.expect_response(lambda r: r.url.endswith("/api/search") and r.request.method == "POST") as resp:
+        page.mouse.move(v["x"] + v["width"] * 0.45, v["y"] + v["height"] * 0.4)
+        page.mouse.down()
+        page.mouse.move(v["x"] + v["width"] * 0.5, v["y"] + v["height"] * 0.5, steps=4)
+        page.mouse.move(v["x"] + v["width"] * 0.6, v["y"] + v["height"] * 0.6, steps=4)
+        page.mouse.up()
+    body = _search_body(resp.value.request)
+    [term] = body["terms"]
+    assert term["kind"] == "item" and term["value"] == rid and term["weight"] == 1, term
+    x, y, w, h = _box(term["region"])
+    assert min(x, y) >= 0 and x + w <= full_w and y + h <= full_h, (term, full_w, full_h)
+    assert 0 < w < full_w and 0 < h < full_h, "a detail, not the whole image"
+    # The dialog closes, the results are the detail's, and the chip names what is searched.
+    page.locator("dialog#detail").wait_for(state="hidden")
+    assert resp.value.ok, resp.value.text()
+    results = resp.value.json()["results"]
+    page.wait_for_function(
+        "ids => JSON.stringify([...document.querySelectorAll('#grid .card')].map(c => c.dataset.id))"
+        " === JSON.stringify(ids)",
+        arg=[r["id"] for r in results],
+    )
+    label = f"Detail of {_short(title)}"
+    assert page.locator(".chip-detail span").first.inner_text() == label
+    detail = parse_qs(urlsplit(page.url).query)["detail"]
+    assert detail == [f"{rid}:{term['region']}"]
+    # The link reproduces the search, in a page that never saw the item.
+    other = context.new_page()
+    with other.expect_request(lambda r: r.url.endswith("/api/search") and r.method == "POST") as req:
+        other.goto(page.url)
+    assert _search_body(req.value)["terms"] == [term]
+    other.wait_for_selector(".chip-detail")
+    other.wait_for_function("t => document.querySelector('.chip-detail span').textContent === t", arg=label)
+    other.close()
 
 
 def test_search_what_is_in_view_with_the_keyboard(page: Any, site: str, demo: DemoIndex) -> None:
