@@ -79,7 +79,7 @@ def test_use_m3_graph_matches_torch() -> None:
 
     tower = load_text_tower("use-m3")
     lite_like: Any = SimpleNamespace(text_tower=tower)
-    runner = onnx_text.OnnxText(onnx_text._FACTORIES["use-m3"](lite_like, None), threads=1)
+    runner = onnx_text.OnnxTower(onnx_text._FACTORIES["use-m3"](lite_like, None), threads=1)
     reference = tower.encode(SAMPLE).numpy()
     assert cosines(runner.features(SAMPLE), reference).min() >= 0.9999
     # Batches are split by tokens; a batch larger than one split still lines up row for row.
@@ -115,3 +115,19 @@ def test_unwritable_cache_keeps_the_graph_in_memory(
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     runner = onnx_text.load_onnx_text(lite.lite, lite.tokenizer, runtime="onnx", threads=1)
     assert runner is not None and runner.features(["a ship"]).shape == (1, 384)
+
+
+def test_image_trunk_graph_matches_torch(lite: LiteEmbedder) -> None:
+    import torch
+    from PIL import Image
+
+    runner = onnx_text.load_onnx_image(lite.lite, runtime="onnx", threads=1)
+    assert runner is not None
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (64 + 40 * i, 96, 3), dtype=np.uint8)) for i in range(3)]
+    pixels = lite.pixels(images)
+    with torch.inference_mode():
+        reference = lite.lite.image_features(pixels).numpy()
+    assert cosines(runner.features(pixels), reference).min() >= 0.9999
+    on_onnx = load_embedder("iconosearch-lite", device="cpu", text_runtime="onnx")
+    assert cosines(on_onnx.embed_images(images), lite.embed_images(images)).min() >= 0.9999

@@ -166,8 +166,9 @@ class EncoderConfig(_Strict):
     threads: int = Field(default=0, ge=0, le=256)
     """Threads the encoder uses (torch intra-op, ONNX Runtime intra-op); 0 = one per available core."""
     runtime: Literal["auto", "onnx", "torch"] = "auto"
-    """Text tower runtime: ``auto`` = ONNX Runtime where the tower has an exporter and
-    ``onnxruntime`` is installed, else torch; ``onnx`` = the same but say so when it cannot; ``torch``."""
+    """Runtime of the served model's towers (text tower, image trunk): ``auto`` = ONNX Runtime where the
+    tower has an export and ``onnxruntime`` is installed, else torch; ``onnx`` = the same but an error
+    instead of the fallback; ``torch``. Indexing always uses ``auto``."""
 
 
 class SubjectsConfig(_Strict):

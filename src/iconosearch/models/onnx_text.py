@@ -45,20 +45,23 @@ OPSET: Final = 17
 
 
 class Exportable(Protocol):
-    """One text tower, ready to export and to feed: what the registry's factories return."""
+    """One tower, ready to export and to feed: what the registry's factories return."""
 
     kind: str
     fingerprint: str
     """Hash of everything the graph depends on (tower weights, recipe)."""
     input_names: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
+    example: Any
+    """Inputs to trace the export with (any size: the exported axes are dynamic)."""
 
     def module(self) -> torch.nn.Module:
         """The torch module to export: ``forward(*inputs)`` → features ``(n, dim)``."""
         ...
 
-    def batches(self, texts: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
-        """ORT feeds for ``texts``, in order, in chunks whose outputs concatenate to one row per text."""
+    def batches(self, inputs: Any) -> Iterator[dict[str, np.ndarray]]:
+        """ORT feeds for ``inputs`` (texts, or a pixel tensor), in order, in chunks whose outputs
+        concatenate to one row per input."""
         ...
 
 
@@ -91,8 +94,8 @@ def cache_dir() -> Path:
     return Path(base) / "iconosearch" / "onnx"
 
 
-class OnnxText:
-    """An exported text tower on ONNX Runtime: ``features(texts)`` → ``(n, dim)`` float32. Thread-safe."""
+class OnnxTower:
+    """An exported tower on ONNX Runtime: ``features(inputs)`` → ``(n, dim)`` float32. Thread-safe."""
 
     def __init__(self, exportable: Exportable, *, threads: int) -> None:
         import onnxruntime as ort
@@ -107,8 +110,8 @@ class OnnxText:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(_graph(exportable), options, providers=["CPUExecutionProvider"])
 
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        outs = [self.session.run(None, feeds)[0] for feeds in self.exportable.batches(texts)]
+    def features(self, inputs: Any) -> np.ndarray:
+        outs = [self.session.run(None, feeds)[0] for feeds in self.exportable.batches(inputs)]
         return np.concatenate(outs).astype(np.float32, copy=False)
 
 
@@ -143,7 +146,7 @@ def export_graph(exportable: Exportable) -> bytes:
     import torch
 
     module = exportable.module().eval()
-    sample = next(exportable.batches(["an example query", "a longer example query to trace with"]))
+    sample = next(exportable.batches(exportable.example))
     args = tuple(torch.from_numpy(sample[name]) for name in exportable.input_names)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.inference_mode():
         out = Path(tmp) / "text.onnx"
@@ -161,35 +164,61 @@ def export_graph(exportable: Exportable) -> bytes:
         return out.read_bytes()
 
 
-def load_onnx_text(lite: LiteModel, tokenizer: Any, *, runtime: str, threads: int) -> OnnxText | None:
+def load_onnx_text(lite: LiteModel, tokenizer: Any, *, runtime: str, threads: int) -> OnnxTower | None:
     """The ORT runner for ``lite``'s text tower, or ``None`` for torch.
 
     ``runtime``: ``torch`` → ``None``; ``auto`` → ORT when installed and the kind has an export, else
     ``None``; ``onnx`` → the same, but raises :class:`ModelUnavailableError` instead of falling back.
     """
+    kind = lite.config.text_tower
+    factory = _FACTORIES.get(kind)
+    known = ", ".join(exportable_kinds())
+    unknown = f"no ONNX export is registered for text tower {kind!r} (known: {known})"
+
+    def make() -> Exportable | None:
+        return factory(lite, tokenizer) if factory is not None else None
+
+    return _load_tower(lite, kind, make, unknown, runtime, threads)
+
+
+def load_onnx_image(lite: LiteModel, *, runtime: str, threads: int) -> OnnxTower | None:
+    """The ORT runner for ``lite``'s image trunk (EfficientNet-Lite0), or ``None`` for torch; as above."""
+    return _load_tower(lite, "image", lambda: _ImageTrunk(lite), "", runtime, threads)
+
+
+def _load_tower(
+    lite: LiteModel,
+    kind: str,
+    make: Callable[[], Exportable | None],
+    unknown: str,
+    runtime: str,
+    threads: int,
+) -> OnnxTower | None:
     if runtime == "torch":
         return None
     if runtime not in ("auto", "onnx"):
-        raise ValueError(f"unknown text runtime {runtime!r} (auto, onnx or torch)")
-    kind = lite.config.text_tower
+        raise ValueError(f"unknown runtime {runtime!r} (auto, onnx or torch)")
     why = None
     if not onnxruntime_installed():
         why = "onnxruntime is not installed (pip install onnxruntime)"
-    elif kind not in _FACTORIES:
-        why = f"no ONNX export is registered for text tower {kind!r} (known: {', '.join(exportable_kinds())})"
     elif lite.device.type != "cpu":
         why = "the model runs on a GPU, where torch is used"
-    if why is not None:
-        if runtime == "onnx":
-            raise ModelUnavailableError(f"the ONNX text runtime cannot be used: {why}")
-        log.debug("text tower on torch: %s", why)
-        return None
     try:
-        return OnnxText(_FACTORIES[kind](lite, tokenizer), threads=threads)
+        exportable = make() if why is None else None
+        if why is None and exportable is None:
+            why = unknown
+        if why is not None or exportable is None:
+            if runtime == "onnx":
+                raise ModelUnavailableError(f"the ONNX runtime cannot be used: {why}")
+            log.debug("%s tower on torch: %s", kind, why)
+            return None
+        return OnnxTower(exportable, threads=threads)
+    except ModelUnavailableError:
+        raise
     except Exception as exc:  # an exporter or ORT failure must never take search down when torch works
         if runtime == "onnx":
-            raise ModelUnavailableError(f"the ONNX text runtime failed for {kind!r}: {exc}") from exc
-        log.warning("text tower %s stays on torch: ONNX export or load failed: %s", kind, exc)
+            raise ModelUnavailableError(f"the ONNX runtime failed for {kind!r}: {exc}") from exc
+        log.warning("%s tower stays on torch: ONNX export or load failed: %s", kind, exc)
         return None
 
 
@@ -204,6 +233,30 @@ def state_fingerprint(kind: str, module: torch.nn.Module) -> str:
 
 # --- registered exports ----------------------------------------------------------------------------
 _MINILM_TEXTS_PER_BATCH: Final = 128
+_EXAMPLE_TEXTS: Final = ("an example query", "a longer example query to trace with")
+
+
+class _ImageTrunk:
+    """iconosearch-lite's image tower (timm EfficientNet-Lite0 trunk): pixels → pooled 1280-d features."""
+
+    def __init__(self, lite: LiteModel) -> None:
+        import torch
+
+        self.lite = lite
+        self.kind: str = "efficientnet-lite0"
+        self.input_names: tuple[str, ...] = ("pixels",)
+        self.dynamic_axes: dict[str, dict[int, str]] = {"pixels": {0: "images"}}
+        size = lite.config.image_size
+        self.example: Any = torch.zeros((2, 3, size, size))
+        # Fine-tuning may have changed the trunk's layers: the weights themselves key the graph.
+        self.fingerprint = state_fingerprint(self.kind, lite.clip.visual.trunk)
+
+    def module(self) -> torch.nn.Module:
+        trunk: torch.nn.Module = self.lite.clip.visual.trunk
+        return trunk
+
+    def batches(self, inputs: Any) -> Iterator[dict[str, np.ndarray]]:
+        yield {"pixels": inputs.detach().cpu().float().numpy()}
 
 
 class _MiniLMFeatures:
@@ -211,6 +264,7 @@ class _MiniLMFeatures:
 
     def __init__(self, lite: LiteModel, tokenizer: Any) -> None:
         self.kind: str = "minilm"
+        self.example: Any = _EXAMPLE_TEXTS
         self.input_names: tuple[str, ...] = ("input_ids", "attention_mask")
         self.dynamic_axes: dict[str, dict[int, str]] = {
             "input_ids": {0: "texts", 1: "tokens"},
@@ -237,8 +291,10 @@ class _MiniLMFeatures:
 
         return Features()
 
-    def batches(self, texts: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+    def batches(self, inputs: Any) -> Iterator[dict[str, np.ndarray]]:
         from iconosearch.models.lite import trim_padding
+
+        texts: Sequence[str] = list(inputs)
 
         pad = int(self.lite.clip.text.config.pad_token_id)
         step = _MINILM_TEXTS_PER_BATCH
@@ -252,6 +308,7 @@ class _UseM3Features:
 
     def __init__(self, lite: LiteModel, tokenizer: Any) -> None:
         self.kind: str = "use-m3"
+        self.example: Any = _EXAMPLE_TEXTS
         self.input_names: tuple[str, ...] = ("ids", "lengths")
         self.dynamic_axes: dict[str, dict[int, str]] = {"ids": {0: "tokens"}, "lengths": {0: "texts"}}
         from iconosearch.models.towers.use_m3 import UseM3Tower
@@ -276,8 +333,8 @@ class _UseM3Features:
 
         return Features()
 
-    def batches(self, texts: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
-        for chunk in self.tower.token_batches(self.tower.tokenize(texts)):
+    def batches(self, inputs: Any) -> Iterator[dict[str, np.ndarray]]:
+        for chunk in self.tower.token_batches(self.tower.tokenize(list(inputs))):
             yield {
                 "ids": np.fromiter((t for s in chunk for t in s), dtype=np.int64),
                 "lengths": np.fromiter((len(s) for s in chunk), dtype=np.int64, count=len(chunk)),
