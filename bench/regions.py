@@ -7,7 +7,8 @@ page and crops, as the engine ranks), their paired bootstrap difference (resampl
 queries of one collage are correlated), per layout, and how often the matched region of a correct
 hit overlaps the placement by IoU ≥ 0.3.
 
-Run: ``nice python bench/regions.py [--model iconosearch-lite] [--collection demo/collection]``.
+Run: ``nice python bench/regions.py [--model iconosearch-lite] [--collection demo/collection]
+[--sources N]``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> dict[str, Any]:
     parser.add_argument("--model", default="iconosearch-lite")
     parser.add_argument("--collection", type=Path, default=ROOT / "demo" / "collection")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sources", type=int, default=0, help="use an even spread of N images (0: all)")
     args = parser.parse_args()
 
     from iconosearch.evaluation import collages
@@ -49,6 +51,8 @@ def main() -> dict[str, Any]:
     started = time.perf_counter()
     every = _sources(args.collection)
     sources = collages.usable(every)
+    if args.sources:
+        sources = sources[:: max(1, len(sources) // args.sources)][: args.sources]
     pages = collages.make_pages(sources, seed=args.seed)
     embedder = load_embedder(args.model, device="cpu")
     pv = collages.embed_pages(embedder, pages)
