@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -234,12 +235,34 @@ def test_build_index_embeds_crops_only_for_collections_that_ask(tmp_path: Path) 
     assert again.images_embedded == 0 and v2.manifest.regions == v1.manifest.regions
     with pytest.raises(ValueError, match="'regions' must be one of grid"):
         CollectionConfig(kind="local", path=tmp_path, regions="tiles")
+    # The CLI refuses a detail query it cannot answer, saying why (answering one needs a real model,
+    # see test_regions_eval.py and the API test above).
+    from typer.testing import CliRunner
+
+    from iconosearch.cli import app
+
+    config = tmp_path / "iconosearch.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\nmodel = "test-hash"\n'
+        f'[collections.pages]\nkind = "local"\npath = "{tmp_path}"\nregions = "grid"\n'
+    )
+    rid = pages[2][0].id
+    for _, body in pages:  # where a harvest caches an image: cache/images/<ab>/<sha256>.<ext>
+        digest = hashlib.sha256(body).hexdigest()
+        (DataDir(tmp_path).image_cache / digest[:2]).mkdir(parents=True, exist_ok=True)
+        (DataDir(tmp_path).image_cache / digest[:2] / f"{digest}.png").write_bytes(body)
+    runner = CliRunner()
+    result = runner.invoke(app, ["--config", str(config), "search", "--region", "0,0,10,10"])
+    assert result.exit_code == 2 and "give --item too" in result.output
+    result = runner.invoke(
+        app, ["--config", str(config), "search", "--item", rid, "--region", "0,0,999,10,1"]
+    )
+    assert result.exit_code == 2 and "four numbers" in result.output
 
 
 def test_api_results_show_the_matched_region_and_refuse_bad_detail_queries(
     region_index: tuple[Path, list[EmbeddedRecord], np.ndarray],
 ) -> None:
-    import json
 
     import httpx
 
