@@ -11,7 +11,13 @@
    (default 5000: the whole corpus, repeated to N; frozen features cached on disk, as the modes allow).
    Tower-training modes are timed on a subset for a bounded number of steps and reported per example.
 
-Run: ``nice .venv/bin/python bench/finetune.py [--demo] [--timing] [--pairs 5000]`` (both when neither).
+3. **open_clip bases** (``--openclip``): heads and LiT examples/s on a random-weight ViT-S-32 stand-in, with
+   the frozen trunks cached and without (as before caching), next to lite's heads mode, in one run.
+4. **Offline failure** (``--offline``): how long ``finetune`` with an uncached hub model takes to fail
+   without ``HF_HUB_OFFLINE``, on this machine and with the hub at a closed local port.
+
+Run: ``nice .venv/bin/python bench/finetune.py [--demo] [--timing] [--openclip] [--offline]`` (demo and
+timing when none is given).
 """
 
 from __future__ import annotations
@@ -152,8 +158,8 @@ def demo(work: Path, resamples: int, heritage: Path | None = None) -> dict[str, 
         ],
         work / "data",
     )  # fmt: skip
-    for name in ("MODEL_CARD.md", "DATASHEET.md", "split.json"):
-        shutil.copy(model_dir / name, report_dir / name)
+    for doc in ("MODEL_CARD.md", "DATASHEET.md", "split.json"):
+        shutil.copy(model_dir / doc, report_dir / doc)
     models = bench["models"]
     assert isinstance(models, list)
     return {
@@ -185,7 +191,8 @@ def seed_feature_cache(jsonl: Path, cache_root: Path, base: object) -> dict[str,
     from iconosearch.lite.corpus import default_cache_dir
     from iconosearch.lite.features import feature_cache
     from iconosearch.training.features import FeatureCache, digest
-    from iconosearch.training.finetune import FinetuneConfig, Trainee
+    from iconosearch.training.finetune import FinetuneConfig
+    from iconosearch.training.trainee import Trainee
 
     built = feature_cache(default_cache_dir())
     pairs = pairs_from_jsonl(jsonl).pairs
@@ -318,6 +325,104 @@ def timing(
     return out
 
 
+def openclip_timing(work: Path, n_train: int, epochs: int) -> dict[str, object]:
+    """Heads and LiT examples/s on a random-weight ViT-S-32 stand-in, with the frozen trunks cached (as
+    fine-tuning runs now) and without (the trunk/head split switched off: every epoch runs the frozen
+    towers, as before), next to lite's heads mode on the same pairs. Same run, so the ratios hold."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from iconosearch.evaluation.pairs import pairs_from_jsonl, split_by_group
+    from iconosearch.models.embedder import load_embedder
+    from iconosearch.training import trainee as trainee_module
+    from iconosearch.training.finetune import FinetuneConfig, finetune
+
+    standin = work / "vit-s-32.safetensors"
+    if not standin.is_file():
+        torch.manual_seed(0)
+        state = open_clip.create_model("ViT-S-32").state_dict()
+        save_file({k: v.contiguous() for k, v in state.items()}, str(standin))
+    all_pairs = work / "corpus.jsonl"
+    corpus_pairs_jsonl(None, all_pairs)
+    pairs = list(pairs_from_jsonl(all_pairs).pairs)[: n_train + 64]
+    split = split_by_group(pairs, val_fraction=0.1, test_fraction=0.1, seed=0)
+    train, val = split.select(pairs, "train")[:n_train], split.select(pairs, "val")
+    bases = {"vit-s-32": f"ViT-S-32/{standin}", "lite": "iconosearch-lite"}
+    out: dict[str, object] = {"train_pairs": len(train), "val_pairs": len(val), "epochs": epochs}
+    separable = trainee_module.Trainee.separable
+    for label, cached in (("cached", True), ("uncached", False)):
+        if not cached:
+            trainee_module.Trainee.separable = property(lambda self: self.is_lite)  # type: ignore[method-assign,assignment]
+        for base_name, spec in bases.items():
+            for mode in ("heads", "lit"):
+                if base_name == "lite" and (mode == "lit" or not cached):
+                    continue
+                folder = work / "openclip-timing" / f"{base_name}-{mode}-{label}"
+                shutil.rmtree(folder, ignore_errors=True)
+                cfg = FinetuneConfig(mode=mode, epochs=epochs, batch_size=32, patience=epochs, tower_lr=1e-5)  # type: ignore[arg-type]
+                r = finetune(
+                    load_embedder(spec, device="cpu"), train, val, (), split, folder, cfg, device="cpu",
+                    feature_cache=work / "openclip-features", write_docs=False,
+                )  # fmt: skip
+                out[f"{base_name} {mode} {label}"] = {
+                    "examples_per_s": round(r.examples_per_s, 1),
+                    "feature_s": round(r.feature_s, 1),
+                    "train_s": round(r.train_s, 1),
+                }
+        trainee_module.Trainee.separable = separable  # type: ignore[method-assign]
+    return out
+
+
+def offline_failure(work: Path) -> dict[str, object]:
+    """Seconds until `finetune` with a hub model that is not cached fails, without HF_HUB_OFFLINE: on this
+    machine as it is (air-gapped), and with the hub pointed at a closed local port."""
+    import socket
+
+    pairs = work / "offline.jsonl"
+    corpus_pairs_jsonl("institution", pairs)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    out: dict[str, object] = {}
+    for label, endpoint in (("this machine", None), ("closed local port", f"http://127.0.0.1:{closed}")):
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        env["HF_HOME"] = str(work / "empty-hf-home")
+        if endpoint:
+            env["HF_ENDPOINT"] = endpoint
+        cmd = [str(Path(sys.executable).parent / "iconosearch"), "finetune", "--pairs", str(pairs)]
+        cmd += ["--model", "ViT-B-32/laion2b_s34b_b79k", "--output", str(work / "offline-out")]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
+        command_s = time.perf_counter() - t0
+        # The failure itself, without the command's imports (torch, open_clip: most of the wall time).
+        probe = subprocess.run(
+            [sys.executable, "-c", RESOLVE_TIMER], env=env, capture_output=True, text=True, check=False
+        )
+        out[label] = {
+            "command_seconds": round(command_s, 2),
+            "exit_code": proc.returncode,
+            **json.loads(probe.stdout or "{}"),
+            "message": " ".join(proc.stderr.split())[:200],
+        }
+    return out
+
+
+RESOLVE_TIMER = """
+import json, time
+import open_clip
+from iconosearch.models import hub
+t0 = time.perf_counter()
+try:
+    hub.check_available("ViT-B-32/laion2b_s34b_b79k")
+    failed = False
+except Exception:
+    failed = True
+print(json.dumps({"failed": failed, "failure_seconds": round(time.perf_counter() - t0, 3),
+                  "probe_seconds": hub.probe_seconds()}))
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", action="store_true")
@@ -329,11 +434,19 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--heritage", type=Path, default=None, help="heritage sets folder (demo collection)")
+    parser.add_argument("--openclip", action="store_true", help="heads/LiT examples/s on a ViT-S-32 stand-in")
+    parser.add_argument("--openclip-pairs", type=int, default=256)
+    parser.add_argument("--openclip-epochs", type=int, default=2)
+    parser.add_argument("--offline", action="store_true", help="time the offline failure of a hub model")
     args = parser.parse_args()
+    result: dict[str, object] = {"benchmark": "finetune", "load_average": os.getloadavg()}
+    if args.offline:
+        result["offline_failure"] = offline_failure(args.work)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    both = not args.demo and not args.timing
-    result: dict[str, object] = {"benchmark": "finetune"}
+    if args.openclip:
+        result["openclip"] = openclip_timing(args.work, args.openclip_pairs, args.openclip_epochs)
+    both = not args.demo and not args.timing and not args.openclip and not args.offline
     if args.demo or both:
         result["demo"] = demo(args.work, args.resamples, args.heritage)
     if args.timing or both:

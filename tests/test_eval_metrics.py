@@ -71,3 +71,16 @@ def test_query_without_relevant_entry_is_refused() -> None:
         first_relevant_ranks(np.zeros((1, 2)), ["q"], ["a", "b"])
     with pytest.raises(ValueError, match="shape"):
         first_relevant_ranks(np.zeros((2, 2)), ["a"], ["a", "b"])
+
+
+def test_chance_levels_of_a_random_ranking() -> None:
+    from iconosearch.evaluation.metrics import chance_levels
+
+    ten = [str(i) for i in range(10)]
+    c = chance_levels(ten, ten)
+    assert c["R@1"] == pytest.approx(0.1) and c["R@5"] == pytest.approx(0.5) and c["R@10"] == pytest.approx(1)
+    assert c["mrr"] == pytest.approx(sum(1 / r for r in range(1, 11)) / 10)
+    assert c["median_rank"] == pytest.approx(5.5)
+    # two relevant entries among four: the first is at rank 1 with p 1/2, 2 with 1/3, 3 with 1/6
+    two = chance_levels(["a", "b"], ["a", "a", "b", "b"])
+    assert two["R@1"] == pytest.approx(0.5) and two["mrr"] == pytest.approx(1 / 2 + 1 / 6 + 1 / 18)

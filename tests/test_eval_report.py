@@ -70,6 +70,12 @@ def test_report_writes_json_markdown_and_charts(tmp_path: Path) -> None:
     assert payload["models"][1]["vs_base"]["t2i R@1"]["estimate"] == pytest.approx(0.6)
     md = (tmp_path / "report" / "REPORT.md").read_text()
     assert "`tuned`" in md and "Verdicts" in md and "paired bootstrap" in md
+    # every table states n and chance; 4 images are too few for R@5/R@10 and say so
+    assert "n = 5 queries, each ranked against 4 candidates." in md
+    assert "| chance (random ranking) | 25.0 | 100.0 | 100.0 |" in md
+    assert "Warnings: too small to measure" in md and "t2i R@10: a random ranking already scores 100%" in md
+    assert payload["chance"]["t2i"]["R@1"] == pytest.approx(0.25)
+    assert any("only 4 queries from 2 manifests" in w for w in payload["warnings"])
     for png in ("recall.png", "difference.png"):
         with Image.open(tmp_path / "report" / png) as im:
             assert im.format == "PNG" and im.width > 300

@@ -12,12 +12,12 @@ from PIL import Image
 
 from iconosearch.evaluation.pairs import Pair, Split, split_by_group
 from iconosearch.models.embedder import Embedder, LiteEmbedder, load_embedder
+from iconosearch.models.hub import check_available
 from iconosearch.models.specs import ModelUnavailableError
 from iconosearch.training.finetune import (
     FinetuneConfig,
     FinetuneError,
     FinetuneResult,
-    check_trainable_offline,
     finetune,
 )
 from tests.helpers.finetune_data import FinetuneWorld, finetune_world  # noqa: F401 - the fixture
@@ -144,7 +144,7 @@ def test_lit_mode_trains_the_text_tower_and_saves_it(setup) -> None:  # type: ig
     assert changed  # the text tower moved
     for a, b in zip(base.model.visual.trunk.parameters(), tuned.model.visual.trunk.parameters(), strict=True):
         assert torch.equal(a, b)  # the image tower is locked (LiT)
-    from iconosearch.training.finetune import Trainee
+    from iconosearch.training.trainee import Trainee
 
     # features cached for the packaged towers must never be reused for fine-tuned ones
     base_keys = Trainee(base, "cpu").tower_keys(448)
@@ -163,9 +163,9 @@ def test_lit_mode_trains_the_text_tower_and_saves_it(setup) -> None:  # type: ig
 
 def test_hub_model_cannot_be_trained_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelUnavailableError, match="offline"):
-        check_trainable_offline("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
-    check_trainable_offline("iconosearch-lite")  # built in: fine
+    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
+        check_available("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
+    check_available("iconosearch-lite")  # built in: fine
 
 
 def test_bad_configs_are_refused() -> None:
@@ -196,7 +196,7 @@ def test_undecodable_images_are_left_out_and_counted(setup) -> None:  # type: ig
 
 
 def test_text_locked_mode_unlocks_only_the_last_text_layers_of_lite(setup) -> None:  # type: ignore[no-untyped-def]
-    from iconosearch.training.finetune import Trainee
+    from iconosearch.training.trainee import Trainee
 
     _, base, _, _ = setup
     trainee = Trainee(base, "cpu")

@@ -32,6 +32,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class OwnInfoOnly(logging.Filter):
+    """Third-party INFO (and DEBUG) records are dropped: open_clip alone logs about 12 lines per model load,
+    on the root logger, so a per-logger level cannot catch them. ``--verbose`` shows everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] == "iconosearch"
+
+
 def setup_logging(*, json_lines: bool = False, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -46,6 +54,8 @@ def setup_logging(*, json_lines: bool = False, level: int = logging.INFO) -> Non
             console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
         )
         handler.setFormatter(logging.Formatter("%(message)s"))
+    if level > logging.DEBUG:
+        handler.addFilter(OwnInfoOnly())
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries that log every request at INFO would drown the counts that matter.

@@ -154,6 +154,8 @@ def register(app: typer.Typer) -> None:
             return
         for m in result.models:
             out_console.print(m.verdict, highlight=False)
+        for warning in result.warnings:
+            err_console.print(f"[yellow]warning[/] {warning}", highlight=False)
         out_console.print(f"report: [bold]{folder / 'REPORT.md'}[/]")
 
 

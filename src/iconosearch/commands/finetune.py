@@ -91,8 +91,14 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="heads | lit (image tower locked) | text-locked | full.")
         ] = "heads",
         unlocked_layers: Annotated[
-            int, typer.Option(help="text-locked mode: last N text layers left trainable.")
-        ] = 1,
+            int,
+            typer.Option(
+                help="text-locked mode: the text tower's last N layers stay trainable. open_clip's own text "
+                "towers (ViT-B-32, ViT-B-16, ...) count the projection as a layer: 1 = projection only, "
+                "2 = projection + last block. Hugging Face towers (xlm-roberta-...) and iconosearch-lite's "
+                "MiniLM count transformer layers: 2 = the last two."
+            ),
+        ] = 2,
         output: Annotated[
             Path | None,
             typer.Option("--output", "-o", help="Model folder (default: <data_dir>/models/<name>)."),
@@ -145,12 +151,12 @@ def register(app: typer.Typer) -> None:
         bootstrap CIs) and documented in MODEL_CARD.md and DATASHEET.md.
         """
         from iconosearch.evaluation.pairs import Split, TooFewPairsError, split_by_group
+        from iconosearch.models.hub import check_available
         from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
         from iconosearch.training.finetune import (
             MODES,
             FinetuneConfig,
             FinetuneError,
-            check_trainable_offline,
         )
 
         st = state(ctx)
@@ -178,7 +184,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(str(exc), code=2)
         try:
-            check_trainable_offline(spec)
+            check_available(spec)
         except (ModelSpecError, ModelUnavailableError) as exc:
             fail(str(exc), code=2)
 
@@ -269,7 +275,18 @@ def register(app: typer.Typer) -> None:
         if result.test is not None:
             for m in result.test.models:
                 out_console.print(f"  {m.verdict}", highlight=False)
-        out_console.print(f"  best epoch {result.best_epoch}; {result.wall_s:.0f} s; see MODEL_CARD.md")
+            for warning in result.test.warnings:
+                err_console.print(f"  [yellow]warning[/] {warning}", highlight=False)
+        if resume and result.resumed_from_epoch is None:
+            out_console.print(f"  nothing to resume in {out_dir}: the run started from the beginning")
+        if result.best_epoch == 0:
+            out_console.print(
+                f"  the base stayed best: no epoch beat its validation mean recall "
+                f"({result.base_val_mean_recall:.1%}), so the saved model is the base, unchanged"
+            )
+        else:
+            out_console.print(f"  best epoch {result.best_epoch} of {len(result.history)}")
+        out_console.print(f"  {result.wall_s:.0f} s; see MODEL_CARD.md")
 
 
 def _with_progress(quiet: bool, run: Any) -> Any:

@@ -26,6 +26,7 @@ from iconosearch.evaluation.metrics import (
     DEFAULT_KS,
     RetrievalMetrics,
     RetrievalRanks,
+    chance_levels,
     metrics_from_ranks,
     retrieval_ranks,
     summarize,
@@ -197,6 +198,35 @@ class BenchResult:
     n_resamples: int
     created: str = ""
     notes: tuple[str, ...] = ()
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per direction, what a random ranking scores on this set (``R@k``, ``mrr``, ``median_rank``)."""
+    warnings: tuple[str, ...] = ()
+    """Metrics this set is too small to measure, said plainly."""
+
+
+SMALL_N_QUERIES = 30
+"""Fewer test queries than this give intervals too wide to tell most models apart."""
+
+
+def small_n_warnings(
+    chance: Mapping[str, Mapping[str, float]], n_queries: Mapping[str, int], n_groups: int
+) -> tuple[str, ...]:
+    """Warnings for metrics a set this small cannot measure (R@10 among 10 candidates is always 100 %)."""
+    out = []
+    for direction, levels in chance.items():
+        for name, level in levels.items():
+            if name.startswith("R@") and level >= 0.5:
+                out.append(
+                    f"{direction} {name}: a random ranking already scores {level:.0%} here "
+                    f"({n_queries[direction]} queries); it cannot tell models apart, read MRR and median rank"
+                )
+    smallest = min(n_queries.values(), default=0)
+    if smallest < SMALL_N_QUERIES:
+        out.append(
+            f"only {smallest} queries from {n_groups} manifests: confidence intervals are wide, and only "
+            "large differences can show"
+        )
+    return tuple(out)
 
 
 def _breakdown(
@@ -316,15 +346,22 @@ def compare(
             )
         )
     results.sort(key=lambda m: (m.spec != base,))
+    chance = {
+        "t2i": chance_levels(data.text_items, data.image_items, ks),
+        "i2t": chance_levels(data.image_items, data.text_items, ks),
+    }
+    n_groups = len(set(data.image_groups))
     return BenchResult(
         base=base,
         split_name=split_name,
         n_images=len(data.pairs),
         n_texts=len(data.texts),
-        n_groups=len(set(data.image_groups)),
+        n_groups=n_groups,
         models=tuple(results),
         seed=seed,
         confidence=confidence,
         n_resamples=n_resamples,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        chance=chance,
+        warnings=small_n_warnings(chance, {"t2i": len(data.texts), "i2t": len(data.pairs)}, n_groups),
     )

@@ -8,6 +8,7 @@ as the best relevant one counts as ranked above it), so a constant model never l
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -125,3 +126,29 @@ def metrics_from_ranks(ranks: RetrievalRanks, ks: Sequence[int] = DEFAULT_KS) ->
     return RetrievalMetrics(
         t2i=summarize(ranks.t2i, ranks.n_images, ks), i2t=summarize(ranks.i2t, ranks.n_texts, ks)
     )
+
+
+def chance_levels(
+    query_items: Sequence[str], gallery_items: Sequence[str], ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
+    """Expected metrics of a random ranking, averaged over the queries: ``R@k``, ``mrr``, ``median_rank``.
+
+    A query with ``m`` relevant entries among ``N``: R@k = 1 − C(N−m, k)/C(N, k); the first relevant entry
+    is at rank r with probability C(N−r, m−1)/C(N, m), which gives the MRR; its expected rank (N+1)/(m+1)
+    stands in for the median.
+    """
+    n = len(gallery_items)
+    counts = Counter(gallery_items)
+    per_m: dict[int, dict[str, float]] = {}
+    for m in {counts[q] for q in query_items}:
+        rank_p = m / n  # P(first relevant at rank 1), then the next ranks by the recurrence
+        mrr, recall_k = 0.0, {k: 0.0 for k in ks}
+        for r in range(1, n - m + 2):
+            mrr += rank_p / r
+            for k in ks:
+                recall_k[k] += rank_p if r <= k else 0.0
+            rank_p *= (n - r - m + 1) / (n - r) if n - r > 0 else 0.0
+        per_m[m] = {**{f"R@{k}": min(1.0, v) for k, v in recall_k.items()}, "mrr": mrr}
+        per_m[m]["median_rank"] = (n + 1) / (m + 1)
+    keys = [*(f"R@{k}" for k in ks), "mrr", "median_rank"]
+    return {key: float(np.mean([per_m[counts[q]][key] for q in query_items])) for key in keys}

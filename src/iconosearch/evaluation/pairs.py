@@ -78,6 +78,10 @@ def pair_of(image: HarvestedImage) -> Pair | None:
         label = record.providers[0].label
         values = next(iter(label.values()), [])
         provider = values[0] if values else None
+    if provider is None and record.required_statement is not None:
+        # No provider stated (local folders, many v2 manifests): the attribution names who supplied it.
+        values = next(iter(record.required_statement.value.values()), [])
+        provider = values[0] if values else None
     return Pair(
         item_id=record.id,
         # Saved splits name groups: a local collection's manifest is named without the address it was
@@ -134,7 +138,7 @@ def pairs_from_jsonl(path: Path) -> PairSet:
     One object per line: ``image`` (path, relative to the file), ``caption`` (text) or ``captions``
     (``{lang: text}``), and optionally ``id``, ``group`` (the split unit, default: the image path),
     ``collection`` (default: the file's stem), ``lang`` (of ``caption``, default ``none``), ``rights``,
-    ``provider``, ``century``.
+    ``provider`` (or ``attribution``), ``century``.
     """
     pairs: list[Pair] = []
     excluded: Counter[str] = Counter()
@@ -174,7 +178,7 @@ def pairs_from_jsonl(path: Path) -> PairSet:
                 content_hash=digest,
                 captions=captions,
                 rights=obj.get("rights"),
-                provider=obj.get("provider"),
+                provider=obj.get("provider") or obj.get("attribution"),
                 century=obj.get("century"),
             )
         )

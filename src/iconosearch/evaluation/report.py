@@ -33,6 +33,8 @@ def result_as_dict(result: BenchResult) -> dict[str, Any]:
         "n_resamples": result.n_resamples,
         "created": result.created,
         "notes": list(result.notes),
+        "chance": result.chance,
+        "warnings": list(result.warnings),
         "models": [
             {
                 "spec": m.spec,
@@ -65,9 +67,14 @@ def markdown(result: BenchResult) -> str:
         *[f"- {m.verdict}" for m in result.models],
         "",
     ]
+    if result.warnings:
+        lines += ["## Warnings: too small to measure", "", *[f"- {w}" for w in result.warnings], ""]
     for d, title in DIRECTIONS.items():
+        dm0: DirectionMetrics = getattr(result.models[0].metrics, d)
         lines += [
             f"## {title}",
+            "",
+            f"n = {dm0.n_queries} queries, each ranked against {dm0.gallery_size} candidates.",
             "",
             "| model | " + " | ".join(f"R@{k}" for k in ks) + " | median rank | MRR |",
             "|---|" + "---:|" * (len(ks) + 2),
@@ -78,6 +85,13 @@ def markdown(result: BenchResult) -> str:
                 f"| `{m.spec}` | "
                 + " | ".join(_pct(dm.recall[k]) for k in ks)
                 + f" | {dm.median_rank:g} | {dm.mrr:.3f} |"
+            )
+        chance = result.chance.get(d)
+        if chance:
+            lines.append(
+                "| chance (random ranking) | "
+                + " | ".join(_pct(chance[f"R@{k}"]) for k in ks)
+                + f" | {chance['median_rank']:.1f} | {chance['mrr']:.3f} |"
             )
         lines.append("")
     others = [m for m in result.models if m.vs_base]

@@ -11,7 +11,7 @@ def available_models() -> list[dict[str, Any]]:
 
     One row per model: spec, dim, preprocessing, license, whether it works offline here, description.
     """
-    from iconosearch.models.embedder import hub_cached
+    from iconosearch.models.hub import hub_cached
     from iconosearch.models.lite import BUILTIN_DIR, read_checkpoint, tower_files
     from iconosearch.models.specs import (
         KNOWN_HUB_MODELS,

@@ -13,8 +13,10 @@ additionally exposes ``.lite`` (:class:`~iconosearch.models.lite.LiteModel`) wit
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -23,7 +25,6 @@ import numpy as np
 from iconosearch.models.specs import (
     ModelSpec,
     ModelUnavailableError,
-    hub_offline,
     parse_spec,
 )
 
@@ -291,12 +292,40 @@ def encode_clip_text(model: Any, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _state_fingerprint(model: Any, preprocess: Any) -> str:
+    """Hash of the weights and a canonical form of the preprocessing: the same weights loaded two ways
+    (``ARCH//file`` or ``local-dir:``) get one fingerprint, so they share caches and indexes."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).numpy().view(np.uint8).tobytes())
-    digest.update(repr(preprocess).encode())
+    digest.update(json.dumps(preprocess_signature(preprocess), sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def preprocess_signature(preprocess: Any) -> list[Any]:
+    """Each transform step as (class name, public settings), with tuples as lists and enums as values:
+    ``repr`` is not canonical (mean and std print as a tuple from one loader and a list from another)."""
+    steps = getattr(preprocess, "transforms", [preprocess])
+    return [
+        [type(step).__name__, {k: _canonical(v) for k, v in sorted(vars(step).items()) if _setting(k)}]
+        for step in steps
+    ]
+
+
+def _setting(name: str) -> bool:
+    return not name.startswith("_") and name != "training"
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return _canonical(value.value)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return type(value).__name__
 
 
 _CACHE: dict[tuple[str, str, str, int], Embedder] = {}
@@ -381,10 +410,26 @@ def _load_embedded_lite(spec: ModelSpec, device: str) -> Embedder:
 
 
 def _load_checkpoint(spec: ModelSpec, device: str) -> Embedder:
-    assert spec.path is not None
-    if not spec.path.exists():
-        raise ModelUnavailableError(f"model checkpoint {spec.path} does not exist")
-    return _load_lite(spec, spec.path, device)
+    """A lite checkpoint (folder or heads file), an open_clip folder, or a bare open_clip weights file whose
+    architecture is read from its shapes."""
+    from iconosearch.models.lite import CONFIG_FILE
+
+    path = spec.path
+    assert path is not None
+    if not path.exists():
+        raise ModelUnavailableError(f"model checkpoint {path} does not exist")
+    if ((path if path.is_dir() else path.parent) / CONFIG_FILE).is_file():
+        return _load_lite(spec, path, device)
+    if path.is_dir():
+        if not (path / "open_clip_config.json").is_file():
+            raise ModelUnavailableError(
+                f"{path} holds neither an iconosearch-lite model ({CONFIG_FILE}) nor an open_clip one "
+                "(open_clip_config.json)"
+            )
+        return _create_open_clip(spec, f"local-dir:{path}", None, device)
+    from iconosearch.models.checkpoints import architecture_of
+
+    return _create_open_clip(spec, architecture_of(path), str(path), device)
 
 
 def _load_local_dir(spec: ModelSpec, device: str) -> Embedder:
@@ -398,19 +443,20 @@ def _load_local_dir(spec: ModelSpec, device: str) -> Embedder:
 
 
 def _load_hub(spec: ModelSpec, device: str) -> Embedder:
-    _require_hub_files(spec)
+    from iconosearch.models.hub import require_hub_model
+
+    require_hub_model(spec)
     return _create_open_clip(spec, spec.raw.strip(), None, device)
 
 
 def _load_open_clip(spec: ModelSpec, device: str) -> Embedder:
-    import open_clip
+    from iconosearch.models.hub import check_architecture, require_hub_model
 
+    check_architecture(spec.name)
     if spec.needs_hub:
-        _require_hub_files(spec)
-    if spec.name.replace("/", "-") not in open_clip.list_models():
-        raise ModelUnavailableError(
-            f"open_clip has no architecture {spec.name!r} (see open_clip.list_models())"
-        )
+        require_hub_model(spec)
+    elif spec.path is not None and not spec.path.is_file():
+        raise ModelUnavailableError(f"checkpoint file {spec.path} of {spec.raw!r} does not exist")
     return _create_open_clip(spec, spec.name, spec.pretrained, device)
 
 
@@ -435,55 +481,6 @@ register_model_loader("checkpoint", _load_checkpoint)
 register_model_loader("local-dir", _load_local_dir)
 register_model_loader("hf-hub", _load_hub)
 register_model_loader("open_clip", _load_open_clip)
-
-
-def _require_hub_files(spec: ModelSpec) -> None:
-    """Fail fast when a hub model is needed but the hub is off and the files are not cached."""
-    if not hub_offline():
-        return
-    repo, filename = _hub_location(spec)
-    if repo is None:
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(repo, filename or "open_clip_config.json")
-    if not isinstance(cached, str):
-        raise ModelUnavailableError(
-            f"model {spec.raw!r} must be downloaded from the Hugging Face hub ({repo}), but the hub is "
-            "offline (HF_HUB_OFFLINE=1) and it is not in the local cache. Use 'iconosearch-lite' (built in, "
-            "works offline), a local checkpoint, or run once with network access to cache it."
-        )
-
-
-def _hub_location(spec: ModelSpec) -> tuple[str | None, str | None]:
-    if spec.kind == "hf-hub":
-        return spec.name, "open_clip_config.json"
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained or "")
-    if not cfg:
-        raise ModelUnavailableError(
-            f"open_clip has no pretrained tag {spec.pretrained!r} for {spec.name!r}; known tags: "
-            f"{', '.join(open_clip.list_pretrained_tags_by_model(spec.name)) or 'none'}"
-        )
-    repo = cfg.get("hf_hub")
-    if not repo:
-        return None, None
-    repo = repo.rstrip("/")
-    return repo, cfg.get("hf_weights_file") or "open_clip_pytorch_model.bin"
-
-
-def hub_cached(spec: ModelSpec) -> bool:
-    """Whether a hub spec's weights are already in the local Hugging Face cache."""
-    try:
-        repo, filename = _hub_location(spec)
-    except ModelUnavailableError:
-        return False
-    if repo is None:
-        return False
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo, filename or "open_clip_config.json"), str)
 
 
 def describe(embedder: Embedder) -> dict[str, Any]:

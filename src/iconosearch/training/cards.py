@@ -112,7 +112,10 @@ def _finetune_model(result: FinetuneResult, config: FinetuneConfig, base_spec: s
         + (f"; resumed after epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else ""),
         f"- **Training time:** {result.wall_s:.0f} s wall, {result.examples_per_s:.0f} examples/s",
         *(
-            ["- **Note:** no epoch beat the base on validation, so this model *is* the base (best epoch 0)."]
+            [
+                "- **The base stayed best:** no epoch beat its validation mean recall "
+                f"({result.base_val_mean_recall:.1%}), so this model *is* the base, unchanged (best epoch 0)."
+            ]
             if result.best_epoch == 0
             else []
         ),
@@ -147,6 +150,12 @@ def _finetune_test(result: FinetuneResult) -> list[str]:
             f"| {name} | {r[1]:.1%} | {r[5]:.1%} | {r[10]:.1%} | {s[1]:.1%} | {s[5]:.1%} | {s[10]:.1%} | "
             f"{m.metrics.t2i.mrr:.3f} |"
         )
+    if t.chance:
+        c, d = t.chance["t2i"], t.chance["i2t"]
+        lines.append(
+            f"| chance (random ranking) | {c['R@1']:.1%} | {c['R@5']:.1%} | {c['R@10']:.1%} | "
+            f"{d['R@1']:.1%} | {d['R@5']:.1%} | {d['R@10']:.1%} | {c['mrr']:.3f} |"
+        )
     tuned = next(m for m in t.models if m.vs_base)
     lines += ["", "| statistic | difference | CI |", "|---|---:|---|"]
     for name, iv in tuned.vs_base.items():
@@ -157,6 +166,8 @@ def _finetune_test(result: FinetuneResult) -> list[str]:
         elif "MRR" in name:
             lines.append(f"| {name} | {iv.estimate:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] |")
     lines += ["", f"**Verdict:** {tuned.verdict}"]
+    if t.warnings:
+        lines += ["", "**Too small to measure:**", "", *[f"- {w}" for w in t.warnings]]
     return lines
 
 
@@ -202,6 +213,9 @@ def write_datasheet(
         "",
         "## Provenance and rights",
         "",
+        "Provider: the record's IIIF provider, else its attribution (requiredStatement; the `attribution` "
+        "column of a local folder's metadata.csv).",
+        "",
         *_table(providers, total, head="provider"),
         "",
         *_table(_rights(everything), total, head="rights"),
@@ -213,6 +227,21 @@ def write_datasheet(
         "## Known gaps and biases",
         "",
     ]
+    gaps = _gaps(providers, centuries, per_manifest, langs, excluded, total)
+    lines += [f"- {g}" for g in gaps]
+    lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _gaps(
+    providers: Counter[str],
+    centuries: Counter[str],
+    per_manifest: Counter[str],
+    langs: Counter[str],
+    excluded: dict[str, int],
+    total: int,
+) -> list[str]:
+    """The gaps and biases a datasheet can detect from counts alone."""
     gaps = []
     if providers:
         top, n = providers.most_common(1)[0]
@@ -240,6 +269,4 @@ def write_datasheet(
         "Catalogue captions describe what cataloguers chose to record; subjects, people and places they "
         "did not name are absent, and older descriptions may use outdated or offensive terms."
     )
-    lines += [f"- {g}" for g in gaps]
-    lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
+    return gaps

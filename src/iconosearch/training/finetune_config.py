@@ -26,8 +26,9 @@ class FinetuneError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class FinetuneConfig:
     mode: Mode = "heads"
-    unlocked_text_layers: int = 1
-    """``text-locked`` mode: how many of the text tower's last layers stay trainable."""
+    unlocked_text_layers: int = 2
+    """``text-locked`` mode: how many of the text tower's last layers stay trainable (open_clip's own text
+    towers count the projection as the last layer, so 2 is the projection and the last block)."""
     epochs: int = 30
     batch_size: int = 256
     accumulation_steps: int = 1
