@@ -51,6 +51,7 @@ def main() -> dict[str, Any]:
     started = time.perf_counter()
     every = _sources(args.collection)
     sources = collages.usable(every)
+    left_out = len(every) - len(sources)
     if args.sources:
         sources = sources[:: max(1, len(sources) // args.sources)][: args.sources]
     pages = collages.make_pages(sources, seed=args.seed)
@@ -78,7 +79,7 @@ def main() -> dict[str, Any]:
     localised = [o for o in correct if o.iou >= collages.IOU_HIT]
     return {
         "model": args.model,
-        "sources": {"usable": len(sources), "left_out_no_derivatives": len(every) - len(sources)},
+        "sources": {"usable": len(sources), "left_out_no_derivatives": left_out},
         "pages": len(pages),
         "queries": len(outcomes),
         "chance_r10": 10 / len(pages),
