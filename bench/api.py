@@ -5,12 +5,17 @@ data dir (``--data-dir``, default ``data/`` when it holds an index) or, failing 
 index built from the demo collection with the default model. Every request asks a different text (so
 the query-embedding cache never answers), 24 results per page. Prints JSON.
 
+``cached_text`` repeats one text from one client (its embedding cached): the HTTP p50, the engine's
+own p50, their difference (the HTTP and presentation overhead), and the page's size by default and
+with ``fields=full``.
+
 The "hostile mix" run (``--hostile``, on by default) repeats one concurrency level with 20 % of the
 requests replaced by heavy uploads — the 7990×7990 16-bit greyscale PNG of issue 13 (124 KB on the
 wire, 128 MB decoded) — and reports the ordinary searches' p50/p99 with and without the mix, the
 uploads' answers (200, or 503 ``busy`` from admission control) and the server's peak RSS.
 
     python bench/api.py [--data-dir data] [--seconds 8] [--concurrency 1 8 32] [--hostile 8 | --no-hostile]
+                        [--quick]
 """
 
 from __future__ import annotations
@@ -144,6 +149,37 @@ async def _level(base: str, concurrency: int, seconds: float, offset: int) -> di
     }
 
 
+async def _cached_text(base: str, seconds: float) -> dict:
+    """One client repeating one text, so its embedding is cached: what HTTP and the presenter add to
+    the engine (``overhead`` = HTTP p50 − the engine's own embed + search p50), and the page sizes."""
+    latencies: list[float] = []
+    engine: list[float] = []
+    params = {"q": "a sailing ship in a harbour", "k": 24}
+    async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
+        sizes = {}
+        for fields in ("compact", "full"):
+            r = await client.get("/api/search", params={**params, "fields": fields})
+            # A server without fields= (0.1) answers 400: its only payload is the full one.
+            sizes[fields] = len(r.content) if r.status_code == 200 else None
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            r = await client.get("/api/search", params=params)
+            latencies.append((time.perf_counter() - start) * 1000)
+            t = r.json()["timings"]
+            engine.append(t["embed_ms"] + t["search_ms"])
+    http_p50, engine_p50 = statistics.median(latencies), statistics.median(engine)
+    return {
+        "requests": len(latencies),
+        "results": params["k"],
+        "http_p50_ms": round(http_p50, 2),
+        "engine_p50_ms": round(engine_p50, 2),
+        "overhead_p50_ms": round(http_p50 - engine_p50, 2),
+        "response_bytes_default": sizes["compact"],
+        "response_bytes_full": sizes["full"],
+    }
+
+
 def _hostile_png() -> bytes:
     import io
 
@@ -226,7 +262,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--hostile", type=int, default=8, help="concurrency of the hostile-mix run")
     parser.add_argument("--no-hostile", dest="hostile", action="store_const", const=0)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.concurrency, args.hostile = 1.0, [1, 4], min(args.hostile, 2)
     seconds = min(max(args.seconds, 1.0), 60.0)  # bounded run
 
     data_dir, port, source = _prepare(args.data_dir)
@@ -265,6 +308,7 @@ def main() -> None:
         # Warm up: load the model and touch the index before measuring.
         for i in range(5):
             httpx.get(f"{base}/api/search", params={"q": f"warm up {i}"}, timeout=120).raise_for_status()
+        cached = asyncio.run(_cached_text(base, seconds))
         levels = []
         for n, c in enumerate(args.concurrency):
             levels.append(asyncio.run(_level(base, c, seconds, offset=n * 1_000_000)))
@@ -295,6 +339,8 @@ def main() -> None:
                 "model": info.get("model"),
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "server": "iconosearch serve (uvicorn, 1 process)",
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "cached_text": cached,
                 "levels": levels,
                 "hostile_mix": hostile,
             },

@@ -16,7 +16,7 @@
   images/s, texts/s and one-query latency, to set the new default's speed next to it.
 
 Images: the committed demo collection (``demo/collection``), else generated photos-like JPEGs.
-Run: ``nice python bench/embed.py [--images 256] [--batch-size 32] [--workers N] [--threads N]``.
+Run: ``nice python bench/embed.py [--images 256] [--batch-size 32] [--workers N] [--threads N] [--quick]``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=str(BASELINE),
         help="a second model timed the same way (model-only images/s, texts/s, query latency); '' skips",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.rounds, args.queries = 16, 1, 20
 
     import torch
 
@@ -180,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         scratch = Path(tmp)
         files = _image_files(args.images, scratch)
-        report["image_source"] = "demo/collection" if files[0].parent == DEMO else "generated 384 px JPEGs"
+        report["image_source"] = "demo/collection" if DEMO in files[0].parents else "generated 384 px JPEGs"
         # The pipeline embeds each content hash once, so byte-identical files (the demo has some) would
         # give it fewer rows than the model-only path: keep one file per hash.
         unique: dict[str, Path] = {}
@@ -268,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(default_threads_now)
 
         if not args.no_precision:
-            report["reduced_precision"] = _precision(embedder, args.batch_size, device)
+            limit = 32 if args.quick else None
+            report["reduced_precision"] = _precision(embedder, args.batch_size, device, limit)
         if args.baseline:
             report["baseline"] = _baseline(args.baseline, tensors, args.batch_size, args.queries, args.rounds)
     # Multilingual text towers (USE-m3): one-query latency, target ≤ 25 ms (issue 17).
@@ -353,7 +361,7 @@ def _recall_at(images: np.ndarray, texts: np.ndarray, k: int) -> float:
     return float((ranks < k).mean())
 
 
-def _precision(embedder: Any, batch_size: int, device: str) -> dict[str, Any]:
+def _precision(embedder: Any, batch_size: int, device: str, limit: int | None = None) -> dict[str, Any]:
     """Autocast to bf16 (CPU) / fp16 (GPU) on the whole demo collection: speed, cosine to fp32, and
     text→image R@10 with the demo captions in both precisions (quality kept or not)."""
     import torch
@@ -362,6 +370,7 @@ def _precision(embedder: Any, batch_size: int, device: str) -> dict[str, Any]:
     from iconosearch.models.pipeline import DECODE_MAX_SIDE
 
     files, captions = _demo_pairs()
+    files, captions = files[:limit], captions[:limit]
     tensors = [
         embedder.preprocess(open_image(p, max_pixels=64_000_000, max_side=DECODE_MAX_SIDE)) for p in files
     ]

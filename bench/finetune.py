@@ -112,7 +112,9 @@ def heritage_pairs_jsonl(heritage: Path, path: Path) -> int:
     return len(items)
 
 
-def demo(work: Path, resamples: int, heritage: Path | None = None) -> dict[str, object]:
+def demo(
+    work: Path, resamples: int, heritage: Path | None = None, *, quick: bool = False
+) -> dict[str, object]:
     name = "watercolours" if heritage else "institution"
     pairs = work / f"{name}.jsonl"
     n = heritage_pairs_jsonl(heritage, pairs) if heritage else corpus_pairs_jsonl("institution", pairs)
@@ -133,7 +135,7 @@ def demo(work: Path, resamples: int, heritage: Path | None = None) -> dict[str, 
             "--output", str(model_dir),
             "--val-fraction", "0.15",
             "--test-fraction", "0.25",
-            "--epochs", "40",
+            "--epochs", "2" if quick else "40",
             "--batch-size", "128",
             "--patience", "8",
             "--seed", "0",
@@ -142,7 +144,8 @@ def demo(work: Path, resamples: int, heritage: Path | None = None) -> dict[str, 
         work / "data",
     )  # fmt: skip
     finetune_s = time.perf_counter() - t0
-    report_dir = ROOT / "docs" / "finetune-demo"
+    # A quick run is a smoke test: it must not replace the published demonstration.
+    report_dir = work / "finetune-demo" if quick else ROOT / "docs" / "finetune-demo"
     shutil.rmtree(report_dir, ignore_errors=True)
     bench = _cli(
         [
@@ -438,7 +441,15 @@ def main() -> None:
     parser.add_argument("--openclip-pairs", type=int, default=256)
     parser.add_argument("--openclip-epochs", type=int, default=2)
     parser.add_argument("--offline", action="store_true", help="time the offline failure of a hub model")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.pairs, args.modes, args.tower_examples, args.resamples = 200, "heads", 16, 50
+        args.openclip_pairs, args.openclip_epochs = 32, 1
     result: dict[str, object] = {"benchmark": "finetune", "load_average": os.getloadavg()}
     if args.offline:
         result["offline_failure"] = offline_failure(args.work)
@@ -448,7 +459,7 @@ def main() -> None:
         result["openclip"] = openclip_timing(args.work, args.openclip_pairs, args.openclip_epochs)
     both = not args.demo and not args.timing and not args.openclip and not args.offline
     if args.demo or both:
-        result["demo"] = demo(args.work, args.resamples, args.heritage)
+        result["demo"] = demo(args.work, args.resamples, args.heritage, quick=args.quick)
     if args.timing or both:
         result["timing"] = timing(
             args.work, args.pairs, args.modes.split(","), args.tower_examples, args.threads

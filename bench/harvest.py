@@ -124,7 +124,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.repeat = 20, 1
     result = {
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "parse": bench_parse(args.repeat),

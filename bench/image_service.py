@@ -43,7 +43,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 5
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
         folder, data = Path(tmp) / "pics", Path(tmp) / "data"

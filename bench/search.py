@@ -343,7 +343,15 @@ def main() -> None:
     )
     parser.add_argument("--regions-per", type=int, default=13, help="crops per canvas (grid layout: 13)")
     parser.add_argument("--regions-dim", type=int, default=512)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.dims, args.queries, args.full = "10000", "256", 50, False
+        args.engine = min(args.engine, 2000)
     import faiss
 
     faiss.omp_set_num_threads(args.threads)

@@ -80,7 +80,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", action="append", help="tower kind (repeatable; default: all registered)")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.queries = 20
     return {
         "cpu_cores": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),

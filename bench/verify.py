@@ -45,7 +45,14 @@ def main() -> None:
     )
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.vectors = 50_000
     n, d = args.vectors, args.dim
     sizes = {
         "vectors.npy": n * d * 4 + 128,

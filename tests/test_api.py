@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import iiif_prezi3
@@ -133,12 +134,50 @@ def test_text_search_returns_complete_results(client: TestClient, demo: DemoInde
         assert res["providers"][0]["label"] == rec.providers[0].label
         assert res["date"]["start_year"] == rec.date.start_year  # type: ignore[union-attr]
         assert res["duplicates"]["size"] >= 1
-        state = decode_content_state(res["viewers"]["content_state"])
+        assert not {"content_state", "viewers", "links", "image_service"} & res.keys()  # compact by default
+    templates = body["templates"]
+    assert templates["viewer"] == f"{demo.base_url}/viewer/?iiif-content={{content_state}}"
+    assert "{content_state}" in templates["mirador"] and "{content_state}" in templates["universal_viewer"]
+    assert templates["permalink"] == f"{demo.base_url}/?item={{id}}"
+    with_state = client.get(
+        "/api/search", params={"q": "a map of a harbour", "k": 5, "fields": "content_state"}
+    )
+    for res in with_state.json()["results"]:
+        rec = known[res["id"]]
+        state = decode_content_state(res["content_state"])
         assert state["target"]["partOf"][0]["id"] == rec.manifest_id
         assert state["target"]["id"].split("#")[0] == rec.canvas_id
-        assert res["viewers"]["content_state"] in res["viewers"]["mirador"]
-        assert res["viewers"]["content_state"] in res["viewers"]["universal_viewer"]
-        assert res["links"]["permalink"].endswith(f"/?item={rec.id}")
+        assert "viewers" not in res
+
+
+def test_fields_choose_the_payload_and_the_default_is_compact(client: TestClient) -> None:
+    params = {"q": "a sailing ship", "k": 24}
+    compact = client.get("/api/search", params=params)
+    full = client.get("/api/search", params={**params, "fields": "full"})
+    assert compact.status_code == full.status_code == 200
+    assert compact.headers["content-type"] == "application/json"
+    # Catalogue pages of 24 hits stay small; the full payload (0.1's) repeats the Content State in
+    # each viewer URL and carries the IIIF details.
+    assert len(compact.content) <= 25_000 < len(full.content)
+    first_full = full.json()["results"][0]
+    first = compact.json()["results"][0]
+    assert {k: v for k, v in first_full.items() if k in first} == first
+    # The page's templates give every URL of a full result from its id and Content State.
+    templates = compact.json()["templates"]
+    state = first_full["content_state"]
+    assert first_full["viewers"]["content_state"] == state
+    for name in ("viewer", "mirador", "universal_viewer"):
+        opened = templates[name].replace("{content_state}", state)
+        assert opened.replace("{manifest}", quote(first["manifest"], safe="")) == first_full["viewers"][name]
+    for name in ("item", "similar", "permalink"):
+        assert templates[name].replace("{id}", first["id"]) == first_full["links"][name]
+    viewers = client.get("/api/search", params={**params, "fields": "viewers"}).json()["results"][0]
+    assert viewers["content_state"] == state and "links" not in viewers and "image_service" not in viewers
+    iiif = client.post(
+        "/api/search", json={"terms": [{"kind": "text", "value": "a sailing ship"}], "fields": ["iiif"]}
+    )
+    assert "image_service" in iiif.json()["results"][0] and "viewers" not in iiif.json()["results"][0]
+    assert client.get("/api/search", params={**params, "fields": "everything"}).status_code == 422
 
 
 def test_thumbnail_urls_are_served(client: TestClient) -> None:
@@ -309,7 +348,7 @@ def test_search_iiif_is_presentation_3_and_content_state_round_trips(
     assert doc["@context"] == "http://iiif.io/api/presentation/3/context.json"
     assert doc["type"] == "Manifest"
     assert len(manifest.items) == 6
-    search = client.get("/api/search", params={"q": "a blue sea", "k": 6}).json()["results"]
+    search = client.get("/api/search", params={"q": "a blue sea", "k": 6, "fields": "full"}).json()["results"]
     for canvas, result in zip(doc["items"], search, strict=True):
         assert canvas["partOf"][0]["id"] == result["manifest"]
         body = canvas["items"][0]["items"][0]["body"]
@@ -317,7 +356,7 @@ def test_search_iiif_is_presentation_3_and_content_state_round_trips(
         # The real size of the image served (not a made-up 1000-px canvas), on canvas and image alike.
         real = (result["image_service"]["width"], result["image_service"]["height"])
         assert (canvas["width"], canvas["height"]) == (body["width"], body["height"]) == real
-        state = decode_content_state(result["viewers"]["content_state"])
+        state = decode_content_state(result["content_state"])
         assert state["target"]["id"].split("#")[0] == result["canvas"]
         assert state["motivation"] == ["contentState"]
     # The next page is linked from the summary when there is one.

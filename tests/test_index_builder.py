@@ -176,7 +176,7 @@ def test_cli_check_gc_and_search(tmp_path: Path) -> None:
 
     SearchResponse.model_validate(data)
     assert data["results"][0]["id"] == rid and len(data["results"]) == 3
-    assert data["results"][0]["viewers"]["content_state"] and data["facets"]
+    assert data["facets"] and data["templates"]["viewer"].endswith("?iiif-content={content_state}")
     result = runner.invoke(app, ["--config", str(config), "search", "--item", rid, "-f", "rights=open"])
     assert result.exit_code == 0, result.output
     assert "score" in result.stdout

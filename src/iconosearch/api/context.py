@@ -12,7 +12,7 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from iconosearch.api.admission import Lane
-from iconosearch.api.presenting import Presenter
+from iconosearch.api.presenting import PresentedCache, Presenter
 from iconosearch.api.problems import ProblemError
 from iconosearch.api.prometheus import Metrics
 from iconosearch.api.security import AdminKeyLimiter
@@ -48,6 +48,7 @@ class ApiContext:
     search_lane: Lane = field(init=False)
     image_lane: Lane = field(init=False)
     admin_limiter: AdminKeyLimiter = field(init=False)
+    presented: PresentedCache = field(default_factory=PresentedCache)
 
     def __post_init__(self) -> None:
         self.admin_limiter = AdminKeyLimiter(self.settings.server.admin_attempts_per_minute)
@@ -64,7 +65,9 @@ class ApiContext:
         self.image_lane.close()
 
     def presenter(self, request: Request) -> Presenter:
-        return Presenter(base_url=self.base_url(request), viewers=self.settings.server.viewers)
+        return Presenter(
+            base_url=self.base_url(request), viewers=self.settings.server.viewers, cache=self.presented
+        )
 
     def base_url(self, request: Request) -> str:
         public = self.settings.server.public_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from iconosearch.api.iiif_search import search_manifest
-from iconosearch.api.presenting import Presenter
+from iconosearch.api.presenting import Presenter, left_out
 from iconosearch.config import ViewerConfig
 from iconosearch.records import DateRange, ImageRecord, ImageService, Link, MetadataPair, Provider
 
@@ -38,7 +38,9 @@ _presenter = Presenter(base_url=BASE, viewers=ViewerConfig())
 _result = _presenter.result(EXAMPLE_RECORD, 0.3127, ())
 
 SEARCH_EXAMPLE: dict[str, Any] = {
-    "results": [_result.model_dump(mode="json")],
+    # The compact default (no fields=): see presenting.FIELD_GROUPS.
+    "results": [{k: v for k, v in _result.model_dump(mode="json").items() if k not in left_out(())}],
+    "templates": _presenter.templates(),
     "next_cursor": "eyJ2IjoxLCJvIjoyNH0",
     "index_version": "20250101T120000Z",
     "timings": {"embed_ms": 8.1, "search_ms": 1.2, "total_ms": 11.0},

@@ -35,6 +35,7 @@ Division = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
 class SearchParams:
     query: Query
     facets: bool
+    fields: tuple[str, ...] = ()
 
 
 SEARCH_PARAM_NAMES = frozenset(
@@ -59,11 +60,12 @@ SEARCH_PARAM_NAMES = frozenset(
         "collapse",
         "facets",
         "sort",
+        "fields",
     }
 )
 
 
-def search_params(
+async def search_params(  # async: no blocking work, so FastAPI need not hand it to a thread
     request: Request,
     q: Annotated[
         str | None,
@@ -134,6 +136,14 @@ def search_params(
             "(or the keyword matches) by date, undated last."
         ),
     ] = "relevance",
+    fields: Annotated[
+        list[s.FieldGroup] | None,
+        QueryParam(
+            description="What each result carries besides the compact default (repeatable): "
+            "content_state, viewers (the Content State and ready-made viewer URLs), links, iiif (image "
+            "service, image URL, canvas index, regions) or full.",
+        ),
+    ] = None,
 ) -> SearchParams:
     unknown = sorted(set(request.query_params) - SEARCH_PARAM_NAMES)
     if unknown:
@@ -169,7 +179,7 @@ def search_params(
         language=qlang.strip().lower() if qlang and qlang.strip() else None,
         sort=sort,
     )
-    return SearchParams(query=query, facets=facets)
+    return SearchParams(query=query, facets=facets, fields=tuple(fields or ()))
 
 
 def _record_id(value: str) -> str:

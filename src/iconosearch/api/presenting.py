@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from iconosearch.api import schemas as s
@@ -43,6 +45,59 @@ CREATOR_FIELDS = (
 """Metadata labels (any language, any case) that name who made the object, most specific first."""
 
 
+FIELD_GROUPS: dict[str, frozenset[str]] = {
+    "viewers": frozenset({"content_state", "viewers"}),
+    "content_state": frozenset({"content_state"}),
+    "links": frozenset({"links"}),
+    "iiif": frozenset({"canvas_index", "region", "image_region", "image_service", "image_url"}),
+}
+"""Result fields that search results carry only when asked (``fields=``; ``full``: all of them).
+
+The compact default is what a catalogue shows (title, creator, date, thumbnail, rights and
+attribution, the manifest and the institution's page). The Content State (about 750 characters) is
+sent once per result with ``content_state``, and the page's ``templates`` turn it into viewer URLs,
+as they turn an id into the item, similar and permalink URLs; ``viewers`` adds ready-made URLs."""
+_OPTIONAL = frozenset().union(*FIELD_GROUPS.values())
+_PER_HIT = frozenset({"score", "relevance", "duplicates", "matched_region"})
+
+
+def left_out(fields: Iterable[str]) -> frozenset[str]:
+    """The result fields to leave out for the asked field groups."""
+    asked = set(fields)
+    if "full" in asked:
+        return frozenset()
+    return _OPTIONAL - frozenset().union(*(FIELD_GROUPS.get(f, frozenset()) for f in asked))
+
+
+_Key = tuple[str, str | None, str, str | None, str | None]
+"""(service URL, index version, record id, region, image region)."""
+
+
+class PresentedCache:
+    """The presented results (JSON-ready dicts) of recently shown records, least recently used out.
+
+    Keyed by service URL, index version, record id and the region shown: a record never changes
+    within a version, so it is presented (thumbnail, Content State, links) and validated once, not on
+    every search.
+    Used from the event loop only, so it needs no lock.
+    """
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[_Key, dict[str, Any]] = OrderedDict()
+
+    def get(self, key: _Key) -> dict[str, Any] | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: _Key, value: dict[str, Any]) -> None:
+        self._items[key] = value
+        if len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Presenter:
     """What result documents need to know about the deployment."""
@@ -50,37 +105,74 @@ class Presenter:
     base_url: str
     """Absolute URL of the service root, without a trailing slash."""
     viewers: ViewerConfig
+    cache: PresentedCache | None = None
 
-    def search_response(
+    def search_document(
         self,
         page: SearchPage,
         *,
         sort: str,
         facets: dict[str, dict[str, int]] | None,
         started: float,
+        fields: Iterable[str] = (),
         exclude: str | None = None,
-    ) -> s.SearchResponse:
-        """The ``GET /api/search`` document of a result page; ``iconosearch search --json`` prints the
-        same one. ``started`` is the ``time.perf_counter()`` at which answering began."""
-        results = [
-            self.result(h.record, h.score, h.duplicates, page.thresholds, matched_region=h.matched_region)
-            for h in page.hits
-            if exclude is None or h.record.id != exclude
-        ]
+    ) -> dict[str, Any]:
+        """The ``GET /api/search`` document (``s.SearchResponse``, JSON-ready) of a result page;
+        ``iconosearch search --json`` prints the same one. ``started`` is the ``time.perf_counter()``
+        at which answering began. Built from cached presented records, never re-validated."""
+        omit = left_out(fields)
+        results = []
+        for h in page.hits:
+            if exclude is not None and h.record.id == exclude:
+                continue
+            result = {k: v for k, v in self._presented(h.record, page.index_version).items() if k not in omit}
+            result["score"] = round(h.score, 4)
+            result["relevance"] = page.thresholds.band(h.score) if page.thresholds is not None else None
+            result["duplicates"] = {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)}
+            result["matched_region"] = h.matched_region
+            results.append(result)
         t = page.total
-        return s.SearchResponse(
-            results=results,
-            total=s.TotalOut(count=t.count, relation=t.relation, basis=t.basis) if t else None,
-            sort=sort,
-            next_cursor=page.next_cursor,
-            index_version=page.index_version,
-            timings=s.Timings(
-                embed_ms=round(page.embed_ms, 2),
-                search_ms=round(page.search_ms, 2),
-                total_ms=round((time.perf_counter() - started) * 1000, 2),
-            ),
-            facets=facets,
-        )
+        return {
+            "results": results,
+            "templates": self.templates(),
+            "total": {"count": t.count, "relation": t.relation, "basis": t.basis} if t else None,
+            "sort": sort,
+            "next_cursor": page.next_cursor,
+            "index_version": page.index_version,
+            "timings": {
+                "embed_ms": round(page.embed_ms, 2),
+                "search_ms": round(page.search_ms, 2),
+                "total_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+            "facets": facets,
+        }
+
+    def _presented(self, record: ImageRecord, version: str | None) -> dict[str, Any]:
+        # A region hit carries its best crop in the record (region, image_region): part of the key.
+        key = (self.base_url, version, record.id, record.region, record.image_region)
+        found = self.cache.get(key) if self.cache is not None else None
+        if found is None:
+            found = self.result(record, 0.0, ()).model_dump(mode="json", exclude=set(_PER_HIT))
+            if self.cache is not None:
+                self.cache.put(key, found)
+        return found
+
+    def viewer_templates(self) -> dict[str, str | None]:
+        """The page's viewer URL templates (see ``s.Templates``)."""
+        return {
+            "viewer": f"{self.base_url}{VIEWER_PATH}?iiif-content={{content_state}}",
+            "mirador": self.viewers.mirador or None,
+            "universal_viewer": self.viewers.universal_viewer or None,
+        }
+
+    def templates(self) -> dict[str, str | None]:
+        """The page's URL templates: viewers (``{content_state}``, ``{manifest}``) and links (``{id}``)."""
+        return {
+            **self.viewer_templates(),
+            "item": f"{self.base_url}/api/items/{{id}}",
+            "similar": f"{self.base_url}/api/items/{{id}}/similar",
+            "permalink": f"{self.base_url}/?item={{id}}",
+        }
 
     def result(
         self,
@@ -120,22 +212,17 @@ class Presenter:
         )
         encoded = encode_content_state(state)
         manifest = quote(record.manifest_id, safe="")
-
-        def fill(template: str) -> str | None:
-            if not template:
-                return None
-            return template.replace("{content_state}", encoded).replace("{manifest}", manifest)
-
-        return s.ViewerLinks(
-            content_state=encoded,
-            viewer=f"{self.base_url}{VIEWER_PATH}?iiif-content={encoded}",
-            mirador=fill(self.viewers.mirador),
-            universal_viewer=fill(self.viewers.universal_viewer),
-        )
+        filled = {
+            name: template.replace("{content_state}", encoded).replace("{manifest}", manifest)
+            for name, template in self.viewer_templates().items()
+            if template
+        }
+        return s.ViewerLinks(content_state=encoded, **filled)
 
     def _common(self, record: ImageRecord, score: float | None, duplicates: tuple[str, ...]) -> dict:
         thumb = thumbnail(record)
         service = record.service
+        viewers = self.viewer_links(record)
         return {
             "id": record.id,
             "score": round(score, 4) if score is not None else None,
@@ -160,6 +247,7 @@ class Presenter:
             "image_url": record.static_url,
             "manifest": record.manifest_id,
             "canvas": record.canvas_id,
+            "content_state": viewers.content_state,
             "canvas_index": record.canvas_index,
             "region": record.region,
             "image_region": str(crop) if (crop := shown_region(record)) else None,
@@ -176,7 +264,7 @@ class Presenter:
             "date": date_out(record.date) if record.date is not None else None,
             "homepage": [s.LinkOut(id=h.id, label=h.label, format=h.format) for h in record.homepage],
             "duplicates": s.DuplicateGroup(size=len(duplicates) + 1, ids=list(duplicates)),
-            "viewers": self.viewer_links(record),
+            "viewers": viewers,
             "links": s.ItemLinks(
                 item=f"{self.base_url}/api/items/{record.id}",
                 similar=f"{self.base_url}/api/items/{record.id}/similar",

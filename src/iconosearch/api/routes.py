@@ -6,9 +6,11 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
@@ -33,7 +35,7 @@ from iconosearch.api.params import (
 )
 from iconosearch.api.problems import PROBLEM_JSON, ProblemError
 from iconosearch.datadir import DataDir
-from iconosearch.index.engine import IndexNotReadyError
+from iconosearch.index.engine import IndexNotReadyError, SearchEngine
 from iconosearch.index.store import IndexStore
 from iconosearch.query import Filters, Query, SearchPage, Term, UnknownItemError
 from iconosearch.relevance import POSSIBLE_FPR, STRONG_FPR, Thresholds
@@ -45,7 +47,7 @@ IIIF_JSON = 'application/ld+json;profile="http://iiif.io/api/presentation/3/cont
 router = APIRouter()
 
 
-def ctx_of(request: Request) -> ApiContext:
+async def ctx_of(request: Request) -> ApiContext:  # async: FastAPI runs a plain def in a thread
     ctx = request.app.state.ctx
     assert isinstance(ctx, ApiContext)
     return ctx
@@ -76,25 +78,43 @@ SEARCH_RESPONSES = {**_ok(SEARCH_EXAMPLE), **_problems(400, 404, 413, 415, 422, 
 IMAGE_SEARCH_RESPONSES = {**SEARCH_RESPONSES, **_problems(411)}
 
 
-async def _search(ctx: ApiContext, query: Query) -> SearchPage:
+def _search_and_count(
+    engine: SearchEngine, query: Query, facets: bool
+) -> tuple[SearchPage, dict[str, dict[str, int]] | None]:
+    """The page, and its facet counts when asked: one trip to the worker thread, not two."""
+    page = engine.search(query)
+    if not facets:
+        return page, None
+    return page, page.facets or engine.facets(query.filters)
+
+
+async def _search(
+    ctx: ApiContext, query: Query, *, facets: bool = False
+) -> tuple[SearchPage, dict[str, dict[str, int]] | None]:
     check_limits(query, ctx.settings.limits)
     heavy = any(t.kind in ("image", "url") for t in query.terms)
-    page = await ctx.call(ctx.engine.search, query, heavy=heavy)
+    page, counts = await ctx.call(_search_and_count, ctx.engine, query, facets, heavy=heavy)
     ctx.metrics.observe_search(page.embed_ms, page.search_ms)
-    return page
+    return page, counts
 
 
 async def _respond(
-    ctx: ApiContext, request: Request, query: Query, *, facets: bool, exclude: str | None = None
-) -> s.SearchResponse:
+    ctx: ApiContext,
+    request: Request,
+    query: Query,
+    *,
+    facets: bool,
+    fields: Sequence[str] = (),
+    exclude: str | None = None,
+) -> Response:
+    """The search document, serialised by orjson straight from the presented (cached) results:
+    FastAPI's response-model path would validate every result again on every request."""
     start = time.perf_counter()
-    page = await _search(ctx, query)
-    facet_counts = page.facets or None
-    if facets and not facet_counts:
-        facet_counts = await ctx.call(ctx.engine.facets, query.filters)
-    return ctx.presenter(request).search_response(
-        page, sort=query.sort, facets=facet_counts if facets else None, started=start, exclude=exclude
+    page, counts = await _search(ctx, query, facets=facets)
+    doc = ctx.presenter(request).search_document(
+        page, sort=query.sort, facets=counts, started=start, fields=fields, exclude=exclude
     )
+    return Response(orjson.dumps(doc), media_type="application/json")
 
 
 @router.get(
@@ -104,12 +124,12 @@ async def _respond(
     tags=["search"],
     summary="Search by words and items (query string)",
 )
-async def search_get(ctx: Ctx, request: Request, params: Params) -> s.SearchResponse:
+async def search_get(ctx: Ctx, request: Request, params: Params) -> Response:
     """Search with words, items ('more like this') and filters given as query parameters.
 
     `q` is the text; `like`/`unlike` add items; `not` adds 'less of' words. Page with `cursor`.
     """
-    return await _respond(ctx, request, params.query, facets=params.facets)
+    return await _respond(ctx, request, params.query, facets=params.facets, fields=params.fields)
 
 
 @router.post(
@@ -119,10 +139,10 @@ async def search_get(ctx: Ctx, request: Request, params: Params) -> s.SearchResp
     tags=["search"],
     summary="Search with weighted terms (JSON)",
 )
-async def search_post(ctx: Ctx, request: Request, body: s.SearchRequest) -> s.SearchResponse:
+async def search_post(ctx: Ctx, request: Request, body: s.SearchRequest) -> Response:
     """Search with weighted terms (text, image as base64, item id, image URL), filters and keywords."""
     query = query_from_body(body, ctx.settings.limits)
-    return await _respond(ctx, request, query, facets=body.facets)
+    return await _respond(ctx, request, query, facets=body.facets, fields=body.fields)
 
 
 @router.post(
@@ -143,7 +163,7 @@ async def search_image(
     text: Annotated[
         str | None, Form(max_length=500, description="Optional words to add to the image.")
     ] = None,
-) -> s.SearchResponse:
+) -> Response:
     """Search with an uploaded image (multipart `file`); filters and paging as query parameters."""
     limits = ctx.settings.limits
     content_type = (file.content_type or "").lower()
@@ -155,7 +175,7 @@ async def search_image(
     if text and text.strip():
         terms = (*terms, Term("text", text.strip()))
     query = dataclasses.replace(params.query, terms=terms)
-    return await _respond(ctx, request, query, facets=params.facets)
+    return await _respond(ctx, request, query, facets=params.facets, fields=params.fields)
 
 
 @router.get(
@@ -167,19 +187,24 @@ async def search_image(
 )
 async def search_iiif(ctx: Ctx, request: Request, params: Params) -> Response:
     """The same search as `GET /api/search`, as a IIIF Presentation 3 Manifest (one canvas per result)."""
-    response = await _respond(ctx, request, params.query, facets=False)
+    page, _ = await _search(ctx, params.query)
+    presenter = ctx.presenter(request)
+    results = [
+        presenter.result(h.record, h.score, h.duplicates, page.thresholds, matched_region=h.matched_region)
+        for h in page.hits
+    ]
     base = ctx.base_url(request)
     url = f"{base}{request.url.path}" + (f"?{request.url.query}" if request.url.query else "")
     next_url = None
-    if response.next_cursor:
+    if page.next_cursor:
         others = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-        next_url = f"{base}{request.url.path}?{urlencode([*others, ('cursor', response.next_cursor)])}"
+        next_url = f"{base}{request.url.path}?{urlencode([*others, ('cursor', page.next_cursor)])}"
     label = (
         params.query.terms[0].value
         if params.query.terms and isinstance(params.query.terms[0].value, str)
         else "search"
     )
-    doc = search_manifest(url, f"iconosearch: {label}", response.results, next_url=next_url)
+    doc = search_manifest(url, f"iconosearch: {label}", results, next_url=next_url)
     return JSONResponse(doc, media_type=IIIF_JSON)
 
 
@@ -218,11 +243,11 @@ async def get_item(ctx: Ctx, request: Request, item_id: ItemId) -> s.Item:
     tags=["items"],
     summary="More like this image",
 )
-async def similar_items(ctx: Ctx, request: Request, item_id: ItemId, params: Params) -> s.SearchResponse:
+async def similar_items(ctx: Ctx, request: Request, item_id: ItemId, params: Params) -> Response:
     """More like this: images similar to the item (the item itself left out); filters and paging apply."""
     rid = _item_id(item_id)
     query = dataclasses.replace(params.query, terms=(Term("item", rid), *params.query.terms))
-    return await _respond(ctx, request, query, facets=params.facets, exclude=rid)
+    return await _respond(ctx, request, query, facets=params.facets, fields=params.fields, exclude=rid)
 
 
 @router.get(

@@ -78,6 +78,30 @@ class ViewerLinks(_Out):
     )
 
 
+class Templates(_Out):
+    """The URLs of a result page's results, once: put a result's ``content_state`` (asked with
+    fields=content_state) and its ``manifest`` (percent-encoded) in place of ``{content_state}`` and
+    ``{manifest}`` to open it in a viewer, and its ``id`` in place of ``{id}`` for its links."""
+
+    viewer: str = Field(
+        description="The viewer bundled with this server (Mirador at /viewer/).",
+        examples=["https://search.example.org/viewer/?iiif-content={content_state}"],
+    )
+    mirador: str | None = Field(default=None, description="A configured external Mirador, if any.")
+    universal_viewer: str | None = Field(
+        default=None, description="A configured external Universal Viewer, if any."
+    )
+    item: str = Field(examples=["https://search.example.org/api/items/{id}"])
+    similar: str = Field(examples=["https://search.example.org/api/items/{id}/similar"])
+    permalink: str = Field(
+        description="The web UI with the item open.", examples=["https://search.example.org/?item={id}"]
+    )
+
+
+FieldGroup = Literal["compact", "content_state", "viewers", "links", "iiif", "full"]
+"""What a search result carries beyond the compact default (see ``presenting.FIELD_GROUPS``)."""
+
+
 class ItemLinks(_Out):
     item: str
     similar: str
@@ -112,21 +136,33 @@ class Result(_Out):
     collection: str
     thumbnail: Thumbnail
     aspect_ratio: float | None = Field(description="Width / height of the image (or region), when known.")
-    image_service: ImageServiceOut | None = None
+    image_service: ImageServiceOut | None = Field(
+        default=None, description="The image's IIIF Image service (search results: with fields=iiif)."
+    )
     image_url: str | None = Field(
-        default=None, description="Direct image URL when there is no image service."
+        default=None,
+        description="Direct image URL when there is no image service (search results: with fields=iiif).",
     )
     manifest: str
     canvas: str
-    canvas_index: int
+    content_state: str | None = Field(
+        default=None,
+        description="IIIF Content State (base64url, no padding) selecting the canvas and region; open it "
+        "in a viewer with the page's templates, or pass it to any viewer as ?iiif-content=… (search "
+        "results: with fields=content_state or viewers).",
+    )
+    canvas_index: int | None = Field(
+        default=None, description="Position of the canvas in its manifest (search results: with fields=iiif)."
+    )
     region: str | None = Field(
         default=None,
-        description="x,y,w,h in canvas coordinates when the result is part of its canvas (`#xywh=`).",
+        description="x,y,w,h in canvas coordinates when the result is part of its canvas (`#xywh=`) "
+        "(search results: with fields=iiif).",
     )
     image_region: str | None = Field(
         default=None,
         description="x,y,w,h in the image's pixels when the result is a crop of its image "
-        "(for Image API requests); null for the whole image.",
+        "(for Image API requests); null for the whole image (search results: with fields=iiif).",
     )
     rights: str | None = Field(default=None, description="Rights statement or licence URI.")
     attribution: Attribution | None = None
@@ -134,8 +170,14 @@ class Result(_Out):
     date: DateOut | None = None
     homepage: list[LinkOut]
     duplicates: DuplicateGroup
-    viewers: ViewerLinks
-    links: ItemLinks
+    viewers: ViewerLinks | None = Field(
+        default=None, description="Ready-made viewer URLs (items always; search results with fields=viewers)."
+    )
+    links: ItemLinks | None = Field(
+        default=None,
+        description="Item, similar and permalink URLs (items always; search results with "
+        "fields=links, else from the page's templates).",
+    )
 
 
 class ThresholdsOut(_Out):
@@ -203,6 +245,7 @@ class TotalOut(_Out):
 
 class SearchResponse(_Out):
     results: list[Result]
+    templates: Templates
     total: TotalOut | None = Field(default=None, description="How many results (first page only).")
     sort: Literal["relevance", "date-asc", "date-desc"] = "relevance"
     next_cursor: str | None = Field(description="Pass as `cursor` with the same query for the next page.")
@@ -352,6 +395,13 @@ class SearchRequest(_In):
         default="relevance",
         description="date-asc/date-desc order the strong and possible matches (or the keyword matches) "
         "by date, undated last.",
+    )
+    fields: list[FieldGroup] = Field(
+        default_factory=list,
+        max_length=4,
+        description="What each result carries besides the compact default: content_state, viewers (the "
+        "Content State and ready-made viewer URLs), links, iiif (image service, image URL, canvas "
+        "index, regions), or full (all of it).",
     )
 
 

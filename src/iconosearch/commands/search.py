@@ -127,13 +127,15 @@ def register(app: typer.Typer) -> None:
 def _emit_api_document(settings: Settings, page: SearchPage, query: Query, started: float) -> None:
     """The very document GET /api/search returns (same schema, same presenter), with links made against
     the configured public address."""
+    import orjson
+
     from iconosearch.api.presenting import Presenter
 
     server = settings.server
     base = server.public_url or f"http://{server.host}:{server.port}"
     presenter = Presenter(base_url=base.rstrip("/"), viewers=server.viewers)
-    response = presenter.search_response(page, sort=query.sort, facets=page.facets or None, started=started)
-    sys.stdout.write(response.model_dump_json(indent=2) + "\n")
+    doc = presenter.search_document(page, sort=query.sort, facets=page.facets or None, started=started)
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def _date_text(record: ImageRecord) -> str:

@@ -6,7 +6,7 @@ group, so search can show one hit per group with the others listed under it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,47 @@ def duplicate_groups(
         # Near-identical vectors fall in the same (or a neighbouring) list: a few probes find them,
         # which keeps this all-pairs pass cheap at millions of vectors.
         spec = FaissSpec(spec.kind, {**spec.params, "nprobe": min(int(spec.params["nprobe"]), 8)})
+    links = _range_links if _has_range_search(spec) else _knn_links
+    for qid, other in links(index, spec, queries, query_ids, threshold, batch):
+        uf.union(qid, other)
+    members = set((existing or {}).keys()) | {int(i) for i in query_ids}
+    # Labels are the smallest *member* id of each group, so they are stable and meaningful.
+    smallest: dict[int, int] = {}
+    for iid in members:
+        root = uf.find(iid)
+        smallest[root] = min(smallest.get(root, iid), iid)
+    return {iid: smallest[uf.find(iid)] for iid in members}
+
+
+def _has_range_search(spec: FaissSpec) -> bool:
+    """FAISS answers range searches on flat and IVF indexes; HNSW, sharded and re-ranked (IndexRefine)
+    ones take the k-NN path."""
+    plain = faiss_index.shard_count(spec) == 1 and not faiss_index.refined(spec)
+    return plain and (spec.kind == "flat" or spec.kind.startswith("ivf"))
+
+
+def _range_links(
+    index: Any, spec: FaissSpec, queries: np.ndarray, query_ids: np.ndarray, threshold: float, batch: int
+) -> Iterator[tuple[int, int]]:
+    """``(query id, other id)`` at cosine ≥ ``threshold``: every one of them, not the first k."""
+    params = faiss_index.search_params(spec)
+    # FAISS keeps inner products strictly above the radius: start a hair below the threshold.
+    radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+    for start in range(0, len(queries), batch):
+        chunk = np.ascontiguousarray(queries[start : start + batch], dtype=np.float32)
+        if params is None:
+            lims, scores, ids = index.range_search(chunk, radius)
+        else:
+            lims, scores, ids = index.range_search(chunk, radius, params=params)
+        for i, qid in enumerate(query_ids[start : start + batch]):
+            for s, other in zip(scores[lims[i] : lims[i + 1]], ids[lims[i] : lims[i + 1]], strict=True):
+                if other >= 0 and s >= threshold and other != qid:
+                    yield int(qid), int(other)
+
+
+def _knn_links(
+    index: Any, spec: FaissSpec, queries: np.ndarray, query_ids: np.ndarray, threshold: float, batch: int
+) -> Iterator[tuple[int, int]]:
     params = faiss_index.search_params(spec)
     for start in range(0, len(queries), batch):
         scores, ids = faiss_index.search(
@@ -67,11 +108,4 @@ def duplicate_groups(
         for qid, row_scores, row_ids in zip(query_ids[start : start + batch], scores, ids, strict=True):
             for s, other in zip(row_scores, row_ids, strict=True):
                 if other >= 0 and s >= threshold and other != qid:
-                    uf.union(int(qid), int(other))
-    members = set((existing or {}).keys()) | {int(i) for i in query_ids}
-    # Labels are the smallest *member* id of each group, so they are stable and meaningful.
-    smallest: dict[int, int] = {}
-    for iid in members:
-        root = uf.find(iid)
-        smallest[root] = min(smallest.get(root, iid), iid)
-    return {iid: smallest[uf.find(iid)] for iid in members}
+                    yield int(qid), int(other)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +69,13 @@ CREATE INDEX IF NOT EXISTS suggested_division ON suggested_subjects(division, in
 """
 
 
+_INSERT_RECORD = "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_PROVIDER = "INSERT INTO providers VALUES (?,?)"
+_INSERT_LANGUAGE = "INSERT INTO languages VALUES (?,?)"
+_INSERT_CAPTION = "INSERT INTO captions(rowid, text) VALUES (?,?)"
+_INSERTS = (_INSERT_RECORD, _INSERT_PROVIDER, _INSERT_LANGUAGE, _INSERT_CAPTION)
+
+
 def _first(labels: dict[str, list[str]]) -> str | None:
     for lang in ("en", NO_LANG, *labels):
         values = labels.get(lang)
@@ -99,11 +108,18 @@ class Row:
     content_hash: str | None
 
 
+DECODED_RECORDS = 8192
+"""Decoded records a read-only version keeps, least recently used out (a few result pages' worth)."""
+
+
 class Metadata:
     """One ``metadata.sqlite``: written once by the builder, then read-only for the engine."""
 
     def __init__(self, path: Path, *, readonly: bool = True) -> None:
         self.path = path
+        # A committed version never changes: its decoded records can be kept (search threads share it).
+        self._decoded: OrderedDict[int, ImageRecord] | None = OrderedDict() if readonly else None
+        self._decoded_lock = threading.Lock()
         if readonly:
             # immutable=1: committed versions never change, so SQLite may skip locking entirely.
             uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
@@ -123,17 +139,17 @@ class Metadata:
         self.conn.close()
 
     # --- writing -------------------------------------------------------------------------------
-    def insert(self, items: Iterable[tuple[ImageRecord, int, int, str | None]]) -> None:
-        """Insert ``(record, row, dup_group, content_hash)`` tuples."""
-        cur = self.conn.cursor()
-        for record, row, group, content_hash in items:
+    def insert(self, items: Iterable[tuple[ImageRecord, int, int, str | None]], batch: int = 5000) -> None:
+        """Insert ``(record, row, dup_group, content_hash)`` tuples: rows are gathered per table and
+        written with one prepared statement each (``executemany``), in the writer's one transaction."""
+        tables: dict[str, list[tuple[object, ...]]] = {sql: [] for sql in _INSERTS}
+        for n, (record, row, group, content_hash) in enumerate(items, 1):
             iid = id_to_int64(record.id)
             date = record.date
             labels = {v for p in record.providers for values in p.label.values() for v in values if v}
             institution = next(iter(_first(p.label) for p in record.providers if _first(p.label)), None)
             text = caption_text(record)
-            cur.execute(
-                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            tables[_INSERT_RECORD].append(
                 (
                     iid,
                     record.id,
@@ -148,15 +164,21 @@ class Metadata:
                     group,
                     content_hash,
                     json.dumps(record_to_dict(record), ensure_ascii=False, separators=(",", ":")),
-                ),
+                )
             )
-            cur.executemany("INSERT INTO providers VALUES (?,?)", [(iid, label) for label in sorted(labels)])
-            cur.executemany(
-                "INSERT INTO languages VALUES (?,?)",
-                [(iid, lang) for lang in sorted(caption_languages(record))],
-            )
+            tables[_INSERT_PROVIDER].extend((iid, label) for label in sorted(labels))
+            tables[_INSERT_LANGUAGE].extend((iid, lang) for lang in sorted(caption_languages(record)))
             if text.strip():
-                cur.execute("INSERT INTO captions(rowid, text) VALUES (?,?)", (iid, text))
+                tables[_INSERT_CAPTION].append((iid, text))
+            if n % batch == 0:
+                self._flush(tables)
+        self._flush(tables)
+
+    def _flush(self, tables: dict[str, list[tuple[object, ...]]]) -> None:
+        for sql, rows in tables.items():
+            if rows:
+                self.conn.executemany(sql, rows)
+                rows.clear()
 
     def delete(self, int_ids: Sequence[int]) -> None:
         cur = self.conn.cursor()
@@ -258,10 +280,25 @@ class Metadata:
 
     def records(self, int_ids: Sequence[int]) -> dict[int, ImageRecord]:
         out: dict[int, ImageRecord] = {}
-        for chunk in _chunks(int_ids):
+        cache = self._decoded
+        if cache is not None:
+            with self._decoded_lock:
+                for iid in int_ids:
+                    if (found := cache.get(iid)) is not None:
+                        cache.move_to_end(iid)
+                        out[iid] = found
+        missing = [i for i in int_ids if i not in out]
+        for chunk in _chunks(missing):
             q = f"SELECT int_id, data FROM records WHERE int_id IN ({_marks(chunk)})"  # noqa: S608
             for iid, data in self.conn.execute(q, chunk):
                 out[iid] = record_from_dict(json.loads(data))
+        if cache is not None and missing:
+            with self._decoded_lock:
+                for iid in missing:
+                    if iid in out:
+                        cache[iid] = out[iid]
+                while len(cache) > DECODED_RECORDS:
+                    cache.popitem(last=False)
         return out
 
     def years(self, int_ids: Sequence[int]) -> dict[int, tuple[int, int]]:

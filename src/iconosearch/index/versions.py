@@ -133,9 +133,9 @@ def write_version(
             staging,
             needed=version_bytes(len(items) + len(crops or ()), model.dim),
         ):
-            spec, recall = _write_faiss(staging, vectors, ids, options, progress)
+            index, spec, recall = _write_faiss(staging, vectors, ids, options, progress)
             region_info = _write_regions(staging, crops, options, progress)
-            groups = _groups_for(staging, spec, vectors, ids, options, progress)
+            groups = _groups_for(index, spec, vectors, ids, options, progress)
             np.save(staging / "vectors.npy", vectors)
             np.save(staging / "ids.npy", ids)
             meta = Metadata.create(staging / "metadata.sqlite")
@@ -192,7 +192,8 @@ def _write_faiss(
     progress: Progress,
     *,
     file: str = "vectors.faiss",
-) -> tuple[FaissSpec, float | None]:
+) -> tuple[Any, FaissSpec, float | None]:
+    """Build, tune and write the FAISS index; it is returned in memory for duplicate grouping."""
     n, dim = vectors.shape
     spec = faiss_index.choose_spec(
         n,
@@ -210,7 +211,7 @@ def _write_faiss(
     spec, recall = faiss_index.tune(index, vectors, ids, spec, target=options.recall_target)
     faiss_index.write(index, staging / file)
     progress("faiss", n, n)
-    return spec, recall
+    return index, spec, recall
 
 
 def _write_regions(
@@ -220,13 +221,13 @@ def _write_regions(
     if crops is None or not len(crops):
         return {}
     rows = np.arange(len(crops), dtype=np.int64)
-    spec, _ = _write_faiss(staging, crops.vectors, rows, options, progress, file=regions.FAISS_FILE)
+    _, spec, _ = _write_faiss(staging, crops.vectors, rows, options, progress, file=regions.FAISS_FILE)
     crops.save(staging)
     return {"count": len(crops), "faiss_type": spec.kind, "faiss_params": dict(spec.params)}
 
 
 def _groups_for(
-    staging: Path,
+    index: Any,
     spec: FaissSpec,
     vectors: np.ndarray,
     ids: np.ndarray,
@@ -239,7 +240,6 @@ def _groups_for(
     if len(ids) == 0:
         return dict(existing or {})
     progress("duplicates", 0, len(ids))
-    index = faiss_index.read(staging / "vectors.faiss", spec)
     rows = only_rows if only_rows is not None else np.arange(len(ids))
     groups = duplicate_groups(
         index, spec, vectors[rows], ids[rows], threshold=options.duplicate_threshold, existing=existing
@@ -406,7 +406,7 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
             np.save(staging / "ids.npy", new_ids)
             existing = {iid: g for iid, g in update.old_groups.items() if iid not in drop}
             groups = _groups_for(
-                staging,
+                index,
                 spec,
                 new_vectors,
                 new_ids,
