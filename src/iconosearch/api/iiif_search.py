@@ -73,7 +73,7 @@ def _canvas(result: s.Result, canvas_id: str, width: int, height: int, exact: bo
         size = "max" if svc.api_version >= 3 else "full"
         image_id = f"{svc.id}/{region}/{size}/0/default.jpg"
     else:
-        image_id = result.image_url or result.thumbnail.url or result.canvas
+        image_id = result.image_url or result.thumbnail.url or result.canvas or result.manifest
     dims = {"width": width, "height": height} if exact else {}
     body = prezi.AnnotationBody(
         id=image_id, type="Image", format="image/jpeg", service=_service(result), **dims
@@ -149,9 +149,8 @@ def _canvas(result: s.Result, canvas_id: str, width: int, height: int, exact: bo
 
 
 def _source_target(result: s.Result) -> str:
-    return (
-        f"{result.canvas}#xywh={result.region}" if result.matched_region and result.region else result.canvas
-    )
+    canvas = result.canvas or result.manifest  # search results always carry the canvas here (full)
+    return f"{canvas}#xywh={result.region}" if result.matched_region and result.region else canvas
 
 
 def _matched_detail(result: s.Result, canvas_id: str, width: int, height: int) -> prezi.AnnotationPage:

@@ -140,8 +140,8 @@ async def search_params(  # async: no blocking work, so FastAPI need not hand it
         list[s.FieldGroup] | None,
         QueryParam(
             description="What each result carries besides the compact default (repeatable): "
-            "content_state, viewers (the Content State and ready-made viewer URLs), links, iiif (image "
-            "service, image URL, canvas index, regions) or full.",
+            "content_state, viewers (the Content State and ready-made viewer URLs), links (also the "
+            "institution's pages), iiif (canvas, image service, image URL, regions) or full.",
         ),
     ] = None,
 ) -> SearchParams:

@@ -48,13 +48,13 @@ CREATOR_FIELDS = (
 FIELD_GROUPS: dict[str, frozenset[str]] = {
     "viewers": frozenset({"content_state", "viewers"}),
     "content_state": frozenset({"content_state"}),
-    "links": frozenset({"links"}),
-    "iiif": frozenset({"canvas_index", "region", "image_region", "image_service", "image_url"}),
+    "links": frozenset({"links", "homepage"}),
+    "iiif": frozenset({"canvas", "canvas_index", "region", "image_region", "image_service", "image_url"}),
 }
 """Result fields that search results carry only when asked (``fields=``; ``full``: all of them).
 
 The compact default is what a catalogue shows (title, creator, date, thumbnail, rights and
-attribution, the manifest and the institution's page). The Content State (about 750 characters) is
+attribution, provider, the manifest). The Content State (about 750 characters) is
 sent once per result with ``content_state``, and the page's ``templates`` turn it into viewer URLs,
 as they turn an id into the item, similar and permalink URLs; ``viewers`` adds ready-made URLs."""
 _OPTIONAL = frozenset().union(*FIELD_GROUPS.values())

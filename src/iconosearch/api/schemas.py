@@ -144,7 +144,7 @@ class Result(_Out):
         description="Direct image URL when there is no image service (search results: with fields=iiif).",
     )
     manifest: str
-    canvas: str
+    canvas: str | None = Field(default=None, description="The canvas (search results: with fields=iiif).")
     content_state: str | None = Field(
         default=None,
         description="IIIF Content State (base64url, no padding) selecting the canvas and region; open it "
@@ -168,7 +168,10 @@ class Result(_Out):
     attribution: Attribution | None = None
     providers: list[ProviderOut]
     date: DateOut | None = None
-    homepage: list[LinkOut]
+    homepage: list[LinkOut] = Field(
+        default_factory=list,
+        description="The object's pages at its institution (search results: with fields=links).",
+    )
     duplicates: DuplicateGroup
     viewers: ViewerLinks | None = Field(
         default=None, description="Ready-made viewer URLs (items always; search results with fields=viewers)."
@@ -400,8 +403,8 @@ class SearchRequest(_In):
         default_factory=list,
         max_length=4,
         description="What each result carries besides the compact default: content_state, viewers (the "
-        "Content State and ready-made viewer URLs), links, iiif (image service, image URL, canvas "
-        "index, regions), or full (all of it).",
+        "Content State and ready-made viewer URLs), links (also the institution's pages), iiif "
+        "(canvas, image service, image URL, regions), or full (all of it).",
     )
 
 
