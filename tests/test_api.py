@@ -181,7 +181,7 @@ def test_fields_choose_the_payload_and_the_default_is_compact(client: TestClient
 
 
 def test_thumbnail_urls_are_served(client: TestClient) -> None:
-    res = client.get("/api/search", params={"q": "stripes", "k": 3}).json()["results"]
+    res = client.get("/api/search", params={"q": "stripes", "k": 3, "fields": "iiif"}).json()["results"]
     for item in res:
         path = item["thumbnail"]["url"].split("://", 1)[1].split("/", 1)[1]
         got = client.get("/" + path)

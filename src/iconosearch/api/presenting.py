@@ -49,7 +49,9 @@ FIELD_GROUPS: dict[str, frozenset[str]] = {
     "viewers": frozenset({"content_state", "viewers"}),
     "content_state": frozenset({"content_state"}),
     "links": frozenset({"links", "homepage"}),
-    "iiif": frozenset({"canvas", "canvas_index", "region", "image_region", "image_service", "image_url"}),
+    "iiif": frozenset(
+        {"label", "canvas", "canvas_index", "region", "image_region", "image_service", "image_url"}
+    ),
 }
 """Result fields that search results carry only when asked (``fields=``; ``full``: all of them).
 

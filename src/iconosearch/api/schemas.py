@@ -132,7 +132,11 @@ class Result(_Out):
         description="open: free to reuse; restricted: in copyright or NC/ND; unknown: not stated or unclear."
     )
     caption: LangMap = Field(description="Caption per language (BCP-47 tag or 'none').")
-    label: LangMap = Field(description="Canvas label, else manifest label.")
+    label: LangMap = Field(
+        default_factory=dict,
+        description="Canvas label, else manifest label (search results: with fields=iiif; `title` is the "
+        "manifest label, else the canvas label).",
+    )
     collection: str
     thumbnail: Thumbnail
     aspect_ratio: float | None = Field(description="Width / height of the image (or region), when known.")
