@@ -74,6 +74,8 @@ export function requestBody(s, image, cursor, language) {
     facets: !cursor,
     sort: s.sort,
     language,
+    // Cards outline a matched region on whole-image thumbnails: that needs the IIIF details.
+    fields: ["iiif"],
   };
 }
 
