@@ -155,6 +155,8 @@ class Presenter:
         found = self.cache.get(key) if self.cache is not None else None
         if found is None:
             found = self.result(record, 0.0, ()).model_dump(mode="json", exclude=set(_PER_HIT))
+            # A provider's unknown id, homepage or logo is left out, not sent as null in every result.
+            found["providers"] = [{k: v for k, v in p.items() if v is not None} for p in found["providers"]]
             if self.cache is not None:
                 self.cache.put(key, found)
         return found
