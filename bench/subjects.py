@@ -95,10 +95,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="iconosearch-lite")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "iconosearch" / "bench-subjects")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under 60 s with the same JSON keys (every 8th image; the candidate texts' "
+        "embeddings come from --cache after a first run)",
+    )
     args = ap.parse_args()
     vocabulary = load_iconclass()
     candidates = candidate_notations(vocabulary)
     items = catalogued_kinds(candidates)
+    if args.quick:
+        items = items[::8]
     embedder = load_embedder(args.model)
     t0 = time.perf_counter()
     labels = load_labels(embedder, args.cache, lambda: vocabulary)
