@@ -304,7 +304,7 @@ def test_api_results_show_the_matched_region_and_refuse_bad_detail_queries(
     )
     srv.start()
     try:
-        body = {"terms": [{"kind": "item", "value": items[299].record.id}], "k": 5}
+        body = {"terms": [{"kind": "item", "value": items[299].record.id}], "k": 5, "fields": ["full"]}
         r = httpx.post(f"{srv.url}/api/search", json=body, timeout=60)
         assert r.status_code == 200, r.text
         results = r.json()["results"]
@@ -316,7 +316,7 @@ def test_api_results_show_the_matched_region_and_refuse_bad_detail_queries(
         decoded = decode_content_state(hit["viewers"]["content_state"])
         assert "#xywh=250,400,500,400" in json.dumps(decoded)
         # A "no derivatives" item matched by a crop: still whole-image thumbnail, region still reported.
-        query = {"terms": [{"kind": "item", "value": items[298].record.id}], "k": 5}
+        query = {"terms": [{"kind": "item", "value": items[298].record.id}], "k": 5, "fields": ["iiif"]}
         nd = httpx.post(f"{srv.url}/api/search", json=query, timeout=60).json()["results"][1]
         assert nd["id"] == items[10].record.id and nd["matched_region"] is True
         assert nd["region"] == "0,0,500,400" and nd["image_region"] is None
