@@ -42,7 +42,12 @@ def main() -> dict[str, Any]:
     parser.add_argument("--collection", type=Path, default=ROOT / "demo" / "collection")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", type=int, default=0, help="use an even spread of N images (0: all)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run in under 60 s with the same JSON keys (fewer pages)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sources = args.sources or 40
 
     from iconosearch.evaluation import collages
     from iconosearch.evaluation.bootstrap import paired_bootstrap, recall_statistic
