@@ -129,6 +129,17 @@ def test_interrupted_training_resumes_where_it_stopped(setup) -> None:  # type: 
     b = (root / "resumed" / "heads.safetensors").read_bytes()
     assert a == b
 
+    def kill_in_epoch_1(stage: str, done: int, total: int) -> None:
+        if stage.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    # killed in its first epoch: the epoch-0 checkpoint is there, and resuming gives the same weights
+    with pytest.raises(KeyboardInterrupt):
+        _run(setup, "early", config, progress=kill_in_epoch_1)
+    early = _run(setup, "early", config, resume=True)
+    assert early.resumed_from_epoch == 0 and [h.epoch for h in early.history] == [1, 2, 3, 4]
+    assert (root / "early" / "heads.safetensors").read_bytes() == a
+
 
 def test_lit_mode_trains_the_text_tower_and_saves_it(setup) -> None:  # type: ignore[no-untyped-def]
     root, base, _, _ = setup
