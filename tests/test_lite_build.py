@@ -32,6 +32,7 @@ def test_heritage_sampler_draws_one_caption_per_image_by_weight() -> None:
     data = Data(
         image=np.arange(6, dtype=np.float32).reshape(3, 2),
         text=np.eye(3, dtype=np.float32),
+        base_text=np.eye(3, dtype=np.float32),
         image_row={},
         text_row=text_row,
         clipart_train=PairFeatures(np.zeros((2, 2), np.float32), np.zeros((2, 3), np.float32)),
@@ -39,6 +40,7 @@ def test_heritage_sampler_draws_one_caption_per_image_by_weight() -> None:
         val={},
         test={},
         counts={},
+        distil_rows=np.arange(3),
     )
     sample = heritage_sampler(data)
     rng = np.random.default_rng(0)
@@ -88,3 +90,60 @@ def test_model_card_renders_every_section_from_build_metrics(tmp_path: Path) -> 
     assert "| paintings/full | 50 / 40 | 16.7 [10.0, 20.0]" in text
     assert "| heritage, all query types | +12.0 | [+5.0, +20.0] | yes |" in text
     assert "`paintings/1_01.jpg`" in text
+
+
+def test_model_card_names_another_text_tower_and_its_baseline(tmp_path: Path) -> None:
+    from iconosearch.lite.build import BRIDGE_WEIGHTS, BuildReport
+    from iconosearch.lite.card import write_model_card
+
+    curve = {str(w): {"score": 0.4, "clipart": 0.6} for w in BRIDGE_WEIGHTS}
+    counts = {
+        "clipart": {"train": 200, "val": 214, "test": 216, "stamps": 719},
+        "photos": 150,
+        "heritage": {
+            n: {"train": 1, "val": 1, "test": 1} for n in ("paintings", "watercolours", "manuscripts")
+        },
+        "heritage_heldout": {"paintings": 0, "watercolours": 0, "manuscripts": 0},
+        "demo_in_training": [],
+    }
+    metrics = {
+        "test": {},
+        "vs_baseline_t2i_R@10": {},
+        "text_tower": "use-m3",
+        "baseline": {
+            "clipart_floor": 0.58,
+            "path": "bench/baselines/iconosearch-lite-en",
+            "text_tower": "minilm",
+        },
+        "variants": {"distilled": {"best_epoch": 0, "bridge_curve": curve}},
+        "counts": counts,
+    }
+    text = write_model_card(BuildReport(tmp_path, "distilled", 0, 0.2, metrics)).read_text(encoding="utf-8")
+    assert "Universal Sentence Encoder multilingual v3" in text
+    assert "(1280→256, 512→256)" in text and "(768-d)" in text
+    assert "## Compared with the baseline (`bench/baselines/iconosearch-lite-en`)" in text
+    assert "text head distilled from its text head" in text
+    assert "English only (MiniLM)" not in text
+
+
+def test_distilled_text_head_puts_texts_where_the_teacher_does() -> None:
+    import torch
+
+    from iconosearch.lite.heads import distil_text_head
+
+    rng = np.random.default_rng(0)
+    teacher_in = rng.normal(size=(400, 6)).astype(np.float32)
+    # The student's tower sees the same texts through another (here: a random linear) view.
+    student_in = (teacher_in @ rng.normal(size=(6, 10))).astype(np.float32)
+    torch.manual_seed(0)
+    teacher = torch.nn.Linear(6, 4, bias=False)
+    student = torch.nn.Sequential(torch.nn.Linear(10, 8, bias=False), torch.nn.GELU(), torch.nn.Linear(8, 4))
+    with torch.no_grad():
+        target = torch.nn.functional.normalize(teacher(torch.from_numpy(teacher_in)), dim=-1)
+        before = float(
+            (torch.nn.functional.normalize(student(torch.from_numpy(student_in)), dim=-1) * target)
+            .sum(-1)
+            .mean()
+        )
+    after = distil_text_head(student, teacher, student_in, teacher_in, epochs=200, batch_size=64)
+    assert before < 0.5 < 0.9 < after  # from unrelated directions to nearly the teacher's

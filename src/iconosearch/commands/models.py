@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Corpus + feature cache (default: ~/.cache/iconosearch/corpus)."),
         ] = None,
         clipart_train: Annotated[int, typer.Option(min=2, help="Clip-art training pairs (subsample).")] = 200,
+        text_tower: Annotated[
+            str, typer.Option(help="Text-tower kind: minilm (built in) or a registered one, e.g. use-m3.")
+        ] = "minilm",
     ) -> None:
         """Rebuild iconosearch-lite: corpora, splits, features, heads, choice on validation, model card."""
         import torch
@@ -95,7 +98,9 @@ def register(app: typer.Typer) -> None:
 
         from rich.progress import Progress
 
-        inputs = BuildInputs(heritage, baseline, demo_metadata, cache_dir, clipart_train)
+        inputs = BuildInputs(
+            heritage, baseline, demo_metadata, cache_dir, clipart_train, text_tower=text_tower
+        )
         with Progress(disable=st.quiet, console=err_console, transient=True) as bar:
             task = bar.add_task("tower features", total=None)
 

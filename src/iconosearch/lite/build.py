@@ -12,6 +12,7 @@ and a paired comparison with the baseline (0.1) → ``heads.safetensors``, ``con
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -76,6 +77,13 @@ DEFAULT_VARIANTS: Final = (
 )
 """Warm starts only: 0.1's heads already learned clip art and the ImageNet prototypes; training from
 scratch would need the whole clip-art corpus's features, more CPU than a build on 2 cores can spend."""
+CROSS_TOWER_VARIANTS: Final = (
+    Variant("distilled, no contrastive epochs", True, 0, 1e-4, 0),
+    Variant("distilled + warm mlp, lr 1e-4", True, 0, 1e-4, 20),
+    Variant("distilled + warm mlp, lr 3e-4", True, 0, 3e-4, 20),
+)
+"""With another text tower than the baseline's: the image head is the baseline's, the text head is
+distilled from the baseline's, then (or not: epoch 0) both are trained contrastively as above."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,10 @@ class BuildInputs:
     """Clip-art training pairs: a deterministic subsample of the corpus's train part (CPU time)."""
     photos: int = 150
     """Photo-like Tux Paint stamps used (a deterministic subsample; CPU time)."""
+    text_tower: str = "minilm"
+    """Text-tower kind of the new model (``minilm``, or a registered kind such as ``use-m3``). When it
+    differs from the baseline's, the new text head is first distilled from the baseline's (see
+    :func:`iconosearch.lite.heads.distil_text_head`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,9 @@ class Data:
 
     image: np.ndarray
     text: np.ndarray
+    """Text features of the new model's tower."""
+    base_text: np.ndarray
+    """The same texts (same rows) through the baseline's tower; ``text`` itself when the towers agree."""
     image_row: dict[str, int]
     text_row: dict[str, int]
     clipart_train: PairFeatures
@@ -151,6 +166,8 @@ class Data:
     val: dict[str, ev.Gallery]
     test: dict[str, ev.Gallery]
     counts: dict[str, Any]
+    distil_rows: np.ndarray
+    """Rows of the training-side texts (never a validation or test query): what distillation reads."""
 
 
 def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> dict[str, ev.Gallery]:
@@ -163,11 +180,17 @@ def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> di
     return out
 
 
+def build_features(inputs: BuildInputs) -> Features:
+    """Feature source of the new model's towers (the image tower is shared by every text tower)."""
+    config = LiteConfig(text_tower=inputs.text_tower)
+    cache = feature_cache(inputs.cache_dir or default_cache_dir())
+    return Features(cache, lambda: towers_embedder(config), config)
+
+
 def _feature_matrices(
-    cache: Path, paths: dict[str, Path], texts: set[str], progress: Progress | None
+    features: Features, paths: dict[str, Path], texts: set[str], progress: Progress | None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], dict[str, int]]:
     """Image and text feature matrices, with the row of each image hash and each text."""
-    features = Features(feature_cache(cache), towers_embedder)
     image_feats = features.images(paths, progress=progress)
     text_feats = features.texts(sorted(texts))
     hashes = sorted(image_feats)
@@ -177,13 +200,28 @@ def _feature_matrices(
     return image, text, {h: n for n, h in enumerate(hashes)}, {t: n for n, t in enumerate(text_list)}
 
 
-def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress | None) -> tuple[Data, Any]:
+def _base_text(
+    inputs: BuildInputs, base_config: LiteConfig, text: np.ndarray, text_row: dict[str, int]
+) -> np.ndarray:
+    """The texts (same rows) through the baseline's tower; ``text`` itself when it is the same tower."""
+    if base_config.text_tower == inputs.text_tower:
+        return text
+    cache = feature_cache(inputs.cache_dir or default_cache_dir())
+    found = Features(cache, lambda: towers_embedder(base_config), base_config).texts(list(text_row))
+    return np.stack([found[t] for t in text_row]).astype(np.float32)
+
+
+def assemble(
+    inputs: BuildInputs, base_config: LiteConfig, log: Callable[[str], None], progress: Progress | None
+) -> tuple[Data, Any]:
     """Load both corpora, split them, compute (or read) every feature; returns the data and the split."""
     cache = inputs.cache_dir or default_cache_dir()
     corpus = load_corpus(cache, log=log)
     corpus_split = make_split(corpus)
     part = corpus_split.part_of()
     clip = {p: [i for i in corpus if part[i.key] == p] for p in ("train", "val", "test")}
+    # Every clip-art training caption is distilled from (texts only: cheap); pairs use a subsample.
+    clip_train_captions = {i.caption for i in clip["train"]}
     clip["train"] = sorted(clip["train"], key=lambda i: _rank(i.key))[: inputs.clipart_train]
     stamps = [i for i in corpus if part[i.key] == "institution"]
     photos = [i for i in stamps if colour_count(i.image) > PHOTO_MIN_COLOURS]
@@ -212,9 +250,21 @@ def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress
     texts = {c.text for ps in (*clip_pairs.values(), photo_pairs) for p in ps for c in p.captions}
     train_texts = {i.pair.item_id: training_texts(i) for s in heritage.values() for i in s["train"]}
     texts |= {t for variants in train_texts.values() for vs in variants.values() for t in vs}
-    texts |= {q for s in heritage.values() for p in ("val", "test") for i in s[p] for q in i.queries.values()}
+    training_side = set(texts) - {
+        c.text for p in (*clip_pairs["val"], *clip_pairs["test"]) for c in p.captions
+    }
+    training_side |= {t.format(n) for n in class_short_names() for t in PROTOTYPE_TEMPLATES}
+    if inputs.text_tower != base_config.text_tower:
+        training_side |= clip_train_captions
+    texts |= training_side
+    held_out = {
+        q for s in heritage.values() for p in ("val", "test") for i in s[p] for q in i.queries.values()
+    }
+    texts |= held_out
+    training_side -= held_out | {c.text for p in photo_pairs for c in p.captions}
     log(f"features: {len(paths)} images, {len(texts)} texts (cached ones are read, not recomputed)")
-    image, text, image_row, text_row = _feature_matrices(cache, paths, texts, progress)
+    image, text, image_row, text_row = _feature_matrices(build_features(inputs), paths, texts, progress)
+    base_text = _base_text(inputs, base_config, text, text_row)
     rows = (image_row, text_row)
 
     def clip_gallery(pairs: Sequence[Pair]) -> ev.Gallery:
@@ -249,6 +299,7 @@ def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress
     data = Data(
         image,
         text,
+        base_text,
         image_row,
         text_row,
         PairFeatures(
@@ -259,6 +310,7 @@ def assemble(inputs: BuildInputs, log: Callable[[str], None], progress: Progress
         val,
         test,
         counts,
+        np.array(sorted(text_row[t] for t in training_side), dtype=np.int64),
     )
     return data, (split, corpus_split)
 
@@ -297,8 +349,12 @@ def encoder(heads: ContrastiveHeads, lite: LiteModel, weight: float) -> ev.Encod
     return encode
 
 
-def evaluate_all(enc: ev.Encoder, galleries: dict[str, ev.Gallery], data: Data) -> dict[str, RetrievalRanks]:
-    return {name: ev.ranks(enc, g, data.image, data.text) for name, g in galleries.items()}
+def evaluate_all(
+    enc: ev.Encoder, galleries: dict[str, ev.Gallery], data: Data, *, baseline: bool = False
+) -> dict[str, RetrievalRanks]:
+    """Ranks per gallery; ``baseline`` reads the baseline tower's text features."""
+    text = data.base_text if baseline else data.text
+    return {name: ev.ranks(enc, g, data.image, text) for name, g in galleries.items()}
 
 
 def selection_score(ranks: dict[str, RetrievalRanks]) -> float:
@@ -323,19 +379,36 @@ def _prototypes(data: Data, features: Features) -> Prototypes:
     return Prototypes(proto_img, proto_txt.astype(np.float32), data.image.std(axis=0).astype(np.float32))
 
 
+def _warm_heads(data: Data, baseline: Path, text_tower: str) -> ContrastiveHeads:
+    """The baseline's heads; with another text tower, its image head and a text head distilled from it."""
+    from iconosearch.lite.heads import distil_text_head, load_heads, new_heads
+
+    base_config, base, _ = load_heads(baseline)
+    if base_config.text_tower == text_tower:
+        return base
+    heads = new_heads(LiteConfig(head="mlp", text_tower=text_tower))
+    heads.image_head.load_state_dict(base.image_head.state_dict())
+    with torch.no_grad():
+        heads.logit_scale.copy_(base.logit_scale)
+    rows = data.distil_rows
+    distil_text_head(heads.text_head, base.text_head, data.text[rows], data.base_text[rows])
+    return heads
+
+
 def _train(
     variant: Variant,
     data: Data,
-    baseline: Path,
+    warm: tuple[ContrastiveHeads, str],
     prototypes: Prototypes | None,
     score: Callable[[ContrastiveHeads], float],
 ) -> tuple[ContrastiveHeads, Any]:
-    from iconosearch.lite.heads import load_heads, new_heads
+    """Train one variant from the warm heads (``warm``: heads and their text-tower kind) or fresh ones."""
+    from iconosearch.lite.heads import new_heads
 
     heads = (
-        load_heads(baseline)[1]
+        copy.deepcopy(warm[0])
         if variant.warm_start
-        else new_heads(LiteConfig(head="mlp"), seed=variant.seed)
+        else new_heads(LiteConfig(head="mlp", text_tower=warm[1]), seed=variant.seed)
     )
     heritage = heritage_sampler(data)
     protos = (
@@ -381,7 +454,7 @@ def build_lite(
     out_dir: Path,
     inputs: BuildInputs,
     *,
-    variants: Sequence[Variant] = DEFAULT_VARIANTS,
+    variants: Sequence[Variant] | None = None,
     log: Callable[[str], None] = lambda _m: None,
     progress: Progress | None = None,
 ) -> BuildReport:
@@ -389,16 +462,26 @@ def build_lite(
     from iconosearch.lite.heads import compute_class_text, heads_state, load_heads
     from iconosearch.models.lite import save_lite
 
-    data, (split, corpus_split) = assemble(inputs, log, progress)
+    base_config, base_heads, base_class_text = load_heads(inputs.baseline)
+    if variants is None:
+        same = base_config.text_tower == inputs.text_tower
+        variants = DEFAULT_VARIANTS if same else CROSS_TOWER_VARIANTS
+    data, (split, corpus_split) = assemble(inputs, base_config, log, progress)
     log(f"data: {json.dumps({k: v for k, v in data.counts.items() if k != 'demo_in_training'})}")
-    features = Features(feature_cache(inputs.cache_dir or default_cache_dir()), towers_embedder)
+    features = build_features(inputs)
     lite = features.embedder.lite
     lite.class_text = compute_class_text(lite, features.embedder.tokenizer)
-    base_config, base_heads, _ = load_heads(inputs.baseline)
-    base_enc = encoder(base_heads, lite, base_config.bridge_weight)
-    base_val = evaluate_all(base_enc, data.val, data)
+    base_lite = LiteModel(
+        base_config,
+        lite.clip,
+        lite.classifier,
+        base_class_text.float() if base_class_text is not None else None,
+    )
+    base_enc = encoder(base_heads, base_lite, base_config.bridge_weight)
+    base_val = evaluate_all(base_enc, data.val, data, baseline=True)
     clip_floor = ev.r10(base_val["clipart/full"]) - CLIPART_MAX_DROP
     prototypes = _prototypes(data, features) if any(v.prototypes_per_epoch for v in variants) else None
+    warm = (_warm_heads(data, inputs.baseline, inputs.text_tower), inputs.text_tower)
 
     def epoch_score(heads: ContrastiveHeads) -> float:
         # Per epoch: the selection score at a middle bridge weight (the weight is chosen afterwards).
@@ -406,7 +489,7 @@ def build_lite(
 
     results = []
     for variant in variants:
-        heads, result = _train(variant, data, inputs.baseline, prototypes, epoch_score)
+        heads, result = _train(variant, data, warm, prototypes, epoch_score)
         curve = _bridge_curve(heads, lite, data)
         log(
             f"{variant.name}: best epoch {result.best_epoch}, "
@@ -418,6 +501,7 @@ def build_lite(
     config = LiteConfig(
         head="mlp",
         bridge_weight=weight,
+        text_tower=inputs.text_tower,
         extra={
             "variant": variant.name,
             "best_epoch": result.best_epoch,
@@ -434,7 +518,10 @@ def build_lite(
             "variant": variant.name,
             "best_epoch": result.best_epoch,
             "bridge_weight": weight,
+            "text_tower": inputs.text_tower,
             "baseline": {
+                "path": inputs.baseline.as_posix(),
+                "text_tower": base_config.text_tower,
                 "bridge_weight": base_config.bridge_weight,
                 "val": {k: ev.r10(r) for k, r in base_val.items()},
                 "clipart_floor": clip_floor,
@@ -458,7 +545,7 @@ def build_lite(
 
 def _test_metrics(new: ev.Encoder, base: ev.Encoder, data: Data) -> dict[str, Any]:
     new_ranks = evaluate_all(new, data.test, data)
-    base_ranks = evaluate_all(base, data.test, data)
+    base_ranks = evaluate_all(base, data.test, data, baseline=True)
     per_gallery = {
         name: {"new": ev.report(new_ranks[name], g), "baseline": ev.report(base_ranks[name], g)}
         for name, g in data.test.items()

