@@ -147,3 +147,17 @@ def test_distilled_text_head_puts_texts_where_the_teacher_does() -> None:
         )
     after = distil_text_head(student, teacher, student_in, teacher_in, epochs=200, batch_size=64)
     assert before < 0.5 < 0.9 < after  # from unrelated directions to nearly the teacher's
+
+
+def test_choice_keeps_clip_art_or_else_loses_least_then_scores_best() -> None:
+    from iconosearch.lite.build import BRIDGE_WEIGHTS, _choose
+
+    def curve(clipart: float, best_w: float) -> dict[float, dict[str, float]]:
+        return {w: {"clipart": clipart, "score": 0.9 if w == best_w else 0.1} for w in BRIDGE_WEIGHTS}
+
+    keeps, loses_least = curve(0.70, 0.2), curve(0.55, 0.3)
+    assert _choose([loses_least, keeps], clip_floor=0.68) == (1, 0.2)
+    # Nothing keeps 0.68: the floor is 2 points below the best reached (0.55), so both others qualify.
+    by_score = [curve(0.55, 0.3), {w: {"clipart": 0.54, "score": 0.95} for w in BRIDGE_WEIGHTS}]
+    assert _choose(by_score, clip_floor=0.68) == (1, 0.0)
+    assert _choose([loses_least, curve(0.40, 0.1)], clip_floor=0.68) == (0, 0.3)

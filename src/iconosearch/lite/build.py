@@ -211,21 +211,35 @@ def _base_text(
     return np.stack([found[t] for t in text_row]).astype(np.float32)
 
 
-def assemble(
-    inputs: BuildInputs, base_config: LiteConfig, log: Callable[[str], None], progress: Progress | None
-) -> tuple[Data, Any]:
-    """Load both corpora, split them, compute (or read) every feature; returns the data and the split."""
-    cache = inputs.cache_dir or default_cache_dir()
-    corpus = load_corpus(cache, log=log)
+def _distil_texts(clip_train: set[str], heritage_train: dict[str, dict[str, list[str]]]) -> set[str]:
+    """What a text head for another tower is distilled on: the clip-art and heritage training captions and
+    the ImageNet class templates (texts only, so all clip-art ones, not only the paired subsample)."""
+    templates = {t.format(n) for n in class_short_names() for t in PROTOTYPE_TEMPLATES}
+    return clip_train | templates | {t for v in heritage_train.values() for vs in v.values() for t in vs}
+
+
+def _clipart(
+    inputs: BuildInputs, log: Callable[[str], None]
+) -> tuple[Any, dict[str, list[CorpusItem]], set[str], list[CorpusItem], list[CorpusItem]]:
+    """Clip-art split (train subsampled), every clip-art training caption, the stamps, the photo-like ones."""
+    corpus = load_corpus(inputs.cache_dir or default_cache_dir(), log=log)
     corpus_split = make_split(corpus)
     part = corpus_split.part_of()
     clip = {p: [i for i in corpus if part[i.key] == p] for p in ("train", "val", "test")}
-    # Every clip-art training caption is distilled from (texts only: cheap); pairs use a subsample.
+    # Every clip-art training caption may be distilled on (texts only: cheap); pairs use a subsample.
     clip_train_captions = {i.caption for i in clip["train"]}
     clip["train"] = sorted(clip["train"], key=lambda i: _rank(i.key))[: inputs.clipart_train]
     stamps = [i for i in corpus if part[i.key] == "institution"]
     photos = [i for i in stamps if colour_count(i.image) > PHOTO_MIN_COLOURS]
     photos = sorted(photos, key=lambda i: _rank(i.key))[: inputs.photos]
+    return corpus_split, clip, clip_train_captions, stamps, photos
+
+
+def assemble(
+    inputs: BuildInputs, base_config: LiteConfig, log: Callable[[str], None], progress: Progress | None
+) -> tuple[Data, Any]:
+    """Load both corpora, split them, compute (or read) every feature; returns the data and the split."""
+    corpus_split, clip, clip_train_captions, stamps, photos = _clipart(inputs, log)
     sets = load_heritage(inputs.heritage, HERITAGE_SETS)
     demo = demo_item_ids(inputs.demo_metadata) if inputs.demo_metadata else set()
     # The demo shows every painting and manuscript figure (they may be trained on by their split), but
@@ -239,29 +253,20 @@ def assemble(
     }
 
     paths = {p.content_hash: p.image_path for ps in (*clip_pairs.values(), photo_pairs) for p in ps}
-    paths.update(
-        {
-            i.pair.content_hash: i.pair.image_path
-            for items in sets.values()
-            for i in items
-            if split.part_of(i.pair) in ("train", "val", "test")
-        }
-    )
+    parts = ("train", "val", "test")
+    in_split = [i for items in sets.values() for i in items if split.part_of(i.pair) in parts]
+    paths.update({i.pair.content_hash: i.pair.image_path for i in in_split})
     texts = {c.text for ps in (*clip_pairs.values(), photo_pairs) for p in ps for c in p.captions}
     train_texts = {i.pair.item_id: training_texts(i) for s in heritage.values() for i in s["train"]}
     texts |= {t for variants in train_texts.values() for vs in variants.values() for t in vs}
-    training_side = set(texts) - {
-        c.text for p in (*clip_pairs["val"], *clip_pairs["test"]) for c in p.captions
-    }
-    training_side |= {t.format(n) for n in class_short_names() for t in PROTOTYPE_TEMPLATES}
-    if inputs.text_tower != base_config.text_tower:
-        training_side |= clip_train_captions
-    texts |= training_side
     held_out = {
         q for s in heritage.values() for p in ("val", "test") for i in s[p] for q in i.queries.values()
     }
     texts |= held_out
-    training_side -= held_out | {c.text for p in photo_pairs for c in p.captions}
+    distil = set()
+    if inputs.text_tower != base_config.text_tower:
+        distil = _distil_texts(clip_train_captions, train_texts) - held_out
+        texts |= distil
     log(f"features: {len(paths)} images, {len(texts)} texts (cached ones are read, not recomputed)")
     image, text, image_row, text_row = _feature_matrices(build_features(inputs), paths, texts, progress)
     base_text = _base_text(inputs, base_config, text, text_row)
@@ -310,7 +315,7 @@ def assemble(
         val,
         test,
         counts,
-        np.array(sorted(text_row[t] for t in training_side), dtype=np.int64),
+        np.array(sorted(text_row[t] for t in distil), dtype=np.int64),
     )
     return data, (split, corpus_split)
 
@@ -442,11 +447,15 @@ def _bridge_curve(heads: ContrastiveHeads, lite: Any, data: Data) -> dict[float,
 
 
 def _choose(curves: Sequence[dict[float, dict[str, Any]]], clip_floor: float) -> tuple[int, float]:
-    """(variant, bridge weight) with the best selection score among those that keep clip art."""
+    """(variant, bridge weight) with the best selection score among those that keep clip art.
+
+    When none does (a new text tower can lose clip art whatever the weight), the floor moves down to
+    :data:`CLIPART_MAX_DROP` below the best clip art any choice reaches: lose least, then the best score.
+    """
     every = [(n, w) for n in range(len(curves)) for w in BRIDGE_WEIGHTS]
-    candidates = [(n, w) for n, w in every if curves[n][w]["clipart"] >= clip_floor]
-    if not candidates:  # nothing keeps clip art: take the one that loses least
-        candidates = [max(every, key=lambda c: curves[c[0]][c[1]]["clipart"])]
+    best_clipart = max(curves[n][w]["clipart"] for n, w in every)
+    floor = clip_floor if best_clipart >= clip_floor else best_clipart - CLIPART_MAX_DROP
+    candidates = [(n, w) for n, w in every if curves[n][w]["clipart"] >= floor]
     return max(candidates, key=lambda c: curves[c[0]][c[1]]["score"])
 
 
