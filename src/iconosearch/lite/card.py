@@ -159,6 +159,19 @@ def _data(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def _build_command(metrics: dict[str, Any]) -> str:
+    """The ``build-lite`` command line that reproduces this build (options that differ from the defaults)."""
+    command = "iconosearch models build-lite --heritage <folder>"
+    baseline = metrics["baseline"].get("path", "bench/baselines/iconosearch-lite-0.1")
+    if baseline != "bench/baselines/iconosearch-lite-0.1":
+        command += f" --baseline {baseline}"
+    if metrics.get("text_tower", "minilm") != "minilm":
+        command += f" --text-tower {metrics['text_tower']}"
+    if metrics["counts"]["clipart"]["train"] != 200:
+        command += f" --clipart-train {metrics['counts']['clipart']['train']}"
+    return command
+
+
 def _tower_weaknesses(metrics: dict[str, Any]) -> list[str]:
     if metrics.get("text_tower", "minilm") == "minilm":
         return [
@@ -202,10 +215,9 @@ def write_model_card(report: BuildReport) -> Path:
     path = report.out_dir / "MODEL_CARD.md"
     intro = [
         "The embedded default model of iconosearch: text→image and image→text search that works fully "
-        "offline, "
-        "for paintings, botanical watercolours, manuscript figures, clip art and photographs. Rebuild it "
-        "with "
-        "`iconosearch models build-lite --heritage <folder>`; every number here comes from that build's "
+        "offline, for paintings, botanical watercolours, manuscript figures, clip art and photographs"
+        + (", with queries in 16 languages" if m.get("text_tower", "minilm") != "minilm" else "")
+        + f". Rebuild it with `{_build_command(m)}`; every number here comes from that build's "
         "`metrics.json`."
     ]
     sections = [

@@ -33,10 +33,10 @@ def available_models() -> list[dict[str, Any]]:
             "spec": LITE_NAME,
             "dim": dim,
             "preprocessing": prep,
-            "license": "heads: Apache-2.0; towers: Apache-2.0 (EfficientNet-Lite0, all-MiniLM-L6-v2)",
+            "license": "heads: Apache-2.0; towers: Apache-2.0 (EfficientNet-Lite0, USE-m3)",
             "offline": lite_ok,
-            "description": "embedded default: EfficientNet-Lite0 + MiniLM-L6, LiT heads trained on "
-            "public-domain clip art, fused with an ImageNet concept bridge; English only" + note,
+            "description": "embedded default: EfficientNet-Lite0 + USE-m3 (16 languages), LiT heads trained "
+            "on public-domain clip art and heritage sets, fused with an ImageNet concept bridge" + note,
         }
     )
     offline = hub_offline()
