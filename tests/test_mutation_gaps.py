@@ -92,6 +92,7 @@ def test_c_every_body_filter_reaches_the_query() -> None:
         rights=["open"],
         languages=["nl"],
         has_caption=True,
+        suggested_divisions=["2"],
     )
     got = filters_from_body(body)
     assert got == Filters(
@@ -102,6 +103,7 @@ def test_c_every_body_filter_reaches_the_query() -> None:
         rights=("open",),
         languages=("nl",),
         has_caption=True,
+        suggested_divisions=("2",),
     )
     # Every field of Filters is set to something other than its default: none can be dropped unseen.
     defaults = Filters()
