@@ -55,7 +55,6 @@ def _pct(x: float) -> str:
 
 
 def markdown(result: BenchResult) -> str:
-    ks = sorted(result.models[0].metrics.t2i.recall)
     lines = [
         "# Retrieval benchmark",
         "",
@@ -69,6 +68,23 @@ def markdown(result: BenchResult) -> str:
     ]
     if result.warnings:
         lines += ["## Warnings: too small to measure", "", *[f"- {w}" for w in result.warnings], ""]
+    lines += _direction_tables(result)
+    lines += _difference_table(result)
+    lines += _breakdown_tables(result)
+    lines += _speed_table(result)
+    if result.notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in result.notes], ""]
+    lines += [
+        "Charts: `recall.png` (recall per model), `difference.png` (differences from the base with CIs).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _direction_tables(result: BenchResult) -> list[str]:
+    """One table per direction: each model's recall, median rank and MRR, then the chance row."""
+    ks = sorted(result.models[0].metrics.t2i.recall)
+    lines: list[str] = []
     for d, title in DIRECTIONS.items():
         dm0: DirectionMetrics = getattr(result.models[0].metrics, d)
         lines += [
@@ -94,59 +110,68 @@ def markdown(result: BenchResult) -> str:
                 + f" | {chance['median_rank']:.1f} | {chance['mrr']:.3f} |"
             )
         lines.append("")
+    return lines
+
+
+def _difference_table(result: BenchResult) -> list[str]:
     others = [m for m in result.models if m.vs_base]
-    if others:
-        conf = f"{result.confidence:.0%}"
-        lines += [
-            f"## Difference from the base ({conf} paired bootstrap CI)",
-            "",
-            f"{result.n_resamples} resamples of whole manifests (seed {result.seed}); recall in percentage "
-            "points, MRR in units, median rank in ranks (negative is better). * = CI excludes 0.",
-            "",
-            "| model | statistic | difference | CI low | CI high |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for m in others:
-            for name, iv in m.vs_base.items():
-                scale, fmt = (100, "+.1f") if "R@" in name else (1, "+.3f") if "MRR" in name else (1, "+.1f")
-                star = " *" if iv.significant else ""
-                lines.append(
-                    f"| `{m.spec}` | {name} | {iv.estimate * scale:{fmt}}{star} | {iv.low * scale:{fmt}} | "
-                    f"{iv.high * scale:{fmt}} |"
-                )
-        lines.append("")
+    if not others:
+        return []
+    conf = f"{result.confidence:.0%}"
+    lines = [
+        f"## Difference from the base ({conf} paired bootstrap CI)",
+        "",
+        f"{result.n_resamples} resamples of whole manifests (seed {result.seed}); recall in percentage "
+        "points, MRR in units, median rank in ranks (negative is better). * = CI excludes 0.",
+        "",
+        "| model | statistic | difference | CI low | CI high |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for m in others:
+        for name, iv in m.vs_base.items():
+            scale, fmt = (100, "+.1f") if "R@" in name else (1, "+.3f") if "MRR" in name else (1, "+.1f")
+            star = " *" if iv.significant else ""
+            lines.append(
+                f"| `{m.spec}` | {name} | {iv.estimate * scale:{fmt}}{star} | {iv.low * scale:{fmt}} | "
+                f"{iv.high * scale:{fmt}} |"
+            )
+    lines.append("")
+    return lines
+
+
+def _breakdown_tables(result: BenchResult) -> list[str]:
+    lines: list[str] = []
     for m in result.models:
         for kind, groups in m.breakdown.items():
             lines += [
                 f"## `{m.spec}` by {kind}",
                 "",
                 "| " + kind + " | direction | queries | R@1 | R@10 | MRR |",
+                "|---|---|---:|---:|---:|---:|",
             ]
-            lines.append("|---|---|---:|---:|---:|---:|")
             for name, dirs in groups.items():
                 for d, dm in dirs.items():
                     r1, r10 = dm.recall.get(1, float("nan")), dm.recall.get(10, float("nan"))
                     row = [name, DIRECTIONS[d], str(dm.n_queries), _pct(r1), _pct(r10), f"{dm.mrr:.3f}"]
                     lines.append("| " + " | ".join(row) + " |")
             lines.append("")
-    if any(m.speed for m in result.models):
-        lines += [
-            "## Speed on this machine",
-            "",
-            "| model | images/s | text query (ms, median) |",
-            "|---|---:|---:|",
-        ]
-        for m in result.models:
-            if m.speed:
-                lines.append(f"| `{m.spec}` | {m.speed.images_per_s:.1f} | {m.speed.text_query_ms:.1f} |")
-        lines.append("")
-    if result.notes:
-        lines += ["## Notes", "", *[f"- {n}" for n in result.notes], ""]
-    lines += [
-        "Charts: `recall.png` (recall per model), `difference.png` (differences from the base with CIs).",
+    return lines
+
+
+def _speed_table(result: BenchResult) -> list[str]:
+    timed = [m for m in result.models if m.speed]
+    if not timed:
+        return []
+    lines = [
+        "## Speed on this machine",
         "",
+        "| model | images/s | text query (ms, median) |",
+        "|---|---:|---:|",
     ]
-    return "\n".join(lines)
+    lines += [
+        f"| `{m.spec}` | {m.speed.images_per_s:.1f} | {m.speed.text_query_ms:.1f} |" for m in timed if m.speed
+    ]
+    return [*lines, ""]
 
 
 def charts(result: BenchResult, folder: Path) -> list[Path]:
