@@ -15,9 +15,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from iconosearch.config import ConfigError, Settings, load_settings
-from iconosearch.harvest.state import harvested_collections
-
-__all__ = ["harvested_collections"]  # the evaluate command imports it from here
 
 
 @dataclass

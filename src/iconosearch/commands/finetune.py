@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,45 +11,13 @@ from iconosearch.commands._common import (
     emit_json,
     err_console,
     fail,
-    harvested_collections,
     out_console,
     progress_bars,
     state,
 )
 
 if TYPE_CHECKING:
-    from iconosearch.evaluation.pairs import PairSet
     from iconosearch.training.finetune import FinetuneResult
-
-
-def load_pairs(
-    settings_data_dir: Path, collections: list[str], pairs_file: Path | None, *, known: set[str]
-) -> PairSet:
-    """Pairs of harvested collections (and/or a JSON-lines file); refuses unknown collection names."""
-    from iconosearch.evaluation.pairs import PairSet, pairs_from_harvest, pairs_from_jsonl
-
-    if not collections and pairs_file is None:
-        fail("name at least one harvested collection, or give --pairs FILE", code=2)
-    unknown = [c for c in collections if c not in known]
-    if unknown:
-        fail(
-            f"unknown collection(s) {', '.join(unknown)}: harvested ones are "
-            f"{', '.join(sorted(known)) or 'none'} (run 'iconosearch harvest' first)",
-            code=2,
-        )
-    harvested = pairs_from_harvest(settings_data_dir / "state.sqlite", collections) if collections else None
-    extra = None
-    if pairs_file is not None:
-        try:
-            extra = pairs_from_jsonl(pairs_file)
-        except (OSError, ValueError) as exc:
-            fail(f"cannot read pairs from {pairs_file}: {exc}", code=2)
-    parts = [p for p in (harvested, extra) if p is not None]
-    excluded: dict[str, int] = {}
-    for p in parts:
-        for k, v in p.excluded.items():
-            excluded[k] = excluded.get(k, 0) + v
-    return PairSet(pairs=tuple(x for p in parts for x in p.pairs), excluded=excluded)
 
 
 def _summary(result: FinetuneResult) -> dict[str, Any]:
@@ -150,14 +117,11 @@ def register(app: typer.Typer) -> None:
         as split.json beside the model. The result is compared with the base on the test split (paired
         bootstrap CIs) and documented in MODEL_CARD.md and DATASHEET.md.
         """
-        from iconosearch.evaluation.pairs import Split, TooFewPairsError, split_by_group
+        from iconosearch.evaluation.jobs import JobError, load_pairs
         from iconosearch.models.hub import check_available
         from iconosearch.models.specs import ModelSpecError, ModelUnavailableError
-        from iconosearch.training.finetune import (
-            MODES,
-            FinetuneConfig,
-            FinetuneError,
-        )
+        from iconosearch.training.finetune import MODES, FinetuneConfig, FinetuneError
+        from iconosearch.training.jobs import SplitRequest, plan_finetune, run_finetune_job
 
         st = state(ctx)
         settings = st.settings()
@@ -181,112 +145,76 @@ def register(app: typer.Typer) -> None:
                 max_pixels=settings.limits.image_max_pixels,
                 threads=threads,
             )
-        except ValueError as exc:
-            fail(str(exc), code=2)
-        try:
             check_available(spec)
-        except (ModelSpecError, ModelUnavailableError) as exc:
-            fail(str(exc), code=2)
-
-        data_dir = settings.data_dir
-        names = list(collections or [])
-        pair_set = load_pairs(
-            data_dir, names + list(holdout or []), pairs_file, known=harvested_collections(data_dir)
-        )
-        for why, n in sorted(pair_set.excluded.items()):
-            err_console.print(f"[yellow]excluded[/] {n} records: {why}", highlight=False)
-        try:
-            if split_file is not None:
-                split = Split.load(split_file)
-            else:
-                split = split_by_group(
-                    pair_set.pairs,
-                    val_fraction=val_fraction,
-                    test_fraction=test_fraction,
-                    seed=seed,
-                    min_eval_pairs=min_eval_pairs,
-                    heldout_collections=holdout or (),
-                )
-        except TooFewPairsError as exc:
-            fail(str(exc), code=2)
-        except (OSError, ValueError, KeyError) as exc:
-            fail(f"cannot use split file {split_file}: {exc}", code=2)
-        # The split names its material, so `evaluate --split FILE` needs nothing else.
-        split = replace(split, collections=tuple(names + list(holdout or [])), pairs_file=pairs_file)
-        train = split.select(pair_set.pairs, "train")
-        val = split.select(pair_set.pairs, "val")
-        test = split.select(pair_set.pairs, "test")
-        if not train or not val:
-            fail(
-                f"the split leaves {len(train)} training and {len(val)} validation pairs; nothing to train",
-                code=2,
+            pair_set = load_pairs(settings.data_dir, [*(collections or []), *(holdout or [])], pairs_file)
+            for why, n in sorted(pair_set.excluded.items()):
+                err_console.print(f"[yellow]excluded[/] {n} records: {why}", highlight=False)
+            plan = plan_finetune(
+                pair_set,
+                settings.data_dir,
+                collections=collections or [],
+                holdout=holdout or [],
+                pairs_file=pairs_file,
+                split_file=split_file,
+                how=SplitRequest(val_fraction, test_fraction, seed, min_eval_pairs),
+                mode=mode,
+                name=name,
+                output=output,
             )
-        label = name or f"{'-'.join(names) or (pairs_file.stem if pairs_file else 'model')}-{mode}"
-        out_dir = (output or data_dir / "models" / label).resolve()
-
-        from iconosearch.models.embedder import load_embedder
-
-        try:
-            base = load_embedder(spec, device=device)
-        except (ModelSpecError, ModelUnavailableError) as exc:
+        except (ValueError, ModelSpecError, ModelUnavailableError) as exc:  # JobError is a ValueError
             fail(str(exc), code=2)
-        from iconosearch.training.finetune import finetune as run_finetune
-
         if not st.quiet and not st.json_output:
             err_console.print(
-                f"fine-tuning [bold]{spec}[/] ({mode}) on {len(train)} pairs; validation {len(val)}, "
-                f"test {len(test)} (split by manifest) → {out_dir}",
+                f"fine-tuning [bold]{spec}[/] ({mode}) on {len(plan.train)} pairs; "
+                f"validation {len(plan.val)}, test {len(plan.test)} (split by manifest) → {plan.out_dir}",
                 highlight=False,
             )
-        from iconosearch.storage import writing
-
         try:
-            with writing(f"fine-tuning {spec}", out_dir):
-                result = _with_progress(
-                    st.quiet or st.json_output,
-                    lambda progress, on_epoch: run_finetune(
-                        base,
-                        train,
-                        val,
-                        test,
-                        split,
-                        out_dir,
-                        config,
-                        device=device,
-                        feature_cache=data_dir / "cache" / "features",
-                        resume=resume,
-                        progress=progress,
-                        on_epoch=on_epoch,
-                        n_resamples=resamples,
-                        excluded=pair_set.excluded,
-                    ),
-                )
-        except FinetuneError as exc:
+            result = _with_progress(
+                st.quiet or st.json_output,
+                lambda progress, on_epoch: run_finetune_job(
+                    plan,
+                    spec,
+                    config,
+                    feature_cache=settings.data_dir / "cache" / "features",
+                    device=device,
+                    resume=resume,
+                    n_resamples=resamples,
+                    progress=progress,
+                    on_epoch=on_epoch,
+                ),
+            )
+        except (FinetuneError, ModelSpecError, ModelUnavailableError, JobError) as exc:
             fail(str(exc), code=2)
         except KeyboardInterrupt:
-            fail(f"interrupted; continue with the same command plus --resume --output {out_dir}", code=130)
-        summary = _summary(result)
-        if st.json_output:
-            emit_json(summary)
-            return
-        out_console.print(
-            f"model written to [bold]{out_dir}[/]; use it as the model spec [bold]{result.spec}[/]"
-        )
-        if result.test is not None:
-            for m in result.test.models:
-                out_console.print(f"  {m.verdict}", highlight=False)
-            for warning in result.test.warnings:
-                err_console.print(f"  [yellow]warning[/] {warning}", highlight=False)
-        if resume and result.resumed_from_epoch is None:
-            out_console.print(f"  nothing to resume in {out_dir}: the run started from the beginning")
-        if result.best_epoch == 0:
-            out_console.print(
-                f"  the base stayed best: no epoch beat its validation mean recall "
-                f"({result.base_val_mean_recall:.1%}), so the saved model is the base, unchanged"
+            fail(
+                f"interrupted; continue with the same command plus --resume --output {plan.out_dir}", code=130
             )
-        else:
-            out_console.print(f"  best epoch {result.best_epoch} of {len(result.history)}")
-        out_console.print(f"  {result.wall_s:.0f} s; see MODEL_CARD.md")
+        if st.json_output:
+            emit_json(_summary(result))
+            return
+        _present(result, resume=resume)
+
+
+def _present(result: FinetuneResult, *, resume: bool) -> None:
+    out_console.print(
+        f"model written to [bold]{result.output_dir}[/]; use it as the model spec [bold]{result.spec}[/]"
+    )
+    if result.test is not None:
+        for m in result.test.models:
+            out_console.print(f"  {m.verdict}", highlight=False)
+        for warning in result.test.warnings:
+            err_console.print(f"  [yellow]warning[/] {warning}", highlight=False)
+    if resume and result.resumed_from_epoch is None:
+        out_console.print(f"  nothing to resume in {result.output_dir}: the run started from the beginning")
+    if result.best_epoch == 0:
+        out_console.print(
+            f"  the base stayed best: no epoch beat its validation mean recall "
+            f"({result.base_val_mean_recall:.1%}), so the saved model is the base, unchanged"
+        )
+    else:
+        out_console.print(f"  best epoch {result.best_epoch} of {len(result.history)}")
+    out_console.print(f"  {result.wall_s:.0f} s; see MODEL_CARD.md")
 
 
 def _with_progress(quiet: bool, run: Any) -> Any:
