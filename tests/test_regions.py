@@ -315,6 +315,12 @@ def test_api_results_show_the_matched_region_and_refuse_bad_detail_queries(
         assert hit["thumbnail"]["url"].startswith(f"{svc.id}/250,400,500,400/")
         decoded = decode_content_state(hit["viewers"]["content_state"])
         assert "#xywh=250,400,500,400" in json.dumps(decoded)
+        # The compact default keeps a matched hit's viewer links (they open on the detail), no one else's.
+        compact = httpx.post(f"{srv.url}/api/search", json={**body, "fields": []}, timeout=60).json()[
+            "results"
+        ]
+        assert {x["id"]: "viewers" in x for x in compact} == {x["id"]: x["matched_region"] for x in compact}
+        assert next(x for x in compact if x["id"] == items[5].record.id)["viewers"] == hit["viewers"]
         # A "no derivatives" item matched by a crop: still whole-image thumbnail, region still reported.
         query = {"terms": [{"kind": "item", "value": items[298].record.id}], "k": 5, "fields": ["iiif"]}
         nd = httpx.post(f"{srv.url}/api/search", json=query, timeout=60).json()["results"][1]

@@ -14,7 +14,7 @@ import pytest
 
 from iconosearch.api.app import create_app
 from iconosearch.config import Settings
-from tests.helpers.browser import axe_violations, chromium, live_server, screenshot
+from tests.helpers.browser import axe_violations, checked_page, chromium, live_server, screenshot
 from tests.helpers.demo_index import DemoIndex, calibrate_demo_index, shared_demo_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,12 +45,8 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def page(context: Any) -> Iterator[Any]:
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with checked_page(context) as page:
+        yield page
 
 
 def _shot(page: Any, name: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from iconosearch.api.app import create_app
 from iconosearch.config import Settings
-from tests.helpers.browser import axe_violations, chromium, live_server, screenshot
+from tests.helpers.browser import axe_violations, checked_page, chromium, live_server, screenshot
 from tests.helpers.demo_index import DemoIndex, shared_demo_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,12 +45,8 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def page(context: Any) -> Iterator[Any]:
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with checked_page(context) as page:
+        yield page
 
 
 def _item(site: str, rid: str) -> dict[str, Any]:
@@ -83,9 +79,10 @@ def _small_box(item: dict[str, Any]) -> str:
     return f"{w // 2},{h // 4},{w // 4},{h // 4}"
 
 
-def _matching_a_detail(rid: str, box: str) -> Any:
+def _matching_a_detail(rid: str, box: str, viewers: dict[str, Any]) -> Any:
     """Rewrites the API's answer so that result ``rid`` matched the detail ``box`` (image pixels), as a
-    region-indexed collection's hit says (``matched_region``; its level-0 thumbnail stays whole)."""
+    region-indexed collection's hit says (``matched_region``, and the viewer links a matched hit always
+    carries; its level-0 thumbnail stays whole). ``viewers``: the item's own links."""
 
     def handler(route: Any) -> None:
         response = route.fetch()
@@ -94,7 +91,7 @@ def _matching_a_detail(rid: str, box: str) -> Any:
             if r["id"] == rid:
                 r.update(matched_region=True, image_region=box, region=box)
                 # The result's viewer links target the detail (the item's target its canvas).
-                r["viewers"]["viewer"] += "#the-detail"
+                r["viewers"] = {**viewers, "viewer": viewers["viewer"] + "#the-detail"}
         route.fulfill(response=response, json=body)
 
     return handler
@@ -142,7 +139,7 @@ def test_a_matched_detail_is_outlined_on_the_card_and_zoomed_to_in_the_view(
     rid = demo.records[2].id
     item = _item(site, rid)
     box = _small_box(item)
-    page.route("**/api/search", _matching_a_detail(rid, box))
+    page.route("**/api/search", _matching_a_detail(rid, box, item["viewers"]))
     page.goto(f"{site}/?q=a+picture&pages=2")
     card = page.locator(f'.card[data-id="{rid}"]')
     card.scroll_into_view_if_needed()  # thumbnails load lazily

@@ -58,7 +58,7 @@ export function fillDetail(item, result, permalink) {
   links.replaceChildren();
   const add = (label, href) => { const li = link(label, href); if (li) links.append(li); };
   // A result that matched a detail opens the viewers on that detail (the item's own links show its canvas).
-  const viewers = result && result.matched_region ? result.viewers : item.viewers;
+  const viewers = (result && result.matched_region && result.viewers) || item.viewers;
   add(t("detail.openViewer"), viewers.viewer);
   for (const h of item.homepage) add(t("detail.atInstitution", { name: bestText(h.label) || h.id }), h.id);
   for (const p of item.providers) if (p.homepage) add(t("detail.website", { name: bestText(p.label) || t("detail.institution") }), p.homepage);

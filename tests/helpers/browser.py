@@ -79,6 +79,17 @@ def chromium(user_data_dir: Path, **context_options: Any) -> Iterator[Any]:
             context.close()
 
 
+@contextmanager
+def checked_page(context: Any) -> Iterator[Any]:
+    """A new page of ``context`` that fails the test on any uncaught JavaScript error."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
 def screenshot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

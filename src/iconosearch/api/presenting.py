@@ -123,11 +123,17 @@ class Presenter:
         ``iconosearch search --json`` prints the same one. ``started`` is the ``time.perf_counter()``
         at which answering began. Built from cached presented records, never re-validated."""
         omit = left_out(fields)
+        # A hit that matched a detail keeps its viewer links: they open on that detail, which the item's
+        # own links (GET /api/items/{id}) cannot do, so a client could not rebuild them later.
+        omit_detail = omit - FIELD_GROUPS["viewers"]
         results = []
         for h in page.hits:
             if exclude is not None and h.record.id == exclude:
                 continue
-            result = {k: v for k, v in self._presented(h.record, page.index_version).items() if k not in omit}
+            dropped = omit_detail if h.matched_region else omit
+            result = {
+                k: v for k, v in self._presented(h.record, page.index_version).items() if k not in dropped
+            }
             result["score"] = round(h.score, 4)
             result["relevance"] = page.thresholds.band(h.score) if page.thresholds is not None else None
             result["duplicates"] = {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)}
