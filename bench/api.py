@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -103,6 +104,18 @@ def _prepare(data_dir: Path | None) -> tuple[Path, int, str]:
     return tmp, port, "demo collection (test index)"
 
 
+def _percentiles_ms(latencies: list[float]) -> Callable[[float], float]:
+    """``pct(p)``: the p-quantile (0–1) of ``latencies`` (seconds) in ms; nan when there are none."""
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        if not ordered:
+            return float("nan")
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+
+    return pct
+
+
 async def _level(base: str, concurrency: int, seconds: float, offset: int) -> dict:
     latencies: list[float] = []
     errors = 0
@@ -130,12 +143,7 @@ async def _level(base: str, concurrency: int, seconds: float, offset: int) -> di
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        if not latencies:
-            return float("nan")
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+    pct = _percentiles_ms(latencies)
 
     return {
         "concurrency": concurrency,
@@ -236,12 +244,7 @@ async def _hostile_level(base: str, concurrency: int, seconds: float, offset: in
                     errors += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        if not latencies:
-            return float("nan")
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+    pct = _percentiles_ms(latencies)
 
     return {
         "concurrency": concurrency,
