@@ -17,6 +17,7 @@ from iconosearch.commands import (
     finetune,
     harvest,
     index,
+    item,
     models,
     search,
     serve,
@@ -62,7 +63,7 @@ def main_options(
     ctx.obj = CliState(config_file=config_file, quiet=quiet, json_output=json_output)
 
 
-for _module in (harvest, index, serve, search, demo, finetune, evaluate, models, config):
+for _module in (harvest, index, serve, search, item, demo, finetune, evaluate, models, config):
     _module.register(app)
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from iconosearch.commands._common import fail, out_console, state
 from iconosearch.query import Query, QueryError, SearchPage, Term, parse_filters
+from iconosearch.subjects.suggested import parse_divisions
 
 if TYPE_CHECKING:
     from iconosearch.config import Settings
@@ -22,7 +25,8 @@ FILTER_HELP = (
 )
 
 
-def _label(record: Any) -> str:
+def record_label(record: Any) -> str:
+    """The title a person knows the record by (canvas label, else manifest label), else its id."""
     for labels in (record.canvas_label, record.manifest_label):
         for lang in ("en", "none", *labels):
             if labels.get(lang):
@@ -71,6 +75,22 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--lang", help="Language of the words (e.g. de); subjects are resolved to it."),
         ] = None,
+        suggested_division: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--suggested-division",
+                help="Keep images whose best machine-suggested ICONCLASS subject is in this top-level "
+                "division, 0-9 (repeatable, or 1,7); needs an index built with [subjects] suggest.",
+            ),
+        ] = None,
+        show_facets: Annotated[
+            bool,
+            typer.Option(
+                "--facets",
+                help="Also print the counts per collection, institution, rights, century and "
+                "suggested division.",
+            ),
+        ] = False,
     ) -> None:
         """Search an index from the command line."""
         from iconosearch.index.engine import IndexNotReadyError, ModelMismatchError, SearchEngine
@@ -91,7 +111,10 @@ def register(app: typer.Typer) -> None:
         try:
             query = Query(
                 terms=tuple(terms),
-                filters=parse_filters(filters or []),
+                filters=replace(
+                    parse_filters(filters or []),
+                    suggested_divisions=parse_divisions(suggested_division or []),
+                ),
                 keywords=keywords,
                 min_score=min_score,
                 k=k,
@@ -122,6 +145,8 @@ def register(app: typer.Typer) -> None:
             _emit_api_document(settings, page, query, started)
         else:
             _print_page(page, name)
+            if show_facets:
+                _print_facets(page.facets, query.language)
 
 
 def _emit_api_document(settings: Settings, page: SearchPage, query: Query, started: float) -> None:
@@ -165,7 +190,7 @@ def _print_page(page: SearchPage, name: str) -> None:
         r = hit.record
         dups = str(len(hit.duplicates)) if hit.duplicates else ""
         rights = rights_class(r.rights)
-        cells = (f"{hit.score:.3f}", _label(r), r.collection, _date_text(r), rights, r.id, dups)
+        cells = (f"{hit.score:.3f}", record_label(r), r.collection, _date_text(r), rights, r.id, dups)
         table.add_row(str(rank), *cells)
     out_console.print(table)
     out_console.print(
@@ -173,3 +198,22 @@ def _print_page(page: SearchPage, name: str) -> None:
         + (f"\nnext page: --cursor {page.next_cursor}" if page.next_cursor else ""),
         highlight=False,
     )
+
+
+def _print_facets(facets: dict[str, dict[str, int]], language: str | None) -> None:
+    """One line per facet value; suggested divisions are named from ICONCLASS in ``language``."""
+    from rich.table import Table
+
+    from iconosearch.subjects.suggested import division_labels
+
+    divisions = facets.get("suggested_division", {})
+    names = division_labels(divisions, language) if divisions else {}
+    table = Table(title="facets", title_justify="left")
+    table.add_column("facet")
+    table.add_column("value", overflow="fold")
+    table.add_column("count", justify="right")
+    for facet, counts in facets.items():
+        for value, count in counts.items():
+            shown = f"{value} {names[value]} (machine-suggested)" if value in names else value
+            table.add_row(facet, Text(shown), str(count))
+    out_console.print(table)

@@ -18,9 +18,11 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Final, Protocol
 
+from iconosearch.captions import field_values
 from iconosearch.query import Query, QueryError, Term
+from iconosearch.records import ImageRecord
 
 
 class UnknownSubjectError(QueryError):
@@ -162,6 +164,20 @@ def expand_subjects(query: Query) -> Query:
 def subject_refs(values: Sequence[str]) -> list[Term]:
     """``subject`` values of a request body as terms (each checked for form, resolved later)."""
     return [Term("subject", ":".join(parse_subject_ref(v))) for v in values]
+
+
+CATALOGUE_SUBJECT_FIELDS: Final = ("subject", "subjects")
+"""Metadata labels (any language, any case) whose values are the catalogue's own subjects."""
+
+
+def catalogue_subjects(record: ImageRecord) -> list[str]:
+    """The subjects the catalogue itself gives ``record`` (its ``Subject`` metadata), every language, without
+    repeats; machine-suggested subjects (:mod:`iconosearch.subjects.suggested`) are never among them."""
+    found: dict[str, None] = {}
+    for value in field_values(record.metadata, CATALOGUE_SUBJECT_FIELDS):
+        for texts in value.values():
+            found.update((text.strip(), None) for text in texts if text.strip())
+    return list(found)
 
 
 def _iconclass() -> Vocabulary:

@@ -22,13 +22,15 @@ machine-made and are kept apart from the catalogue's own subjects wherever they 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
+
+from iconosearch.query import InvalidFilterError
 
 if TYPE_CHECKING:
     from iconosearch.models.embedder import Embedder
@@ -41,6 +43,8 @@ NAMED_BRANCHES: Final = ("11H(", "11HH(", "25F", "25G")
 """Prefixes whose bracketed names are candidates: male and female saints, animals, plants and fruit."""
 TOP: Final = 5
 """Suggestions kept per image."""
+DIVISIONS: Final = tuple("0123456789")
+"""ICONCLASS's ten top-level divisions, the values of the ``suggested_division`` filter and facet."""
 EMBED_BATCH: Final = 256
 SUBSET_VERSION: Final = 1
 """Bump when :func:`candidate_notations` or :func:`label_text` change: cached label vectors go stale."""
@@ -58,6 +62,42 @@ class SuggestedSubject:
     def division(self) -> str:
         """ICONCLASS's top-level division (``"2"`` Nature, ``"1"`` Religion and Magic, …)."""
         return self.notation[0]
+
+
+def parse_divisions(values: Iterable[str]) -> tuple[str, ...]:
+    """``["2", "1,7"]`` (the CLI's ``--suggested-division``) → ``("2", "1", "7")``; anything but a division
+    ``0``–``9`` raises :class:`~iconosearch.query.InvalidFilterError`."""
+    out: dict[str, None] = {}
+    for value in values:
+        for part in value.split(","):
+            division = part.strip()
+            if division not in DIVISIONS:
+                raise InvalidFilterError(
+                    f"suggested division {part.strip()!r} is not an ICONCLASS top-level division 0-9"
+                )
+            out[division] = None
+    return tuple(out)
+
+
+def division_labels(divisions: Iterable[str], language: str | None = None) -> dict[str, str]:
+    """Each division's ICONCLASS text in ``language`` (English where the vocabulary has none)."""
+    from iconosearch.subjects import vocabulary
+
+    vocab = vocabulary("iconclass")
+    return {d: vocab.resolve(d, language).text for d in divisions}
+
+
+def in_language(suggested: Sequence[SuggestedSubject], language: str | None) -> list[SuggestedSubject]:
+    """``suggested`` with each label in ``language`` from the vocabulary (stored labels are the English
+    texts they were scored by); unchanged without a language or for English, so nothing is loaded."""
+    if not suggested or language in (None, "en"):
+        return list(suggested)
+    from iconosearch.subjects import vocabulary
+
+    vocab = vocabulary("iconclass")
+    return [
+        replace(s, label=vocab.resolve(s.notation, language).text.split(";")[0].strip()) for s in suggested
+    ]
 
 
 def candidate_notations(vocabulary: Iconclass) -> list[str]:
