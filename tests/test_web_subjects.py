@@ -15,7 +15,7 @@ pytest.importorskip("iconclass")
 from iconosearch.api.app import create_app
 from iconosearch.config import Settings
 from iconosearch.subjects import vocabulary
-from tests.helpers.browser import chromium, live_server
+from tests.helpers.browser import checked_page, chromium, live_server
 from tests.helpers.demo_index import DemoIndex, shared_demo_index
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,19 +32,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def test_typing_a_german_word_suggests_the_iconclass_subject_and_searches_it(
+    site: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     # A German browser: the UI follows its language and asks for German labels.
     with chromium(tmp_path_factory.mktemp("chromium-subjects"), locale="de-DE") as ctx:
         ctx.set_default_timeout(TIMEOUT_MS)
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        assert not errors, f"JavaScript errors: {errors}"
+        with checked_page(ctx) as page:
+            _search_by_a_german_word(page, site)
 
 
-def test_typing_a_german_word_suggests_the_iconclass_subject_and_searches_it(page: Any, site: str) -> None:
+def _search_by_a_german_word(page: Any, site: str) -> None:
     page.goto(f"{site}/")
     with page.expect_response(lambda r: "/api/iconclass/suggest" in r.url and "Apfel" in r.url) as resp:
         page.locator("#q").press_sequentially("Apfel", delay=40)
@@ -63,3 +61,36 @@ def test_typing_a_german_word_suggests_the_iconclass_subject_and_searches_it(pag
     page.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'iconclass:25G21(APPLE)'")
     page.wait_for_selector("#grid .card")
     assert page.input_value("#q") == "iconclass:25G21(APPLE)"
+
+
+@pytest.mark.parametrize(
+    ("locale", "typed", "label", "label_language"),
+    [
+        ("en-GB", "apple", "fruits: apple", "en"),
+        ("fr-FR", "pomme", "fruits : pomme", "fr"),
+        ("it-IT", "mela", "frutti: mela", "it"),
+        # ICONCLASS has no Dutch texts: a Dutch interface gets the English label, marked as English.
+        ("nl-NL", "apple", "fruits: apple", "en"),
+    ],
+)
+def test_suggestions_come_in_each_interface_language(
+    site: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    locale: str,
+    typed: str,
+    label: str,
+    label_language: str,
+) -> None:
+    with chromium(tmp_path_factory.mktemp("chromium-subjects-lang"), locale=locale) as ctx:
+        ctx.set_default_timeout(TIMEOUT_MS)
+        with checked_page(ctx) as page:
+            page.goto(f"{site}/")
+            with page.expect_response(lambda r: "/api/iconclass/suggest" in r.url) as resp:
+                page.locator("#q").press_sequentially(typed, delay=40)
+            assert resp.value.status == 200
+            assert parse_qs(urlsplit(resp.value.url).query)["lang"] == [locale[:2]]
+            option = page.locator("#suggestions [role=option]", has_text="25G21(APPLE)").first
+            option.wait_for()
+            shown = option.locator("span[lang]")
+            assert shown.inner_text() == f"25G21(APPLE) {label}"
+            assert shown.get_attribute("lang") == label_language

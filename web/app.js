@@ -548,7 +548,7 @@ function applyYears() {
 }
 
 function clearFilters() {
-  navigate({ ...state, collection: [], institution: [], rights: [], lang: [], year_from: null, year_to: null, pages: 1, item: null });
+  navigate({ ...state, collection: [], institution: [], rights: [], lang: [], suggested_division: [], year_from: null, year_to: null, pages: 1, item: null });
 }
 
 new IntersectionObserver((entries) => {

@@ -1,7 +1,8 @@
 // The detail panel of one image: deep zoom, catalogue facts, rights, viewer links, permalink, citation.
 
 import { $, bestText, el, rightsName, safeHref, truncate } from "./common.js";
-import { t } from "./i18n.js";
+import { currentLang, t } from "./i18n.js";
+import { labelSpan } from "./iconclass.js";
 import { boxInView, overlayRegion, parseBox, wireDragBox } from "./regions.js";
 
 let osd = null;
@@ -83,7 +84,9 @@ export function fillDetail(item, result, permalink) {
   suggested.replaceChildren();
   for (const s of item.suggested_subjects || []) {
     const score = el("span", { class: "count" }, t("detail.suggestedScore", { score: s.score.toFixed(2) }));
-    suggested.append(el("li", { "data-notation": s.notation }, el("code", {}, s.notation), " ", s.label, " ", score));
+    // Stored labels are the English texts the subjects were scored by; shown in the interface language.
+    const label = labelSpan(s.notation, currentLang(), s.label, "en");
+    suggested.append(el("li", { "data-notation": s.notation }, el("code", {}, s.notation), " ", label, " ", score));
   }
   $("detail-suggested-section").hidden = !suggested.children.length;
 }

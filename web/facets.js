@@ -2,13 +2,19 @@
 // results, and an empty facet says why; a facet whose only value is "unknown" tells nothing and is hidden.
 
 import { el, languageName } from "./common.js";
-import { t } from "./i18n.js";
+import { currentLang, t } from "./i18n.js";
+import { labelSpan } from "./iconclass.js";
 
-const FACET_PARAM = { collection: "collection", institution: "institution", rights: "rights", language: "lang", lang: "lang" };
+const FACET_PARAM = {
+  collection: "collection", institution: "institution", rights: "rights", language: "lang", lang: "lang",
+  suggested_division: "suggested_division",
+};
+// Facets of machine-made data: drawn apart from the catalogue's, with a note saying so.
+const MACHINE = new Set(["suggested_division"]);
 const MAX_VALUES = 30;
 
 export function hasFilters(s) {
-  return Boolean(s.collection.length || s.institution.length || s.rights.length || s.lang.length || s.year_from !== null || s.year_to !== null);
+  return Boolean(s.collection.length || s.institution.length || s.rights.length || s.lang.length || s.suggested_division.length || s.year_from !== null || s.year_to !== null);
 }
 
 function uninformative(counts) {
@@ -23,6 +29,8 @@ function emptyReason(state, noResults) {
 
 function valueLabel(name, value) {
   if (name === "rights") return t(`rights.${value}Long`);
+  // An ICONCLASS top-level division: its notation, and its name from the vocabulary in the interface language.
+  if (name === "suggested_division") return el("span", {}, el("code", {}, value), " ", labelSpan(value, currentLang(), ""));
   return value;
 }
 
@@ -34,11 +42,14 @@ export function renderFacets(container, facets, state, { toggle, noResults }) {
     const param = FACET_PARAM[name];
     if (name === "century" || !param) continue;
     if (uninformative(counts) && !state[param].length) continue;
+    // Only indexes built with suggestions have any; elsewhere the facet would be empty for good.
+    if (MACHINE.has(name) && !Object.keys(counts).length && !state[param].length) continue;
     const selected = new Set(state[param]);
     const values = Object.entries(counts).sort((a, b) => b[1] - a[1]);
     for (const v of selected) if (!(v in counts)) values.push([v, 0]);
-    const fs = el("fieldset", { class: "facet", "data-facet": name });
+    const fs = el("fieldset", { class: MACHINE.has(name) ? "facet facet-machine" : "facet", "data-facet": name });
     fs.append(el("legend", {}, t(`facet.${param}`)));
+    if (MACHINE.has(name)) fs.append(el("p", { class: "facet-note" }, t(`facet.${param}Note`)));
     if (!values.length) fs.append(el("p", { class: "facet-empty" }, emptyReason(state, noResults)));
     for (const [value, count] of values.slice(0, MAX_VALUES)) {
       const id = `f-${name}-${value}`.replace(/[^a-zA-Z0-9_-]/g, "_");

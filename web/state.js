@@ -7,13 +7,15 @@ import { readContentState } from "/viewer/content-state.js";
 const LESS_WEIGHT = -0.5;
 const PAGE_SIZE = 24;
 // ``detail``: "<item id>:<x,y,w,h>", a region (image pixels) of an item to search by ("search this detail").
-const LIST_KEYS = ["less", "like", "unlike", "detail", "collection", "institution", "rights", "lang"];
+// ``suggested_division``: top-level ICONCLASS divisions (0-9) of the images' best machine-suggested subject.
+const LIST_KEYS = ["less", "like", "unlike", "detail", "collection", "institution", "rights", "lang", "suggested_division"];
+const DIVISIONS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 const SORTS = ["relevance", "date-asc", "date-desc"];
 
 export function emptyState() {
   return {
     q: "", less: [], like: [], unlike: [], detail: [], keywords: false,
-    collection: [], institution: [], rights: [], lang: [],
+    collection: [], institution: [], rights: [], lang: [], suggested_division: [],
     year_from: null, year_to: null, sort: "relevance", item: null, pages: 1,
   };
 }
@@ -24,6 +26,7 @@ export function stateFromUrl(search = location.search) {
   s.q = p.get("q") || "";
   for (const key of LIST_KEYS) s[key] = p.getAll(key).filter(Boolean);
   s.detail = s.detail.filter((d) => parseDetail(d) !== null);
+  s.suggested_division = s.suggested_division.filter((d) => DIVISIONS.includes(d));
   s.keywords = p.get("kw") === "1";
   s.year_from = intOrNull(p.get("year_from"));
   s.year_to = intOrNull(p.get("year_to"));
@@ -66,7 +69,7 @@ export function requestBody(s, image, cursor, language) {
     terms,
     filters: {
       collections: s.collection, institutions: s.institution, rights: s.rights, languages: s.lang,
-      year_from: s.year_from, year_to: s.year_to,
+      suggested_divisions: s.suggested_division, year_from: s.year_from, year_to: s.year_to,
     },
     keywords: s.keywords && s.q.trim() ? s.q.trim() : null,
     k: PAGE_SIZE,
@@ -81,7 +84,7 @@ export function requestBody(s, image, cursor, language) {
 
 export function filterQuery(s) {
   const p = new URLSearchParams();
-  for (const key of ["collection", "institution", "rights", "lang"]) for (const v of s[key]) p.append(key, v);
+  for (const key of ["collection", "institution", "rights", "lang", "suggested_division"]) for (const v of s[key]) p.append(key, v);
   if (s.year_from !== null) p.set("year_from", String(s.year_from));
   if (s.year_to !== null) p.set("year_to", String(s.year_to));
   return p.toString();

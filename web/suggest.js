@@ -42,7 +42,7 @@ export function wireSuggestions(input, list, { collections, pickSubject, pickCol
     if (!subjectsAvailable) return [];
     try {
       const body = await api(`/api/iconclass/suggest?${new URLSearchParams({ q, lang: currentLang() })}`);
-      return body.suggestions.slice(0, MAX).map((r) => ({ kind: "subject", value: r.ref, label: `${r.notation} ${r.label}` }));
+      return body.suggestions.slice(0, MAX).map((r) => ({ kind: "subject", value: r.ref, label: `${r.notation} ${r.label}`, lang: r.label_language }));
     } catch (err) {
       if (err.status === 404) subjectsAvailable = false;
       return [];
@@ -62,7 +62,7 @@ export function wireSuggestions(input, list, { collections, pickSubject, pickCol
     items = found;
     list.replaceChildren(...found.map((item, i) => {
       const li = el("li", { id: `suggest-${i}`, role: "option", "aria-selected": "false", class: `suggest-${item.kind}` },
-        el("span", { class: "suggest-kind" }, t(`suggest.${item.kind}`)), " ", el("span", {}, item.label));
+        el("span", { class: "suggest-kind" }, t(`suggest.${item.kind}`)), " ", el("span", { lang: item.lang }, item.label));
       li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(i); });
       return li;
     }));

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from iconosearch.datadir import DataDir
 from iconosearch.iiif.regions import Box, canvas_to_image
 from iconosearch.index.store import IndexStore
-from iconosearch.index.versions import EmbeddedRecord, ModelInfo, write_version
+from iconosearch.index.versions import BuildOptions, EmbeddedRecord, ModelInfo, write_version
 from iconosearch.models.embedder import load_embedder
 from iconosearch.records import DateRange, ImageRecord, ImageService, Link, MetadataPair, Provider, record_id
 from iconosearch.rights import allows_derivatives
@@ -195,8 +195,11 @@ def _cache_image(data_dir: Path, path: Path) -> str:
     return digest
 
 
-def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> DemoIndex:
-    """Write images, IIIF trees and one index version under ``data_dir``; URLs start with ``base_url``."""
+def build_demo_index(
+    data_dir: Path, base_url: str, *, embedder: Any = None, options: BuildOptions | None = None
+) -> DemoIndex:
+    """Write images, IIIF trees and one index version under ``data_dir``; URLs start with ``base_url``.
+    ``options``: how the version is built (e.g. with machine-suggested subjects)."""
     work = data_dir / "sources"
     work.mkdir(parents=True, exist_ok=True)
     iiif_root = data_dir / "local-iiif" / COLLECTION
@@ -290,7 +293,10 @@ def build_demo_index(data_dir: Path, base_url: str, *, embedder: Any = None) -> 
     items = [EmbeddedRecord(r, h, vectors[i]) for i, (r, h) in enumerate(zip(records, hashes, strict=True))]
     store = IndexStore(data_dir / "indexes", "default")
     write_version(
-        store, items, ModelInfo(spec=embedder.spec, fingerprint=embedder.fingerprint, dim=embedder.dim)
+        store,
+        items,
+        ModelInfo(spec=embedder.spec, fingerprint=embedder.fingerprint, dim=embedder.dim),
+        options=options or BuildOptions(),
     )
     return DemoIndex(
         data_dir=data_dir,
