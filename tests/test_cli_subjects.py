@@ -133,3 +133,34 @@ def test_a_bad_division_is_refused(index: tuple[Path, list[EmbeddedRecord]]) -> 
     config, items = index
     code, out = run(config, "search", "--item", items[0].record.id, "--suggested-division", "12")
     assert code == 2 and "'12' is not an ICONCLASS top-level division 0-9" in out
+
+
+def test_subjects_suggest_autocompletes_like_the_api(index: tuple[Path, list[EmbeddedRecord]]) -> None:
+    from iconosearch.api.schemas import SubjectSuggestions
+
+    config, _ = index
+    code, out = run(config, "subjects", "suggest", "Apfel", "--lang", "de", "-k", "3")
+    assert code == 0, out
+    rows = [
+        [c.strip() for c in line.strip("│").split("│")] for line in out.splitlines() if line.startswith("│")
+    ]
+    assert rows[0] == ["25G21(APPLE)", "Früchte: Apfel", "Apfel (de)"]
+    assert [r[0] for r in rows if r[0]] == ["25G21(APPLE)", "25GG21(APPLE)", "11F731"]  # long labels wrap
+    code, out = run(config, "--json", "subjects", "suggest", "pomme", "--lang", "fr")
+    assert code == 0, out
+    doc = SubjectSuggestions.model_validate_json(out)
+    top = doc.suggestions[0]
+    assert (top.ref, top.label, top.label_language) == ("iconclass:25G21(APPLE)", "fruits : pomme", "fr")
+    code, out = run(config, "subjects", "suggest", "zzzzqq")
+    assert code == 0 and "no ICONCLASS subject matches 'zzzzqq'" in out
+
+
+def test_subjects_show_one_notation(index: tuple[Path, list[EmbeddedRecord]]) -> None:
+    config, _ = index
+    code, out = run(config, "subjects", "show", "iconclass:11h(GEORGE)", "--lang", "it")
+    assert code == 0, out
+    first = out.splitlines()[0]
+    assert first.startswith("iconclass:11H(GEORGE)  ") and first.endswith("(it)")
+    assert "keywords: " in out and "George" in out
+    code, out = run(config, "subjects", "show", "99ZZ")
+    assert code == 2 and "'99ZZ' is not an ICONCLASS notation" in out

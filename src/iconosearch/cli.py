@@ -21,6 +21,7 @@ from iconosearch.commands import (
     models,
     search,
     serve,
+    subjects,
 )
 from iconosearch.commands._common import CliState, err_console
 from iconosearch.logs import setup_logging
@@ -63,7 +64,7 @@ def main_options(
     ctx.obj = CliState(config_file=config_file, quiet=quiet, json_output=json_output)
 
 
-for _module in (harvest, index, serve, search, item, demo, finetune, evaluate, models, config):
+for _module in (harvest, index, serve, search, item, demo, finetune, evaluate, models, subjects, config):
     _module.register(app)
 
 

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from iconosearch.api import schemas as s
 from iconosearch.api.problems import PROBLEM_JSON, ProblemError
-from iconosearch.subjects import UnknownSubjectError, Vocabulary, vocabulary, vocabulary_loaded
+from iconosearch.subjects import (
+    Subject,
+    Suggestion,
+    UnknownSubjectError,
+    Vocabulary,
+    vocabulary,
+    vocabulary_loaded,
+)
 from iconosearch.subjects.iconclass import LANGUAGES, MIN_SUGGEST_CHARS, SCHEME
 
 log = logging.getLogger(__name__)
@@ -74,7 +82,11 @@ def suggest(
     Put a suggestion's `ref` in `q` (`iconclass:25G21(APPLE)`) or in a `subject` term to search for it.
     """
     language = lang.strip().lower() or "en"
-    found = _ready().suggest(q, language, limit)
+    return suggestions_document(q, language, _ready().suggest(q, language, limit))
+
+
+def suggestions_document(q: str, language: str, found: Sequence[Suggestion]) -> s.SubjectSuggestions:
+    """The answer of ``/api/iconclass/suggest`` (also what ``iconosearch subjects suggest --json`` prints)."""
     return s.SubjectSuggestions(
         q=q,
         lang=language,
@@ -103,6 +115,11 @@ def notation(
         subject = _ready().resolve(notation, lang.strip().lower() or "en")
     except UnknownSubjectError as exc:
         raise ProblemError(404, exc.code, str(exc)) from exc
+    return subject_document(subject)
+
+
+def subject_document(subject: Subject) -> s.SubjectOut:
+    """The answer of ``/api/iconclass/{notation}`` (also ``iconosearch subjects show --json``)."""
     return s.SubjectOut(
         notation=subject.notation,
         ref=subject.ref,
