@@ -1,0 +1,620 @@
+"""Side by side with clip-retrieval's back end (``clip_back``) on the same vectors, in one run; prints JSON.
+
+clip-retrieval pins numpy < 2, open_clip < 3 and transformers 4, so it cannot share the project's
+environment: install it into its own venv and pass that interpreter::
+
+    python3 -m venv /work/cr-venv && /work/cr-venv/bin/pip install clip-retrieval
+    python bench/clip_retrieval.py --clip-retrieval-python /work/cr-venv/bin/python [--vectors 200000]
+                                   [--rounds 5] [--queries 200] [--concurrency 1 8] [--quick]
+
+Without a working clip-retrieval (no ``--clip-retrieval-python``, or its interpreter cannot import
+``clip_retrieval.clip_back``) it prints ``{"skipped": "<reason>"}`` and exits 0.
+
+**The same data.** ``--vectors`` seeded synthetic unit vectors (``bench/search.py``'s generator: a noisy
+low-rank subspace, as hard for IVF as real embeddings) of the default model's dimension (768):
+
+- iconosearch: a real index version written by the builder (``write_version``: FAISS kind, lists and
+  probes chosen and tuned by it, duplicate groups, SQLite records with a catalogue-like record each);
+- clip-retrieval: the same FAISS kind with the same lists and probes built from the same vectors
+  (its ``image.index``, rows numbered as its metadata), and a metadata parquet with ``url``, ``caption``
+  and ``NSFW`` per row, served as its docs advise for large indexes (``--enable_hdf5 True
+  --enable_faiss_memory_mapping True``; ``clip_back`` converts the parquet to HDF5 on first start).
+
+**The same work, by vector.** Each query is a stored vector: iconosearch is asked ``GET /api/search?
+like=<id>&k=24`` (more like this item: the engine looks the item's vector up itself), clip-retrieval
+``POST /knn-service`` with that vector as ``embedding_input`` and what its own ``ClipClient`` sends by
+default (``num_images`` 24, ``deduplicate``, safety and violence flags, which are no-ops without those
+models). Text is not compared: clip_back encodes text with a CLIP model it loads by name from a model
+hub (not reachable here) and iconosearch with its own towers, so a text row would compare models, not
+back ends. clip_back has no option to skip loading its model, so ``all_clip.load_clip`` is replaced by a
+stub returning no model (the embedding path never touches it), and its aesthetic embeddings (a
+download) and multilingual model are switched off. Both servers run on 127.0.0.1 (clip_back's Flask
+server is pinned there; it binds 0.0.0.0 by default); ``top10_overlap`` checks that the two answer
+the same neighbours.
+
+**Measured, interleaved.** Per round, each side in turn (the order alternates): ``--queries`` requests
+from one client (p50 / p99), then ``--concurrency`` clients for ``--seconds`` (throughput). Reported
+per side: the median over rounds of each round's figure, and ``ratio`` = clip-retrieval ÷ iconosearch
+(latency) or iconosearch ÷ clip-retrieval (throughput). ``engine`` does the same in process, without
+HTTP: ``SearchEngine.search`` against ``KnnService.query`` (in a clip-retrieval worker process).
+
+Builds are cached in ``--work-dir`` (default: a folder per size under the system temp dir), so a rerun
+only measures; ``--rebuild`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+INDICE = "synthetic"
+K = 24
+SEED = 3
+COLLECTIONS = ("maps", "prints", "photos", "letters")
+
+
+# --- clip-retrieval's side: run by its own interpreter (``--their-side …``) ---------------------------
+
+
+def _their_resources(config: Path) -> Any:
+    """clip_back's resources for ``config`` (indices_paths.json), loaded as ``clip_back`` loads them."""
+    import all_clip
+
+    from clip_retrieval import clip_back as cb
+
+    # No model: the embedding path never uses it, and clip_back would fetch one from a hub by name.
+    all_clip.load_clip = lambda *args, **kwargs: (None, None, None)
+    return cb, cb.ClipOptions(
+        indice_folder="",
+        clip_model="ViT-B/32",
+        enable_hdf5=True,
+        enable_faiss_memory_mapping=True,
+        columns_to_return=["url", "image_path", "caption", "NSFW"],
+        reorder_metadata_by_ivf_index=False,
+        enable_mclip_option=False,
+        use_jit=False,
+        use_arrow=False,
+        provide_safety_model=False,
+        provide_violence_detector=False,
+        provide_aesthetic_embeddings=False,
+    )
+
+
+def _their_side(mode: str, argv: list[str]) -> None:
+    # This script's folder comes first on sys.path, and its name would shadow the clip_retrieval package.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    if mode == "probe":
+        from importlib.metadata import version
+
+        import clip_retrieval.clip_back  # noqa: F401
+
+        print(json.dumps({p: version(p) for p in ("clip-retrieval", "faiss-cpu", "numpy", "flask")}))
+    elif mode == "metadata":
+        import pandas as pd
+
+        folder, n = Path(argv[0]), int(argv[1])
+        (folder / "metadata").mkdir(parents=True, exist_ok=True)
+        rows = range(n)
+        pd.DataFrame(
+            {
+                "url": [f"https://example.org/{i}/full/max/0/default.jpg" for i in rows],
+                "caption": [_caption(i) for i in rows],
+                "NSFW": ["UNLIKELY"] * n,
+            }
+        ).to_parquet(folder / "metadata" / "0.parquet")
+    elif mode == "serve":
+        import flask
+
+        cb, _ = _their_resources(Path(argv[0]))
+        run = flask.Flask.run
+        # clip_back binds 0.0.0.0; the bench serves on loopback only.
+        flask.Flask.run = lambda self, host=None, **kw: run(self, host="127.0.0.1", **kw)  # type: ignore[method-assign]
+        cb.clip_back(
+            indices_paths=argv[0],
+            port=int(argv[1]),
+            enable_hdf5=True,
+            enable_faiss_memory_mapping=True,
+            enable_mclip_option=False,
+            use_jit=False,
+            provide_aesthetic_embeddings=False,
+        )
+    elif mode == "engine":
+        _their_engine(Path(argv[0]), Path(argv[1]))
+    else:
+        raise SystemExit(f"unknown side mode {mode!r}")
+
+
+def _their_engine(config: Path, vectors_path: Path) -> None:
+    """``KnnService.query`` in process: each stdin line is a JSON list of rows to query with, one
+    stdout line per input line answers their latencies (ms) and the first query's top-10 ids."""
+    import numpy as np
+
+    cb, options = _their_resources(config)
+    service = cb.KnnService(clip_resources=cb.load_clip_indices(str(config), options))
+    vectors = np.load(vectors_path, mmap_mode="r")
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        times, tops = [], []
+        for row in json.loads(line):
+            vector = np.array(vectors[row])
+            start = time.perf_counter()
+            hits = service.query(
+                embedding_input=vector,
+                modality="image",
+                num_images=K,
+                num_result_ids=K,
+                indice_name=INDICE,
+                deduplicate=True,
+                use_safety_model=True,
+                use_violence_detector=True,
+            )
+            times.append((time.perf_counter() - start) * 1000)
+            tops.append([h["id"] for h in hits[:10]])
+        print(json.dumps({"ms": times, "top10": tops}), flush=True)
+
+
+def _caption(i: int) -> str:
+    return f"item {i} {'harbour' if i % 100 == 0 else 'street'}"
+
+
+# --- the data, built once per size into the work dir ------------------------------------------------
+
+
+def _build(work: Path, n: int, dim: int) -> dict[str, Any]:
+    """Both indexes of the same ``n`` × ``dim`` vectors under ``work`` (reused when complete)."""
+    done = work / "built.json"
+    if done.is_file():
+        built: dict[str, Any] = json.loads(done.read_text())
+        if built["n"] == n and built["dim"] == dim:
+            return built
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from iconosearch.index import faiss_index
+    from iconosearch.index.store import IndexStore
+    from iconosearch.index.versions import BuildOptions, EmbeddedRecord, ModelInfo, write_version
+    from search import synthetic  # bench/search.py: the engine bench's vectors
+
+    work.mkdir(parents=True, exist_ok=True)
+    vectors = synthetic(n, dim, seed=SEED)
+    np.save(work / "vectors.npy", vectors)
+    ids = [_record(i).id for i in range(n)]
+    items = [EmbeddedRecord(_record(i), None, vectors[i]) for i in range(n)]
+    store = IndexStore(work / "iconosearch" / "indexes", "default")
+    t = time.perf_counter()
+    version = write_version(store, items, ModelInfo("synthetic", "synthetic", dim), options=BuildOptions())
+    ours_s = time.perf_counter() - t
+    del items
+    manifest = version.manifest
+    import faiss
+
+    # Theirs: our index emptied and refilled with rows 0…n-1 (clip-retrieval's metadata is by row), so
+    # both search the same quantiser, lists and probes.
+    t = time.perf_counter()
+    theirs = faiss.read_index(str(version.faiss_path))
+    theirs.reset()
+    theirs.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+    faiss_index.set_search_params(
+        theirs, faiss_index.FaissSpec(manifest.faiss_type, dict(manifest.faiss_params))
+    )
+    folder = work / "clip-retrieval" / INDICE
+    folder.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(theirs, str(folder / "image.index"))
+    theirs_s = time.perf_counter() - t
+    (work / "clip-retrieval" / "indices_paths.json").write_text(json.dumps({INDICE: str(folder)}))
+    built = {
+        "n": n,
+        "dim": dim,
+        "faiss_type": manifest.faiss_type,
+        "faiss_params": {k: v for k, v in manifest.faiss_params.items() if k != "factory"},
+        "ids": ids,
+        "build_s": {"iconosearch": round(ours_s, 1), "clip_retrieval_faiss_only": round(theirs_s, 1)},
+    }
+    done.write_text(json.dumps(built))
+    return built
+
+
+def _record(i: int) -> Any:
+    """Row ``i``'s catalogue record (as ``bench/search.py``'s engine bench makes them)."""
+    from iconosearch.records import DateRange, ImageRecord, Provider, record_id
+
+    m = f"https://example.org/{i}/manifest"
+    return ImageRecord(
+        id=record_id(m, m + "/c1", m + "/i1"),
+        collection=COLLECTIONS[i % 4],
+        manifest_id=m,
+        canvas_id=m + "/c1",
+        image_id=m + "/i1",
+        manifest_label={"en": [f"Item {i}"]},
+        rights="http://creativecommons.org/publicdomain/zero/1.0/" if i % 3 else None,
+        providers=(Provider(label={"en": [f"Institution {i % 50}"]}),),
+        date=DateRange(1400 + i % 600, 1400 + i % 600),
+        caption={"en": [_caption(i)]},
+    )
+
+
+# --- serving and measuring ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(cmd: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen[bytes]:
+    import httpx
+
+    with log.open("wb") as out:
+        server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600  # clip_back converts the metadata to HDF5 on its first start
+    while True:
+        try:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit(f"{cmd[0]} did not become ready; its log: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+class Sides:
+    """The two servers' requests: ``request(side, row)`` asks ``side`` for the neighbours of row."""
+
+    def __init__(self, ours: str, theirs: str, ids: list[str], vectors: Any) -> None:
+        self.base = {"iconosearch": ours, "clip_retrieval": theirs}
+        self.ids = ids
+        self.vectors = vectors
+        self.bodies: dict[int, bytes] = {}
+
+    def body(self, row: int) -> bytes:
+        """clip_back's request for ``row``, serialised before the clock starts (as ``ClipClient`` sends)."""
+        if row not in self.bodies:
+            self.bodies[row] = json.dumps(
+                {
+                    "embedding_input": [float(x) for x in self.vectors[row]],
+                    "modality": "image",
+                    "num_images": K,
+                    "num_result_ids": K,
+                    "indice_name": INDICE,
+                    "deduplicate": True,
+                    "use_safety_model": True,
+                    "use_violence_detector": True,
+                    "use_mclip": False,
+                    "aesthetic_score": "",
+                    "aesthetic_weight": "",
+                }
+            ).encode()
+        return self.bodies[row]
+
+    def send(self, client: Any, side: str, row: int) -> Any:
+        if side == "iconosearch":
+            return client.get(f"{self.base[side]}/api/search", params={"like": self.ids[row], "k": K})
+        return client.post(
+            f"{self.base[side]}/knn-service",
+            content=self.body(row),
+            headers={"content-type": "application/json"},
+        )
+
+
+def _single(sides: Sides, side: str, rows: list[int]) -> dict[str, Any]:
+    """One client, one request at a time: latencies, answer sizes and the first request's top 10."""
+    import httpx
+
+    times, sizes, hits = [], [], []
+    top10: list[int] = []
+    row_of = {rid: i for i, rid in enumerate(sides.ids)}
+    with httpx.Client(timeout=120) as client:
+        for row in rows:
+            start = time.perf_counter()
+            r = sides.send(client, side, row)
+            times.append((time.perf_counter() - start) * 1000)
+            r.raise_for_status()
+            sizes.append(len(r.content))
+            found = r.json()["results"] if side == "iconosearch" else r.json()
+            hits.append(len(found))
+            if not top10:
+                top10 = [row_of[h["id"]] if side == "iconosearch" else h["id"] for h in found[:10]]
+    return {
+        "p50_ms": statistics.median(times),
+        "p99_ms": _pct(times, 0.99),
+        "bytes": statistics.median(sizes),
+        "hits": statistics.median(hits),
+        "top10": top10,
+    }
+
+
+def _concurrent(sides: Sides, side: str, rows: list[int], clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` threads, each sending request after request for ``seconds``: throughput and p99."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    deadline = time.perf_counter() + seconds
+
+    def worker(offset: int) -> list[float]:
+        times = []
+        with httpx.Client(timeout=120) as client:
+            i = offset
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                sides.send(client, side, rows[i % len(rows)]).raise_for_status()
+                times.append((time.perf_counter() - start) * 1000)
+                i += clients
+        return times
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        times = [t for part in pool.map(worker, range(clients)) for t in part]
+    return {"rps": len(times) / (time.perf_counter() - started), "p99_ms": _pct(times, 0.99)}
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def _overlap(a: list[int], b: list[int]) -> float:
+    return len(set(a) & set(b)) / max(len(a), 1)
+
+
+def _engines(work: Path, python: str, built: dict[str, Any], plan: list[list[int]]) -> dict[str, Any]:
+    """In process, no HTTP: ``SearchEngine.search`` here and ``KnnService.query`` in a clip-retrieval
+    worker, the same rows per round, turns alternating."""
+    from iconosearch.index.engine import SearchEngine
+    from iconosearch.query import Query, Term
+
+    ids = built["ids"]
+    row_of = {rid: i for i, rid in enumerate(ids)}
+    engine = SearchEngine.open(work / "iconosearch")
+    worker = subprocess.Popen(
+        [
+            python,
+            __file__,
+            "--their-side",
+            "engine",
+            str(work / "clip-retrieval" / "indices_paths.json"),
+            str(work / "vectors.npy"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    p50s: dict[str, list[float]] = {"iconosearch": [], "clip_retrieval": []}
+    p99s: dict[str, list[float]] = {"iconosearch": [], "clip_retrieval": []}
+    tops: dict[str, list[int]] = {}
+    try:
+        if not json.loads(worker.stdout.readline()).get("ready"):
+            raise SystemExit("clip-retrieval's engine worker did not start")
+        for r, rows in enumerate(plan):
+            for side in _order(r):
+                if side == "clip_retrieval":
+                    worker.stdin.write(json.dumps(rows) + "\n")
+                    worker.stdin.flush()
+                    answer = json.loads(worker.stdout.readline())
+                    times, tops[side] = answer["ms"], answer["top10"][0]
+                else:
+                    times = []
+                    for row in rows:
+                        query = Query(terms=(Term("item", ids[row]),), k=K)
+                        start = time.perf_counter()
+                        page = engine.search(query)
+                        times.append((time.perf_counter() - start) * 1000)
+                        if row == rows[0]:
+                            tops[side] = [row_of[h.record.id] for h in page.hits[:10]]
+                p50s[side].append(statistics.median(times))
+                p99s[side].append(_pct(times, 0.99))
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=60)
+        engine.close()
+    out = _sides_summary(p50s, p99s)
+    out["top10_overlap_first_query"] = _overlap(tops["iconosearch"], tops["clip_retrieval"])
+    return out
+
+
+def _order(r: int) -> tuple[str, str]:
+    return ("iconosearch", "clip_retrieval") if r % 2 == 0 else ("clip_retrieval", "iconosearch")
+
+
+def _sides_summary(p50s: dict[str, list[float]], p99s: dict[str, list[float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        side: {
+            "p50_ms": round(statistics.median(p50s[side]), 2),
+            "p99_ms": round(statistics.median(p99s[side]), 2),
+            "p50_ms_per_round": [round(v, 2) for v in p50s[side]],
+        }
+        for side in p50s
+    }
+    for stat in ("p50_ms", "p99_ms"):
+        out[f"ratio_{stat[:3]}"] = round(out["clip_retrieval"][stat] / out["iconosearch"][stat], 2)
+    return out
+
+
+def _http(sides: Sides, plan: list[list[int]], levels: list[int], seconds: float) -> dict[str, Any]:
+    """Interleaved HTTP rounds: one client (latency), then each of ``levels`` clients (throughput)."""
+    p50s: dict[str, list[float]] = {"iconosearch": [], "clip_retrieval": []}
+    p99s: dict[str, list[float]] = {"iconosearch": [], "clip_retrieval": []}
+    size: dict[str, Any] = {}
+    tops: dict[str, list[int]] = {}
+    rps: dict[int, dict[str, list[float]]] = {c: {"iconosearch": [], "clip_retrieval": []} for c in levels}
+    lat: dict[int, dict[str, list[float]]] = {c: {"iconosearch": [], "clip_retrieval": []} for c in levels}
+    for r, rows in enumerate(plan):
+        for side in _order(r):
+            one = _single(sides, side, rows)
+            p50s[side].append(one["p50_ms"])
+            p99s[side].append(one["p99_ms"])
+            size[side] = {"response_bytes": one["bytes"], "hits_per_response": one["hits"]}
+            tops[side] = one["top10"]
+        for c in levels:
+            for side in _order(r):
+                level = _concurrent(sides, side, rows, c, seconds)
+                rps[c][side].append(level["rps"])
+                lat[c][side].append(level["p99_ms"])
+    single = _sides_summary(p50s, p99s)
+    for side, shown in size.items():
+        single[side].update(shown)
+    single["top10_overlap_first_query"] = _overlap(tops["iconosearch"], tops["clip_retrieval"])
+    concurrent = []
+    for c in levels:
+        entry: dict[str, Any] = {"clients": c, "seconds": seconds}
+        for side in ("iconosearch", "clip_retrieval"):
+            entry[side] = {
+                "rps": round(statistics.median(rps[c][side]), 1),
+                "p99_ms": round(statistics.median(lat[c][side]), 1),
+            }
+        entry["ratio_rps"] = round(entry["iconosearch"]["rps"] / entry["clip_retrieval"]["rps"], 2)
+        concurrent.append(entry)
+    return {"single_client": single, "concurrent": concurrent}
+
+
+def _probe(python: str | None) -> tuple[dict[str, str] | None, str]:
+    """clip-retrieval's versions through ``python``, or why it is not available."""
+    if not python:
+        return None, "no --clip-retrieval-python given (clip-retrieval needs its own venv; see --help)"
+    try:
+        done = subprocess.run(
+            [python, __file__, "--their-side", "probe"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"cannot run {python}: {exc}"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"{python} cannot import clip_retrieval.clip_back: {last}"
+    return json.loads(done.stdout), ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clip-retrieval-python", help="the interpreter of a venv with clip-retrieval")
+    parser.add_argument("--vectors", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=768, help="the default model's dimension")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=200, help="single-client requests per side and round")
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[8])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per concurrency level, side and round")
+    parser.add_argument("--work-dir", type=Path, help="where the builds are kept (reused when complete)")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in under 60 s, same JSON keys")
+    parser.add_argument("--their-side", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.their_side:
+        _their_side(args.their_side[0], args.their_side[1:])
+        return
+    if args.quick:
+        args.vectors, args.rounds, args.queries, args.seconds = 20_000, 2, 30, 1.0
+    versions, reason = _probe(args.clip_retrieval_python)
+    if versions is None:
+        print(json.dumps({"skipped": reason}))
+        return
+    print(json.dumps(_run(args, versions), indent=2))
+
+
+def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
+    import numpy as np
+
+    work = args.work_dir or Path(tempfile.gettempdir()) / f"iconosearch-vs-clip-retrieval-{args.vectors}"
+    if args.rebuild and (work / "built.json").is_file():
+        (work / "built.json").unlink()
+    built = _build(work, args.vectors, args.dim)
+    their_folder = work / "clip-retrieval" / INDICE
+    if not (their_folder / "metadata" / "0.parquet").is_file():
+        subprocess.run(
+            [
+                args.clip_retrieval_python,
+                __file__,
+                "--their-side",
+                "metadata",
+                str(their_folder),
+                str(args.vectors),
+            ],
+            check=True,
+        )
+    rng = np.random.default_rng(SEED)
+    plan = [[int(x) for x in rng.integers(0, args.vectors, args.queries)] for _ in range(args.rounds)]
+    load_before = os.getloadavg()[0]
+    engine = _engines(work, args.clip_retrieval_python, built, plan)
+    ours_port, their_port = _free_port(), _free_port()
+    env = {**os.environ, "ICONOSEARCH_DATA_DIR": str(work / "iconosearch"), "HF_HUB_OFFLINE": "1"}
+    servers = []
+    try:
+        servers.append(
+            _start(
+                [
+                    str(Path(sys.executable).parent / "iconosearch"),
+                    "--quiet",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ours_port),
+                ],
+                env,
+                f"http://127.0.0.1:{ours_port}/readyz",
+                work / "iconosearch.log",
+            )
+        )
+        config = str(work / "clip-retrieval" / "indices_paths.json")
+        servers.append(
+            _start(
+                [args.clip_retrieval_python, __file__, "--their-side", "serve", config, str(their_port)],
+                env,
+                f"http://127.0.0.1:{their_port}/indices-list",
+                work / "clip-back.log",
+            )
+        )
+        sides = Sides(
+            f"http://127.0.0.1:{ours_port}",
+            f"http://127.0.0.1:{their_port}",
+            built["ids"],
+            np.load(work / "vectors.npy", mmap_mode="r"),
+        )
+        _http(sides, [plan[0][:20]], [], 0.0)  # warm-up: page both indexes in
+        http = _http(sides, plan, args.concurrency, args.seconds)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+    return {
+        "bench": "clip_retrieval.side_by_side",
+        "vectors": built["n"],
+        "dim": built["dim"],
+        "faiss": {"type": built["faiss_type"], **built["faiss_params"]},
+        "k": K,
+        "query": "a stored vector: GET /api/search?like=<id> vs POST /knn-service embedding_input",
+        "rounds": args.rounds,
+        "queries_per_round": args.queries,
+        "versions": versions,
+        "build_s": built["build_s"],
+        "engine": engine,
+        "http": http,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+    }
+
+
+if __name__ == "__main__":
+    main()
