@@ -16,9 +16,9 @@ low-rank subspace, as hard for IVF as real embeddings) of the default model's di
 - iconosearch: a real index version written by the builder (``write_version``: FAISS kind, lists and
   probes chosen and tuned by it, duplicate groups, SQLite records with a catalogue-like record each);
 - clip-retrieval: the same FAISS kind with the same lists and probes built from the same vectors
-  (its ``image.index``, rows numbered as its metadata), and a metadata parquet with ``url``, ``caption``
-  and ``NSFW`` per row, served as its docs advise for large indexes (``--enable_hdf5 True
-  --enable_faiss_memory_mapping True``; ``clip_back`` converts the parquet to HDF5 on first start).
+  (its ``image.index``, rows numbered as its metadata), and ``url`` and ``caption`` per row, served as its
+  LAION-5B guide (``docs/laion5B_h14_back.md``) serves them: parquet converted by its ``parquet_to_arrow``,
+  ``use_arrow`` and ``enable_faiss_memory_mapping``.
 
 **The same work, by vector.** Each query is a stored vector: iconosearch is asked ``GET /api/search?
 like=<id>&k=24`` (more like this item: the engine looks the item's vector up itself), clip-retrieval
@@ -30,7 +30,10 @@ back ends. clip_back has no option to skip loading its model, so ``all_clip.load
 stub returning no model (the embedding path never touches it), and its aesthetic embeddings (a
 download) and multilingual model are switched off. Both servers run on 127.0.0.1 (clip_back's Flask
 server is pinned there; it binds 0.0.0.0 by default); ``top10_overlap`` checks that the two answer
-the same neighbours.
+the same neighbours. clip-retrieval's processes run with ``OMP_NUM_THREADS=1``, as iconosearch's engine
+runs FAISS (one thread per request): with FAISS's default of all cores, its OpenMP threads spin against
+each other and the load on a shared 2-core box (50–270 ms a query in process at 5k vectors, against
+2.4 ms on one thread), which would measure the box, not the back end.
 
 **Measured, interleaved.** Per round, each side in turn (the order alternates): ``--queries`` requests
 from one client (p50 / p99), then ``--concurrency`` clients for ``--seconds`` (throughput). Reported
@@ -61,6 +64,10 @@ INDICE = "synthetic"
 K = 24
 SEED = 3
 COLLECTIONS = ("maps", "prints", "photos", "letters")
+THEIR_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+"""clip-retrieval's processes: FAISS on one thread (see the module doc); its pkg_resources warning off."""
+COLUMNS = ["url", "caption"]
+"""clip-retrieval's metadata columns, as its LAION-5B back end returns them."""
 
 
 # --- clip-retrieval's side: run by its own interpreter (``--their-side …``) ---------------------------
@@ -68,22 +75,25 @@ COLLECTIONS = ("maps", "prints", "photos", "letters")
 
 def _their_resources(config: Path) -> Any:
     """clip_back's resources for ``config`` (indices_paths.json), loaded as ``clip_back`` loads them."""
+    import importlib
+
     import all_clip
 
-    from clip_retrieval import clip_back as cb
+    # By module name: the package's ``__init__`` rebinds ``clip_retrieval.clip_back`` to the function.
+    cb = importlib.import_module("clip_retrieval.clip_back")
 
     # No model: the embedding path never uses it, and clip_back would fetch one from a hub by name.
     all_clip.load_clip = lambda *args, **kwargs: (None, None, None)
     return cb, cb.ClipOptions(
         indice_folder="",
         clip_model="ViT-B/32",
-        enable_hdf5=True,
+        enable_hdf5=False,
         enable_faiss_memory_mapping=True,
-        columns_to_return=["url", "image_path", "caption", "NSFW"],
+        columns_to_return=COLUMNS,
         reorder_metadata_by_ivf_index=False,
         enable_mclip_option=False,
         use_jit=False,
-        use_arrow=False,
+        use_arrow=True,
         provide_safety_model=False,
         provide_violence_detector=False,
         provide_aesthetic_embeddings=False,
@@ -102,17 +112,19 @@ def _their_side(mode: str, argv: list[str]) -> None:
         print(json.dumps({p: version(p) for p in ("clip-retrieval", "faiss-cpu", "numpy", "flask")}))
     elif mode == "metadata":
         import pandas as pd
+        from clip_retrieval.clip_back_prepro.parquet_to_arrow import parquet_to_arrow
 
         folder, n = Path(argv[0]), int(argv[1])
-        (folder / "metadata").mkdir(parents=True, exist_ok=True)
+        (folder / "parquet").mkdir(parents=True, exist_ok=True)
         rows = range(n)
         pd.DataFrame(
             {
                 "url": [f"https://example.org/{i}/full/max/0/default.jpg" for i in rows],
                 "caption": [_caption(i) for i in rows],
-                "NSFW": ["UNLIKELY"] * n,
             }
-        ).to_parquet(folder / "metadata" / "0.parquet")
+        ).to_parquet(folder / "parquet" / "0.parquet")
+        # As its LAION-5B guide serves metadata: parquet converted to memory-mapped arrow files.
+        parquet_to_arrow(str(folder / "parquet"), str(folder / "metadata"), COLUMNS)
     elif mode == "serve":
         import flask
 
@@ -123,8 +135,9 @@ def _their_side(mode: str, argv: list[str]) -> None:
         cb.clip_back(
             indices_paths=argv[0],
             port=int(argv[1]),
-            enable_hdf5=True,
             enable_faiss_memory_mapping=True,
+            use_arrow=True,
+            columns_to_return=COLUMNS,
             enable_mclip_option=False,
             use_jit=False,
             provide_aesthetic_embeddings=False,
@@ -342,31 +355,42 @@ def _single(sides: Sides, side: str, rows: list[int]) -> dict[str, Any]:
 
 def _concurrent(sides: Sides, side: str, rows: list[int], clients: int, seconds: float) -> dict[str, Any]:
     """``clients`` threads, each sending request after request for ``seconds``: throughput and p99."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
-    deadline = time.perf_counter() + seconds
+    pool_of = [httpx.Client(timeout=120) for _ in range(clients)]  # made before the clock starts
+    start_line = threading.Barrier(clients + 1)
+    deadline = 0.0
 
     def worker(offset: int) -> list[float]:
         times = []
-        with httpx.Client(timeout=120) as client:
-            i = offset
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                sides.send(client, side, rows[i % len(rows)]).raise_for_status()
-                times.append((time.perf_counter() - start) * 1000)
-                i += clients
+        i = offset
+        start_line.wait()
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            sides.send(pool_of[offset], side, rows[i % len(rows)]).raise_for_status()
+            times.append((time.perf_counter() - start) * 1000)
+            i += clients
         return times
 
-    started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        times = [t for part in pool.map(worker, range(clients)) for t in part]
-    return {"rps": len(times) / (time.perf_counter() - started), "p99_ms": _pct(times, 0.99)}
+        parts = [pool.submit(worker, c) for c in range(clients)]
+        started = time.perf_counter()
+        deadline = started + seconds
+        start_line.wait()
+        times = [t for part in parts for t in part.result()]
+        elapsed = time.perf_counter() - started
+    for client in pool_of:
+        client.close()
+    return {"rps": len(times) / elapsed, "p99_ms": _pct(times, 0.99)}
 
 
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
+    if not ordered:
+        return float("nan")
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
@@ -392,6 +416,7 @@ def _engines(work: Path, python: str, built: dict[str, Any], plan: list[list[int
             str(work / "clip-retrieval" / "indices_paths.json"),
             str(work / "vectors.npy"),
         ],
+        env=THEIR_ENV,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -525,7 +550,7 @@ def main() -> None:
         _their_side(args.their_side[0], args.their_side[1:])
         return
     if args.quick:
-        args.vectors, args.rounds, args.queries, args.seconds = 20_000, 2, 30, 1.0
+        args.vectors, args.rounds, args.queries, args.seconds = 5_000, 2, 20, 1.0
     versions, reason = _probe(args.clip_retrieval_python)
     if versions is None:
         print(json.dumps({"skipped": reason}))
@@ -541,7 +566,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
         (work / "built.json").unlink()
     built = _build(work, args.vectors, args.dim)
     their_folder = work / "clip-retrieval" / INDICE
-    if not (their_folder / "metadata" / "0.parquet").is_file():
+    if not (their_folder / "parquet" / "0.parquet").is_file():
         subprocess.run(
             [
                 args.clip_retrieval_python,
@@ -551,6 +576,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
                 str(their_folder),
                 str(args.vectors),
             ],
+            env=THEIR_ENV,
             check=True,
         )
     rng = np.random.default_rng(SEED)
@@ -581,7 +607,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
         servers.append(
             _start(
                 [args.clip_retrieval_python, __file__, "--their-side", "serve", config, str(their_port)],
-                env,
+                THEIR_ENV,
                 f"http://127.0.0.1:{their_port}/indices-list",
                 work / "clip-back.log",
             )
