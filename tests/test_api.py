@@ -161,7 +161,14 @@ def test_fields_choose_the_payload_and_the_default_is_compact(client: TestClient
     assert len(compact.content) * 3 < len(full.content)
     first_full = full.json()["results"][0]
     first = compact.json()["results"][0]
-    assert {k: v for k, v in first_full.items() if k in first} == first
+    assert {k: v for k, v in first_full.items() if k in first and k != "providers"} == {
+        k: v for k, v in first.items() if k != "providers"
+    }
+    # The compact default names the provider; its id, homepage and logo come with the links.
+    assert first["providers"] == [{"label": p["label"]} for p in first_full["providers"]]
+    assert any("homepage" in p for p in first_full["providers"])
+    links = client.get("/api/search", params={**params, "fields": "links"}).json()["results"][0]
+    assert links["providers"] == first_full["providers"]
     # The page's templates give every URL of a full result from its id and Content State.
     templates = compact.json()["templates"]
     state = first_full["content_state"]

@@ -8,6 +8,7 @@ from iconosearch.api.content_state import decode_content_state
 from iconosearch.api.presenting import Presenter, aspect_ratio, date_out, thumbnail
 from iconosearch.config import ViewerConfig
 from iconosearch.iiif.image_api import image_url
+from iconosearch.query import Hit, SearchPage
 from iconosearch.records import DateRange, ImageRecord, ImageService
 
 
@@ -77,7 +78,7 @@ def test_region_thumbnail_crops_on_level1_servers() -> None:
     assert (t.width, t.height) == (400, 200)
     assert aspect_ratio(rec) == 2.0
     p = Presenter(base_url="https://search.example.org", viewers=ViewerConfig())
-    state = decode_content_state(p.viewer_links(rec).content_state)
+    state = decode_content_state(p.viewer_links(rec)["content_state"])
     assert state["target"]["id"].endswith("#xywh=50,100,400,200")
 
 
@@ -109,9 +110,9 @@ def test_viewer_links_fill_the_templates_with_the_content_state() -> None:
     )
     p = Presenter(base_url="https://search.example.org", viewers=viewers)
     links = p.viewer_links(_record(region="1,2,3,4"))
-    assert links.mirador == f"https://m.example/?iiif-content={links.content_state}"
-    assert links.universal_viewer == "https://uv/?m=https%3A%2F%2Fexample.org%2Fm.json"
-    state = decode_content_state(links.content_state)
+    assert links["mirador"] == f"https://m.example/?iiif-content={links['content_state']}"
+    assert links["universal_viewer"] == "https://uv/?m=https%3A%2F%2Fexample.org%2Fm.json"
+    state = decode_content_state(str(links["content_state"]))
     assert state["target"] == {
         "id": "https://example.org/m/canvas/1#xywh=1,2,3,4",
         "type": "Canvas",
@@ -174,3 +175,51 @@ def test_search_manifest_crops_in_image_pixels_and_publishes_canonical_rights() 
     assert (canvas["width"], canvas["height"]) == (body["width"], body["height"]) == (192, 96)
     assert canvas["rights"] == "http://creativecommons.org/licenses/by/4.0/"
     assert p.result(rec, 0.5, ()).rights == "https://creativecommons.org/licenses/by/4.0/"  # API: verbatim
+
+
+def test_presented_results_equal_the_validated_schema_dump() -> None:
+    """Search results are presented as plain dicts, without validating an ``s.Result``: they must be
+    exactly what the validated model would have dumped, for every shape of record."""
+    from iconosearch.records import Link, MetadataPair, Provider
+
+    svc = ImageService(
+        id="https://img.example.org/iiif/3/ä b", api_version=3, level=2, width=4000, height=3000
+    )
+    viewers = ViewerConfig(mirador="https://m.example/?iiif-content={content_state}")
+    records = [
+        _record(),
+        _record(
+            service=svc,
+            region="100,200,800,400",
+            image_region="100,200,800,400",
+            rights="http://creativecommons.org/publicdomain/zero/1.0/",
+            manifest_label={"en": ["A map"], "nl": ["Een kaart"]},
+            canvas_label={"none": ["f. 1r"]},
+            caption={"en": ["a map of the coast"]},
+            metadata=(MetadataPair(label={"en": ["Creator"]}, value={"none": ["Blaeu"]}),),
+            required_statement=MetadataPair(label={"en": ["Attribution"]}, value={"en": ["Museum"]}),
+            providers=(Provider(label={"en": ["Museum"]}, homepage="https://museum.example/"),),
+            date=DateRange(1650, 1660),
+            homepage=(Link(id="https://museum.example/1", label={"en": ["Object page"]}),),
+        ),
+        _record(static_url="https://example.org/full.jpg", width=600, height=300, canvas_index=3),
+    ]
+    for cfg in (ViewerConfig(), viewers):
+        p = Presenter(base_url="https://search.example.org", viewers=cfg)
+        for rec in records:
+            validated = p.result(rec, 0.0, ()).model_dump(
+                mode="json", exclude={"score", "relevance", "duplicates", "matched_region"}
+            )
+            validated["providers"] = [
+                {k: v for k, v in x.items() if v is not None} for x in validated["providers"]
+            ]
+            presented = p.search_document(
+                _page(rec), sort="relevance", facets=None, started=0.0, fields=("full",)
+            )["results"][0]
+            for key in ("score", "relevance", "duplicates", "matched_region"):
+                presented.pop(key)
+            assert presented == validated
+
+
+def _page(record: ImageRecord) -> SearchPage:
+    return SearchPage(hits=(Hit(record=record, score=0.5),), next_cursor=None, index_version="v1")

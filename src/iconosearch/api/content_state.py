@@ -14,11 +14,17 @@ import binascii
 import json
 import re
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 _JS_UNRESERVED = "!'()*"
 """What ``encodeURIComponent`` leaves alone beyond what :func:`urllib.parse.quote` always keeps."""
+_URI_COMPONENT = [
+    chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "-_.~" + _JS_UNRESERVED) else f"%{b:02X}"
+    for b in range(256)
+]
+"""Each UTF-8 byte as ``encodeURIComponent`` writes it: a table lookup per byte, several times faster
+than :func:`urllib.parse.quote` (every search result carries a content state)."""
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
@@ -49,7 +55,7 @@ def content_state(
 def encode_content_state(state: dict) -> str:
     """Content-state-encoding (§6.1) of the compact JSON: encodeURIComponent, base64url, no padding."""
     text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
-    uri_encoded = quote(text, safe=_JS_UNRESERVED)  # exactly encodeURIComponent, UTF-8 for non-ASCII
+    uri_encoded = "".join(map(_URI_COMPONENT.__getitem__, text.encode("utf-8")))  # encodeURIComponent
     return base64.urlsafe_b64encode(uri_encoded.encode("ascii")).decode("ascii").rstrip("=")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from iconosearch.api.iiif_search import search_manifest
-from iconosearch.api.presenting import Presenter, left_out
+from iconosearch.api.presenting import Presenter
 from iconosearch.config import ViewerConfig
+from iconosearch.query import Hit, SearchPage
 from iconosearch.records import DateRange, ImageRecord, ImageService, Link, MetadataPair, Provider
 
 BASE = "https://search.example.org"
@@ -38,13 +39,15 @@ _presenter = Presenter(base_url=BASE, viewers=ViewerConfig())
 _result = _presenter.result(EXAMPLE_RECORD, 0.3127, ())
 
 SEARCH_EXAMPLE: dict[str, Any] = {
-    # The compact default (no fields=): see presenting.FIELD_GROUPS.
-    "results": [{k: v for k, v in _result.model_dump(mode="json").items() if k not in left_out(())}],
-    "templates": _presenter.templates(),
-    "next_cursor": "eyJ2IjoxLCJvIjoyNH0",
+    # The compact default (no fields=), presented as a search presents it: see presenting.FIELD_GROUPS.
+    **_presenter.search_document(
+        SearchPage(hits=(Hit(EXAMPLE_RECORD, 0.3127),), next_cursor="eyJ2IjoxLCJvIjoyNH0"),
+        sort="relevance",
+        facets=None,
+        started=0.0,
+    ),
     "index_version": "20250101T120000Z",
     "timings": {"embed_ms": 8.1, "search_ms": 1.2, "total_ms": 11.0},
-    "facets": None,
 }
 ITEM_EXAMPLE: dict[str, Any] = _presenter.item(EXAMPLE_RECORD, ()).model_dump(mode="json")
 MANIFEST_EXAMPLE: dict[str, Any] = search_manifest(

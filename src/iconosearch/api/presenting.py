@@ -56,7 +56,8 @@ FIELD_GROUPS: dict[str, frozenset[str]] = {
 """Result fields that search results carry only when asked (``fields=``; ``full``: all of them).
 
 The compact default is what a catalogue shows (title, creator, date, thumbnail, rights and
-attribution, provider, the manifest). The Content State (about 750 characters) is
+attribution, the provider's name, the manifest); the provider's id, homepage and logo come with
+``links``. The Content State (about 750 characters) is
 sent once per result with ``content_state``, and the page's ``templates`` turn it into viewer URLs,
 as they turn an id into the item, similar and permalink URLs; ``viewers`` adds ready-made URLs."""
 _OPTIONAL = frozenset().union(*FIELD_GROUPS.values())
@@ -134,6 +135,9 @@ class Presenter:
             result = {
                 k: v for k, v in self._presented(h.record, page.index_version).items() if k not in dropped
             }
+            if "links" in dropped:
+                # The institution's name is what a result card shows; its pages come with the links.
+                result["providers"] = [{"label": p["label"]} for p in result["providers"]]
             result["score"] = round(h.score, 4)
             result["relevance"] = page.thresholds.band(h.score) if page.thresholds is not None else None
             result["duplicates"] = {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)}
@@ -160,7 +164,10 @@ class Presenter:
         key = (self.base_url, version, record.id, record.region, record.image_region)
         found = self.cache.get(key) if self.cache is not None else None
         if found is None:
-            found = self.result(record, 0.0, ()).model_dump(mode="json", exclude=set(_PER_HIT))
+            # Plain dicts, not an ``s.Result`` validated and dumped again: a result not yet cached is
+            # presented on the search path, and validation was most of its cost (tests check that both
+            # give the same document).
+            found = {k: v for k, v in self._common(record, None, ()).items() if k not in _PER_HIT}
             # A provider's unknown id, homepage or logo is left out, not sent as null in every result.
             found["providers"] = [{k: v for k, v in p.items() if v is not None} for p in found["providers"]]
             if self.cache is not None:
@@ -216,70 +223,74 @@ class Presenter:
             ],
         )
 
-    def viewer_links(self, record: ImageRecord) -> s.ViewerLinks:
+    def viewer_links(self, record: ImageRecord) -> dict[str, str | None]:
+        """The record's Content State and the viewer URLs made from it (``s.ViewerLinks``, JSON-ready)."""
         state = content_state(
             record.manifest_id, record.canvas_id, record.region, id=f"{self.base_url}/api/items/{record.id}"
         )
         encoded = encode_content_state(state)
-        manifest = quote(record.manifest_id, safe="")
-        filled = {
-            name: template.replace("{content_state}", encoded).replace("{manifest}", manifest)
-            for name, template in self.viewer_templates().items()
-            if template
-        }
-        return s.ViewerLinks(content_state=encoded, **filled)
+        links: dict[str, str | None] = {"content_state": encoded}
+        templates = self.viewer_templates()
+        uses_manifest = any(t and "{manifest}" in t for t in templates.values())
+        manifest = quote(record.manifest_id, safe="") if uses_manifest else ""
+        for name, template in templates.items():
+            links[name] = (
+                template.replace("{content_state}", encoded).replace("{manifest}", manifest)
+                if template
+                else None
+            )
+        return links
 
-    def _common(self, record: ImageRecord, score: float | None, duplicates: tuple[str, ...]) -> dict:
-        thumb = thumbnail(record)
+    def _common(
+        self, record: ImageRecord, score: float | None, duplicates: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """The fields results and items share, JSON-ready (the shapes of ``s.Result``'s parts)."""
         service = record.service
         viewers = self.viewer_links(record)
+        attribution = record.required_statement
         return {
             "id": record.id,
             "score": round(score, 4) if score is not None else None,
-            "caption": record.caption,
-            "label": record.canvas_label or record.manifest_label,
             "title": record.manifest_label or record.canvas_label,
             "creator": creator(record),
             "rights_class": rights_class(record.rights),
+            "caption": record.caption,
+            "label": record.canvas_label or record.manifest_label,
             "collection": record.collection,
-            "thumbnail": thumb,
+            "thumbnail": thumbnail(record).model_dump(),
             "aspect_ratio": aspect_ratio(record),
-            "image_service": s.ImageServiceOut(
-                id=service.id,
-                api_version=service.api_version,
-                level=service.level,
-                width=service.width or record.width,
-                height=service.height or record.height,
-                info_url=f"{service.id}/info.json",
-            )
+            "image_service": {
+                "id": service.id,
+                "api_version": service.api_version,
+                "level": service.level,
+                "width": service.width or record.width,
+                "height": service.height or record.height,
+                "info_url": f"{service.id}/info.json",
+            }
             if service is not None
             else None,
             "image_url": record.static_url,
             "manifest": record.manifest_id,
             "canvas": record.canvas_id,
-            "content_state": viewers.content_state,
+            "content_state": viewers["content_state"],
             "canvas_index": record.canvas_index,
             "region": record.region,
             "image_region": str(crop) if (crop := shown_region(record)) else None,
             "rights": record.rights,
-            "attribution": s.Attribution(
-                label=record.required_statement.label, value=record.required_statement.value
-            )
-            if record.required_statement is not None
-            else None,
+            "attribution": {"label": attribution.label, "value": attribution.value} if attribution else None,
             "providers": [
-                s.ProviderOut(label=p.label, id=p.id, homepage=p.homepage, logo=p.logo)
+                {"label": p.label, "id": p.id, "homepage": p.homepage, "logo": p.logo}
                 for p in record.providers
             ],
-            "date": date_out(record.date) if record.date is not None else None,
-            "homepage": [s.LinkOut(id=h.id, label=h.label, format=h.format) for h in record.homepage],
-            "duplicates": s.DuplicateGroup(size=len(duplicates) + 1, ids=list(duplicates)),
+            "date": date_out(record.date).model_dump() if record.date is not None else None,
+            "homepage": [{"id": h.id, "label": h.label, "format": h.format} for h in record.homepage],
+            "duplicates": {"size": len(duplicates) + 1, "ids": list(duplicates)},
             "viewers": viewers,
-            "links": s.ItemLinks(
-                item=f"{self.base_url}/api/items/{record.id}",
-                similar=f"{self.base_url}/api/items/{record.id}/similar",
-                permalink=f"{self.base_url}/?item={record.id}",
-            ),
+            "links": {
+                "item": f"{self.base_url}/api/items/{record.id}",
+                "similar": f"{self.base_url}/api/items/{record.id}/similar",
+                "permalink": f"{self.base_url}/?item={record.id}",
+            },
         }
 
 
