@@ -449,7 +449,7 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 400  # readiness includes the model's warm-up query
+        deadline = time.monotonic() + 1200  # readiness: checksums of every file (6 GB at 1M) + warm-up
         while True:
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
