@@ -5,7 +5,7 @@
 
 import { api, el } from "./common.js";
 
-const RETRIES = 10;
+const RETRIES = 40; // loading takes 7 s on a quiet machine, 25 s under load
 const RETRY_MS = 1000;
 const cache = new Map(); // "lang notation" -> Promise<{label, label_language} | null>
 
