@@ -150,7 +150,10 @@ def test_incremental_add_delete_then_consistency(tmp_path: Path, kind: str) -> N
         row = meta.lookup([id_to_int64(changed.record.id)])[id_to_int64(changed.record.id)].row
     finally:
         meta.close()
-    assert np.allclose(np.load(new.vectors_path)[row], changed.vector / np.linalg.norm(changed.vector))
+    # Stored as float16: within half a float16 step of the unit vector (components are < 1).
+    assert np.allclose(
+        np.load(new.vectors_path)[row], changed.vector / np.linalg.norm(changed.vector), atol=5e-4
+    )
     assert store.current_name() == new.version
 
 

@@ -8,15 +8,16 @@ written, updated and compacted).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from iconosearch.index import regions
-from iconosearch.index.metadata import Metadata
+from iconosearch.index.metadata import Metadata, record_json
 from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexStore, IndexStoreError, IndexVersion
 from iconosearch.index.versions import (
@@ -28,7 +29,7 @@ from iconosearch.index.versions import (
     update_version,
     write_version,
 )
-from iconosearch.records import ImageRecord, record_to_dict
+from iconosearch.records import ImageRecord
 from iconosearch.storage import writing
 
 log = logging.getLogger(__name__)
@@ -200,12 +201,7 @@ def _incremental_build(build: _Build, harvested: _Harvested, base: IndexVersion)
         )
     meta = Metadata(base.metadata_path)
     try:
-        indexed = {
-            rid: (h, coll, data_json)
-            for rid, h, coll, data_json in meta.conn.execute(
-                "SELECT id, content_hash, collection, data FROM records"
-            )
-        }
+        indexed = {rid: (h, coll, data) for rid, h, coll, data in meta.stored()}
     finally:
         meta.close()
     wanted = set(build.names)
@@ -214,10 +210,8 @@ def _incremental_build(build: _Build, harvested: _Harvested, base: IndexVersion)
     todo = []
     for record, h, path in harvested.items:
         old = indexed.get(record.id)
-        if old is not None and old[0] == h:
-            same = json.loads(old[2]) == json.loads(json.dumps(record_to_dict(record), ensure_ascii=False))
-            if same:
-                continue
+        if old is not None and old[0] == h and old[2] == orjson.loads(record_json(record)):
+            continue
         todo.append((record, h, path))
     embedded, failures = _embed(build, todo)
     # A changed record whose new image failed is removed rather than left stale.

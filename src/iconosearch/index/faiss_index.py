@@ -181,8 +181,8 @@ def _new_index(spec: FaissSpec, dim: int) -> Any:
 
 
 def build(vectors: np.ndarray, ids: np.ndarray, spec: FaissSpec, *, seed: int = 0) -> Any:
-    """A trained FAISS index holding ``vectors`` (unit rows) under ``ids`` (int64)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    """A trained FAISS index holding ``vectors`` (unit rows, float32 or the stored float16) under ``ids``
+    (int64); rows are converted to float32 a batch at a time, never all at once."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     dim = vectors.shape[1]
     nlist = int(spec.params.get("nlist", 1))
@@ -271,16 +271,30 @@ def search(index: Any, queries: np.ndarray, k: int, *, params: Any = None) -> tu
     return _cosines(scores), ids
 
 
-def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product: ``(scores, row indices)``."""
+def exact_knn(
+    vectors: np.ndarray, queries: np.ndarray, k: int, *, chunk: int = 262_144
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product: ``(scores, row indices)``. ``vectors`` are scanned ``chunk`` rows at a
+    time (converted to float32 per chunk), so float16 stored vectors are never copied whole."""
     faiss = _faiss()
-    scores, rows = faiss.knn(
-        np.ascontiguousarray(queries, dtype=np.float32),
-        np.ascontiguousarray(vectors, dtype=np.float32),
-        min(k, len(vectors)),
-        metric=faiss.METRIC_INNER_PRODUCT,
-    )
-    return _cosines(scores), rows
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(vectors))
+    best_s: np.ndarray | None = None
+    best_r: np.ndarray | None = None
+    for start in range(0, len(vectors), chunk):
+        part = np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32)
+        s, r = faiss.knn(q, part, min(k, len(part)), metric=faiss.METRIC_INNER_PRODUCT)
+        r = np.where(r >= 0, r + start, -1)
+        if best_s is None or best_r is None:
+            best_s, best_r = s, r
+            continue
+        # Merge with the best so far: stable sort on descending score keeps FAISS's order among ties.
+        all_s, all_r = np.hstack([best_s, s]), np.hstack([best_r, r])
+        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+        best_s, best_r = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_r, order, 1)
+    if best_s is None or best_r is None:
+        return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+    return _cosines(best_s), best_r
 
 
 def _cosines(scores: np.ndarray) -> np.ndarray:

@@ -1,13 +1,23 @@
 """SQLite metadata of one index version: records, the columns filters use, FTS5 over captions.
 
-Keyed by the FAISS id (``records.id_to_int64``). The full record is stored as JSON
-(``records.record_to_dict``); the filter columns are derived from it once, at build time:
+Keyed by the FAISS id (``records.id_to_int64``). The full record is stored as its JSON
+(``records.record_to_dict``, written by orjson) compressed by zstandard against a dictionary trained on a
+sample of the version's own records (table ``codec``): records share their URL prefixes, field names and
+vocabulary, so one compresses to about a tenth on its own, where a record's JSON alone is ~1.4 KB (see
+docs/performance.md, "Index builds"). Versions written before 0.2 store plain JSON text, read as they are.
+The filter columns are derived from the record once, at build time:
 
 - ``collection``; providers (all labels, any language, case-insensitive) in ``providers``;
 - ``year_start``/``year_end`` from the record's date range (navDate or parsed metadata dates);
 - ``rights_class`` from the rights URI (``rights.rights_class``: open / restricted / unknown);
 - caption languages in ``languages`` (full tag and primary subtag, lower case); ``has_caption``;
 - ``dup_group``: near-duplicate group label (records with the same label are near-identical).
+
+The filter tables are ``WITHOUT ROWID`` (their key is the lookup), and the captions' FTS5 table is
+contentless: the text is in the record already, and only matching and BM25 read the index. A record's
+caption is removed from it with FTS5's ``delete`` command and the text re-derived from the stored record.
+Versions written before 0.2 (rowid tables, FTS5 with its own copy of the text) are read and updated as
+they are.
 """
 
 from __future__ import annotations
@@ -19,9 +29,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
+import zstandard
 
 from iconosearch.query import Filters, InvalidFilterError
-from iconosearch.records import NO_LANG, ImageRecord, id_to_int64, record_from_dict, record_to_dict
+from iconosearch.records import NO_LANG, ImageRecord, id_to_int64, record_from_dict
 from iconosearch.rights import rights_class
 from iconosearch.subjects.suggested import SuggestedSubject
 
@@ -39,20 +53,23 @@ CREATE TABLE records (
     has_caption INTEGER NOT NULL,
     dup_group INTEGER NOT NULL,
     content_hash TEXT,
-    data TEXT NOT NULL
+    data BLOB NOT NULL
 );
 CREATE INDEX records_collection ON records(collection);
 CREATE INDEX records_rights ON records(rights_class);
 CREATE INDEX records_year ON records(year_start, year_end);
 CREATE INDEX records_group ON records(dup_group);
 CREATE UNIQUE INDEX records_row ON records(row);
-CREATE TABLE providers (int_id INTEGER NOT NULL, label TEXT NOT NULL COLLATE NOCASE);
-CREATE INDEX providers_label ON providers(label, int_id);
+CREATE TABLE providers (
+    int_id INTEGER NOT NULL, label TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (label, int_id)
+) WITHOUT ROWID;
 CREATE INDEX providers_id ON providers(int_id);
-CREATE TABLE languages (int_id INTEGER NOT NULL, lang TEXT NOT NULL);
-CREATE INDEX languages_lang ON languages(lang, int_id);
+CREATE TABLE languages (
+    int_id INTEGER NOT NULL, lang TEXT NOT NULL, PRIMARY KEY (lang, int_id)
+) WITHOUT ROWID;
 CREATE INDEX languages_id ON languages(int_id);
-CREATE VIRTUAL TABLE captions USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE captions USING fts5(text, content = '', tokenize = 'unicode61 remove_diacritics 2');
+CREATE TABLE codec (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
 SUGGESTIONS_SCHEMA = """
@@ -70,7 +87,7 @@ CREATE INDEX IF NOT EXISTS suggested_division ON suggested_subjects(division, in
 
 
 _INSERT_RECORD = "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-_INSERT_PROVIDER = "INSERT INTO providers VALUES (?,?)"
+_INSERT_PROVIDER = "INSERT OR IGNORE INTO providers VALUES (?,?)"  # labels differing in case only
 _INSERT_LANGUAGE = "INSERT INTO languages VALUES (?,?)"
 _INSERT_CAPTION = "INSERT INTO captions(rowid, text) VALUES (?,?)"
 _INSERTS = (_INSERT_RECORD, _INSERT_PROVIDER, _INSERT_LANGUAGE, _INSERT_CAPTION)
@@ -97,6 +114,60 @@ def caption_languages(record: ImageRecord) -> set[str]:
         langs.add(lower)
         langs.add(lower.split("-")[0])
     return langs
+
+
+DICTIONARY_BYTES = 16384
+"""Size of the zstandard dictionary trained per version (it is stored once, in the ``codec`` table)."""
+DICTIONARY_SAMPLES = 2000
+COMPRESSION_LEVEL = 3
+"""zstandard level 3: 15 µs a record; level 9 saved another 6 % for 7× the time."""
+
+
+def record_json(record: ImageRecord) -> bytes:
+    """The stored JSON of a record: ``records.record_to_dict`` as orjson writes it (50× faster than
+    ``dataclasses.asdict`` + ``json.dumps``, which took most of a 1M build's metadata stage)."""
+    return orjson.dumps(record)
+
+
+class RecordCodec:
+    """Compresses stored records against one zstandard dictionary (none: plain zstandard frames)."""
+
+    def __init__(self, dictionary: bytes | None) -> None:
+        self.dictionary = dictionary
+        data = zstandard.ZstdCompressionDict(dictionary) if dictionary else None
+        self._compressor = zstandard.ZstdCompressor(
+            level=COMPRESSION_LEVEL, dict_data=data, write_checksum=False, write_dict_id=False
+        )
+        self._decompressor = zstandard.ZstdDecompressor(dict_data=data)
+        self._lock = threading.Lock()
+        """zstandard contexts are not for concurrent use; search threads share one version's codec."""
+
+    @classmethod
+    def trained(cls, samples: Sequence[bytes]) -> RecordCodec:
+        """A codec with a dictionary trained on ``samples`` (too few or too alike to train: none)."""
+        try:
+            trained = zstandard.train_dictionary(DICTIONARY_BYTES, list(samples))
+        except zstandard.ZstdError:
+            return cls(None)
+        return cls(trained.as_bytes())
+
+    def compress(self, data: bytes) -> bytes:
+        return self._compressor.compress(data)
+
+    def decompress(self, blob: bytes) -> bytes:
+        with self._lock:
+            return self._decompressor.decompress(blob)
+
+
+def _decode(data: str | bytes, codec: RecordCodec | None) -> dict[str, Any]:
+    """A stored record's dict: zstandard-compressed JSON, or JSON text as versions before 0.2 wrote it."""
+    if isinstance(data, str):
+        result: dict[str, Any] = orjson.loads(data)
+        return result
+    if codec is None:
+        raise sqlite3.DatabaseError("a compressed record in a metadata file without its codec")
+    decoded: dict[str, Any] = orjson.loads(codec.decompress(data))
+    return decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +199,29 @@ class Metadata:
             self.conn = sqlite3.connect(path, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=OFF")
             self.conn.execute("PRAGMA synchronous=OFF")
+        self.codec = self._load_codec()
 
     @classmethod
-    def create(cls, path: Path) -> Metadata:
+    def create(cls, path: Path, samples: Sequence[ImageRecord] = ()) -> Metadata:
+        """A new, empty metadata file whose records compress against a dictionary trained on ``samples``
+        (a spread of the records about to be inserted)."""
         meta = cls(path, readonly=False)
         meta.conn.executescript(SCHEMA)
+        meta.codec = RecordCodec.trained([record_json(r) for r in samples])
+        meta.conn.execute("INSERT INTO codec VALUES ('zstd-dictionary', ?)", (meta.codec.dictionary or b"",))
         return meta
+
+    def _load_codec(self) -> RecordCodec | None:
+        """The version's codec; ``None`` for versions written before 0.2 (their records are JSON text)."""
+        if not self._has_table("codec"):
+            return None
+        row = self.conn.execute("SELECT value FROM codec WHERE name = 'zstd-dictionary'").fetchone()
+        return RecordCodec(bytes(row[0]) or None) if row is not None else None
+
+    def _encode(self, record: ImageRecord) -> str | bytes:
+        data = record_json(record)
+        # An incremental update of a pre-0.2 version keeps its file, and with it JSON text.
+        return self.codec.compress(data) if self.codec is not None else data.decode()
 
     def close(self) -> None:
         self.conn.close()
@@ -163,7 +251,7 @@ class Metadata:
                     1 if text.strip() else 0,
                     group,
                     content_hash,
-                    json.dumps(record_to_dict(record), ensure_ascii=False, separators=(",", ":")),
+                    self._encode(record),
                 )
             )
             tables[_INSERT_PROVIDER].extend((iid, label) for label in sorted(labels))
@@ -182,9 +270,16 @@ class Metadata:
 
     def delete(self, int_ids: Sequence[int]) -> None:
         cur = self.conn.cursor()
+        if self._has_table("captions_content"):  # a pre-0.2 version: FTS5 keeps its own copy of the text
+            cur.executemany("DELETE FROM captions WHERE rowid = ?", [(i,) for i in int_ids])
+        else:  # contentless: FTS5 is told the text it indexed, derived again from the stored record
+            texts = [(iid, caption_text(r)) for iid, r in self.records(list(int_ids)).items()]
+            cur.executemany(
+                "INSERT INTO captions(captions, rowid, text) VALUES ('delete', ?, ?)",
+                [(iid, text) for iid, text in texts if text.strip()],
+            )
         for table, col in (("records", "int_id"), ("providers", "int_id"), ("languages", "int_id")):
             cur.executemany(f"DELETE FROM {table} WHERE {col} = ?", [(i,) for i in int_ids])  # noqa: S608
-        cur.executemany("DELETE FROM captions WHERE rowid = ?", [(i,) for i in int_ids])
         if self._has_table("suggested_subjects"):
             cur.executemany("DELETE FROM suggested_subjects WHERE int_id = ?", [(i,) for i in int_ids])
 
@@ -247,6 +342,11 @@ class Metadata:
     def collections(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT collection FROM records ORDER BY 1")]
 
+    def stored(self) -> Iterator[tuple[str, str | None, str, dict[str, Any]]]:
+        """``(record id, content_hash, collection, record dict)`` of every record."""
+        for rid, h, coll, data in self.conn.execute("SELECT id, content_hash, collection, data FROM records"):
+            yield rid, h, coll, _decode(data, self.codec)
+
     def rows_by_id(self) -> Iterator[tuple[int, int, str, str | None]]:
         """``(int_id, row, record id, content_hash)`` of every record."""
         yield from self.conn.execute("SELECT int_id, row, id, content_hash FROM records")
@@ -291,7 +391,7 @@ class Metadata:
         for chunk in _chunks(missing):
             q = f"SELECT int_id, data FROM records WHERE int_id IN ({_marks(chunk)})"  # noqa: S608
             for iid, data in self.conn.execute(q, chunk):
-                out[iid] = record_from_dict(json.loads(data))
+                out[iid] = record_from_dict(_decode(data, self.codec))
         if cache is not None and missing:
             with self._decoded_lock:
                 for iid in missing:

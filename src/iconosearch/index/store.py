@@ -6,7 +6,7 @@ Layout of one index name::
     indexes/<name>/<version>/           immutable once committed
         manifest.json                   :class:`IndexManifest`
         vectors.faiss                   FAISS index, ids = records.id_to_int64(record id)
-        vectors.npy                     float32 (count, dim) unit vectors, row i ↔ ids.npy[i]
+        vectors.npy                     float16 (count, dim) unit vectors (0.1: float32), row i ↔ ids.npy[i]
         ids.npy                         int64 FAISS ids in row order
         metadata.sqlite                 records, filter columns, FTS5 captions (see metadata.py)
     indexes/<name>/.staging-<version>.pid<pid>/  being written; never read; removed when its
