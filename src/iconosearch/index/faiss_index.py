@@ -272,7 +272,7 @@ def search(index: Any, queries: np.ndarray, k: int, *, params: Any = None) -> tu
 
 
 def exact_knn(
-    vectors: np.ndarray, queries: np.ndarray, k: int, *, chunk: int = 262_144
+    vectors: np.ndarray, queries: np.ndarray, k: int, *, chunk: int = 65_536
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product: ``(scores, row indices)``. ``vectors`` are scanned ``chunk`` rows at a
     time (converted to float32 per chunk), so float16 stored vectors are never copied whole."""
