@@ -49,7 +49,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _fill(disk: Path, leave: int = 0) -> None:
     """Fill the file system up to ``leave`` free bytes with one ballast file."""
     ballast = disk / "ballast"
-    with ballast.open("ab") as fh:
+    with ballast.open("ab", buffering=0) as fh:  # unbuffered: closing it has nothing left to flush
         chunk = b"\0" * 65536
         try:
             while True:
