@@ -303,7 +303,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.n = 25_000  # past the exact index's 20k: the IVF path, as at 1M
+        args.n, args.dim = 25_000, 256  # past the exact index's 20k: the IVF path, as at 1M
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
