@@ -155,9 +155,12 @@ def _measure(
     }
 
 
-def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, Any]:
+def build_index(n: int, dim: int, memory_gb: float, workdir: Path, threads: int) -> dict[str, Any]:
+    """Build the planned index over ``n`` synthetic vectors into ``workdir`` (``scale.faiss``), with the
+    exact top-10 of every query (``exact_ids.npy``) and the build's numbers (``build.json``)."""
     import faiss
 
+    faiss.omp_set_num_threads(threads)
     data = Synthetic(dim)
     spec = ivf_build.plan(n, dim, memory_budget=int(memory_gb * 1024**3))
     queries = data.queries(N_TUNE + N_EVAL)
@@ -165,6 +168,7 @@ def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, 
     # The training sample: fresh draws from the collection's distribution (chunks are i.i.d., so this is
     # a uniform sample without a second pass over 10M generated vectors).
     want = ivf_build.train_size(spec)
+    load_start = os.getloadavg()
     started = time.perf_counter()
     sample = data.make(want, rng)
     t_sample = time.perf_counter() - started
@@ -183,94 +187,153 @@ def index_bench(n: int, dim: int, memory_gb: float, workdir: Path) -> dict[str, 
     index = ivf_build.build_streaming(spec, sample, iter(()))
     t_train = time.perf_counter() - t_train_start
     cpu_train = time.process_time() - cpu_start
-    _log(f"trained {spec} in {t_train:.0f} s")
+    _log(f"trained {spec} in {t_train:.0f} s ({cpu_train:.0f} CPU s), load {os.getloadavg()}")
     del sample
     t_add_start = time.perf_counter()
     cpu_start = time.process_time()
-    for vectors, ids in batches():
-        faiss_index.add(index, vectors, ids)
-        _log(f"added {index.ntotal:,} of {n:,} in {time.perf_counter() - t_add_start:.0f} s")
+    with ivf_build.graph_assignment(index):
+        for vectors, ids in batches():
+            faiss_index.add(index, vectors, ids)
+            _log(
+                f"added {index.ntotal:,} of {n:,} in {time.perf_counter() - t_add_start:.0f} s, "
+                f"load {os.getloadavg()[0]}"
+            )
     t_add = time.perf_counter() - t_add_start
     cpu_add = time.process_time() - cpu_start
     path = workdir / "scale.faiss"
     faiss_index.write(index, path)
-    disk = path.stat().st_size
-    build_peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    del index  # searched as the product loads it (re-ranking codes memory-mapped)
-    index = faiss_index.read(path, spec)
-    faiss.omp_set_num_threads(1)
-    tune_q, eval_q = queries[:N_TUNE], queries[N_TUNE:]
-    tune_exact, eval_exact = exact[1][:N_TUNE], exact[1][N_TUNE:]
-    sweep = []
-    chosen = None
-    k_factors = [None]
-    if faiss_index.refined(spec):
-        planned = int(spec.params["k_factor"])
-        k_factors = [planned // 2, planned, planned * 2]
-    for k_factor in k_factors:
-        for nprobe in (8, 16, 24, 32, 48, 64, 96, 128, 192, 256):
-            if nprobe > int(spec.params["nlist"]):
-                break
-            extra = {"nprobe": nprobe} | ({"k_factor": k_factor} if k_factor else {})
-            trial = FaissSpec(spec.kind, {**spec.params, **extra})
-            row = _measure(index, trial, tune_q, tune_exact, eval_q, eval_exact)
-            sweep.append(row)
-            planned_k = k_factor in (None, k_factors[len(k_factors) // 2])
-            if chosen is None and planned_k and row["recall_at_10_tune"] >= 0.9 + faiss_index.RECALL_MARGIN:
-                chosen = row
-            _log(f"{row}")
-            if row["recall_at_10_tune"] >= 0.97 or row["p50_ms"] > 50:
-                break
-    del index
-    ram = _rss_of_loading(path, spec, eval_q)
-    return {
+    np.save(workdir / "exact_ids.npy", exact[1])
+    build = {
         "n": n,
         "dim": dim,
         "kind": spec.kind,
         "params": spec.params,
         "memory_budget_gb": memory_gb,
         "train_vectors": want,
+        "threads": threads,
         "sample_s": round(t_sample, 1),
         "train_s": round(t_train, 1),
         "add_s": round(t_add, 1),
         "build_s": round(t_sample + t_train + t_add, 1),
         "cpu_s": {"train": round(cpu_train, 1), "add_and_exact_search": round(cpu_add, 1)},
-        "note": "wall times on a 2-core machine shared with other jobs; cpu_s is this process's CPU time",
-        "disk_bytes_per_vector": round(disk / n, 1),
+        "load_average": {
+            "start": [round(x, 1) for x in load_start],
+            "end": [round(x, 1) for x in os.getloadavg()],
+        },
+        "note": "wall times on a 2-core machine shared with other jobs; cpu_s is this process's CPU time, "
+        "which also covers generating the vectors and the exact search for the ground truth",
+        "disk_bytes_per_vector": round(path.stat().st_size / n, 1),
+        "build_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+    }
+    (workdir / "build.json").write_text(json.dumps(build, indent=2))
+    return build
+
+
+def measure_index(workdir: Path) -> dict[str, Any]:
+    """Latency and recall of the index that :func:`build_index` left in ``workdir``, loaded as the product
+    loads it (re-ranking codes memory-mapped), for several nprobe and shortlist lengths."""
+    import faiss
+
+    build = json.loads((workdir / "build.json").read_text())
+    spec = FaissSpec(build["kind"], build["params"])
+    n = int(build["n"])
+    path = workdir / "scale.faiss"
+    queries = Synthetic(int(build["dim"])).queries(N_TUNE + N_EVAL)
+    exact_ids = np.load(workdir / "exact_ids.npy")
+    load_start = os.getloadavg()
+    index = faiss_index.read(path, spec)
+    faiss.omp_set_num_threads(1)
+    tune_q, eval_q = queries[:N_TUNE], queries[N_TUNE:]
+    tune_exact, eval_exact = exact_ids[:N_TUNE], exact_ids[N_TUNE:]
+    sweep: list[dict[str, Any]] = []
+    chosen = None
+
+    def trial(nprobe: int, k_factor: int | None) -> dict[str, Any]:
+        extra = {"nprobe": nprobe} | ({"k_factor": k_factor} if k_factor else {})
+        row = _measure(
+            index, FaissSpec(spec.kind, {**spec.params, **extra}), tune_q, tune_exact, eval_q, eval_exact
+        )
+        sweep.append(row)
+        _log(f"{row}")
+        return row
+
+    planned = int(spec.params["k_factor"]) if faiss_index.refined(spec) else None
+    # nprobe rises with the planned shortlist until recall is high or queries get slow; the halved and
+    # doubled shortlists are then measured at the chosen nprobe only (the trade-off, in few queries).
+    for nprobe in (8, 16, 24, 32, 48, 64, 96, 128, 192, 256):
+        if nprobe > int(spec.params["nlist"]):
+            break
+        row = trial(nprobe, planned)
+        if chosen is None and row["recall_at_10_tune"] >= 0.9 + faiss_index.RECALL_MARGIN:
+            chosen = row
+        if row["recall_at_10_tune"] >= 0.97 or row["p50_ms"] > 50:
+            break
+    if planned is not None:
+        for k_factor in (planned // 2, planned * 2):
+            trial(int((chosen or sweep[-1])["nprobe"]), k_factor)
+    index = None  # freed before a fresh process measures the memory of loading it
+    ram = _rss_of_loading(path, spec, eval_q)
+    return {
+        **build,
         "ram_bytes_per_vector": round(ram["anon"] / n, 1),
         "ram_index_gb": round(ram["anon"] / 1024**3, 3),
         "mapped_pages_touched_gb": round(ram["file"] / 1024**3, 3),
         "ram_note": "anon: resident index memory after loading and answering the eval queries; "
         "mapped: pages of the memory-mapped SQ8 re-ranking codes those queries touched (page cache)",
-        "build_peak_rss_gb": round(build_peak_rss / 1024**3, 2),
         "queries": {"tune": N_TUNE, "eval": N_EVAL, "threads": 1},
+        "search_load_average": {
+            "start": [round(x, 1) for x in load_start],
+            "end": [round(x, 1) for x in os.getloadavg()],
+        },
         "chosen": chosen,
         "sweep": sweep,
     }
 
 
+class _Clock:
+    """``progress`` callback recording when each batch came back, so steady-state throughput (first
+    batch → last) is told apart from start-up (process pool, actor start, model load, first batch)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.marks: list[tuple[float, int]] = []
+
+    def __call__(self, done: int, total: int) -> None:
+        if done:
+            self.marks.append((time.perf_counter() - self.start, done))
+
+    def summary(self, images: int) -> dict[str, float]:
+        (t_first, n_first), (t_last, n_last) = self.marks[0], self.marks[-1]
+        steady = (n_last - n_first) / (t_last - t_first) if t_last > t_first else float("nan")
+        return {
+            "images_per_s": round(images / t_last, 2),
+            "first_batch_s": round(t_first, 1),
+            "steady_images_per_s": round(steady, 2),
+        }
+
+
 def embed_bench(n_images: int) -> dict[str, Any]:
+    import hashlib
+
+    import ray
+
     from iconosearch.models.embedder import load_embedder
     from iconosearch.models.pipeline import embed_images
     from iconosearch.models.ray_embed import RayEmbedOptions, ray_embed_images
 
     images = sorted((ROOT / "demo" / "collection").rglob("*.jpg"))[:n_images]
-    import hashlib
-
     items = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in images]
     embedder = load_embedder("iconosearch-lite")
     embed_images(embedder, items[:16], cache_dir=None)  # warm-up: first-call costs are not throughput
-    t0 = time.perf_counter()
-    single = embed_images(embedder, items, cache_dir=None)
-    t_single = time.perf_counter() - t0
-    import ray
-
+    load = [os.getloadavg()[0]]
+    single_clock = _Clock()
+    single = embed_images(embedder, items, cache_dir=None, progress=single_clock)
+    load.append(os.getloadavg()[0])
     t0 = time.perf_counter()
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     t_init = time.perf_counter() - t0
     try:
-        t0 = time.perf_counter()
+        ray_clock = _Clock()
         distributed = ray_embed_images(
             partial(load_embedder, "iconosearch-lite"),
             items,
@@ -278,22 +341,30 @@ def embed_bench(n_images: int) -> dict[str, Any]:
             dim=embedder.dim,
             cache_dir=None,
             options=RayEmbedOptions(),
+            progress=ray_clock,
         )
-        t_ray = time.perf_counter() - t0
     finally:
         ray.shutdown()
+    load.append(os.getloadavg()[0])
     row = {h: i for i, h in enumerate(distributed.hashes)}
     diff = max(
         float(np.abs(single.vectors[i] - distributed.vectors[row[h]]).max())
         for i, h in enumerate(single.hashes)
     )
+    single_stats, ray_stats = single_clock.summary(len(items)), ray_clock.summary(len(items))
     return {
         "images": len(items),
-        "single_images_per_s": round(len(items) / t_single, 1),
-        "ray_images_per_s": round(len(items) / t_ray, 1),
-        "ray_init_s": round(t_init, 1),
-        "ray_over_single": round(t_single / t_ray, 3),
+        "batch_size": 32,
+        "single": single_stats,
+        "ray": {"init_s": round(t_init, 1), **ray_stats},
+        "ray_over_single_steady": round(
+            ray_stats["steady_images_per_s"] / single_stats["steady_images_per_s"], 3
+        ),
         "max_abs_vector_diff": diff,
+        "load_average_1min": [round(x, 1) for x in load],
+        "note": "images_per_s: all images over the whole call (Ray: without ray.init); first_batch_s: "
+        "start-up (Ray: the model actor's start and model load) plus the first batch; steady: from the "
+        "first batch back to the last. Single process warmed up on 16 images first; Ray's actor is cold.",
     }
 
 
@@ -305,6 +376,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--memory-gb", type=float, default=2.0)
     ap.add_argument("--images", type=int, default=None, help="demo images to embed (default 356, --quick 64)")
+    ap.add_argument("--threads", type=int, default=1, help="FAISS threads while building (default 1)")
+    ap.add_argument("--keep", type=Path, default=None, help="only build, into this folder (for --reuse)")
+    ap.add_argument("--reuse", type=Path, default=None, help="only measure the index built by --keep DIR")
     args = ap.parse_args()
     out: dict[str, Any] = {
         "bench": "scale",
@@ -312,8 +386,15 @@ def main() -> None:
     }
     if args.part in ("index", "all"):
         n = args.n or (200_000 if args.quick else 10_000_000)
-        with tempfile.TemporaryDirectory(prefix="iconosearch-scale-") as tmp:
-            out["index"] = index_bench(n, args.dim, args.memory_gb, Path(tmp))
+        if args.reuse is not None:
+            out["index"] = measure_index(args.reuse)
+        elif args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            out["index"] = build_index(n, args.dim, args.memory_gb, args.keep, args.threads)
+        else:
+            with tempfile.TemporaryDirectory(prefix="iconosearch-scale-") as tmp:
+                build_index(n, args.dim, args.memory_gb, Path(tmp), args.threads)
+                out["index"] = measure_index(Path(tmp))
     if args.part in ("embed", "all"):
         out["embed"] = embed_bench(args.images or (64 if args.quick else 356))
     print(json.dumps(out, indent=2))

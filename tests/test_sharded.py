@@ -126,6 +126,29 @@ def test_streaming_plan_fits_the_budget_and_build_adds_every_batch() -> None:
     assert sorted(faiss_index.ids_of(index).tolist()) == list(range(8000))
 
 
+def test_graph_assignment_fills_nearest_lists_and_leaves_the_flat_quantiser() -> None:
+    import faiss
+
+    nlist, dim = ivf_build.GRAPH_ASSIGN_MIN_LISTS, 16
+    vectors = clustered_vectors(34_000, dim, seed=8)
+    spec = FaissSpec("ivf-sq8", {"nlist": nlist, "nprobe": 8})
+    index = faiss_index.new_trained(spec, dim, vectors[: ivf_build.TRAIN_PER_LIST * nlist])
+    ivf = faiss.extract_index_ivf(index)
+    added = vectors[-4000:]
+    with ivf_build.graph_assignment(index):
+        assert isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSWFlat)
+        faiss_index.add(index, added, np.arange(4000, dtype=np.int64))
+    assert isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexFlatIP)
+    stored = np.full(4000, -1)
+    for lst in range(nlist):
+        size = ivf.invlists.list_size(lst)
+        if size:
+            stored[faiss.rev_swig_ptr(ivf.invlists.get_ids(lst), size).copy()] = lst
+    nearest = ivf.quantizer.assign(added, 1)[:, 0]
+    # The graph search is approximate; a broken one would scatter vectors over all lists (~0.1 %).
+    assert (stored == nearest).mean() > 0.9
+
+
 def test_cli_compacts_into_shards_and_refuses_bad_counts(tmp_path: Path) -> None:
     import json
 
