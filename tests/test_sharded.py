@@ -140,10 +140,12 @@ def test_graph_assignment_fills_nearest_lists_and_leaves_the_flat_quantiser() ->
         faiss_index.add(index, added, np.arange(4000, dtype=np.int64))
     assert isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexFlatIP)
     stored = np.full(4000, -1)
+    invlists = ivf.invlists
+    assert invlists is not None
     for lst in range(nlist):
-        size = ivf.invlists.list_size(lst)
+        size = invlists.list_size(lst)
         if size:
-            stored[faiss.rev_swig_ptr(ivf.invlists.get_ids(lst), size).copy()] = lst
+            stored[faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy()] = lst
     nearest = ivf.quantizer.assign(added, 1)[:, 0]
     # The graph search is approximate; a broken one would scatter vectors over all lists (~0.1 %).
     assert (stored == nearest).mean() > 0.9
