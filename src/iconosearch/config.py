@@ -179,6 +179,15 @@ class SubjectsConfig(_Strict):
     cached per model after that) and loads the vocabulary (~200 MB, seconds)."""
 
 
+class SearchConfig(_Strict):
+    """How the engine ranks (``iconosearch search`` and the API)."""
+
+    mode: Literal["hybrid", "vector"] = "hybrid"
+    """How a text query ranks unless it says: ``hybrid`` also matches its words on the catalogue text
+    and fuses that ranking when the words single out a few records (names, titles); ``vector`` ranks by
+    the embedding alone. Chosen on the heritage validation splits (docs/search-modes.md)."""
+
+
 class Settings(BaseSettings):
     """The effective configuration of every iconosearch command."""
 
@@ -198,6 +207,7 @@ class Settings(BaseSettings):
     ray: RayConfig = Field(default_factory=RayConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     subjects: SubjectsConfig = Field(default_factory=SubjectsConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
     @classmethod
     def settings_customise_sources(

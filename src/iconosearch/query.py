@@ -21,6 +21,10 @@ TermKind = Literal["text", "image", "item", "url", "subject"]
 SortOrder = Literal["relevance", "date-asc", "date-desc"]
 TotalRelation = Literal["eq", "about", "gte"]
 TotalBasis = Literal["relevance", "keywords", "filters"]
+SearchMode = Literal["hybrid", "vector"]
+"""``hybrid``: a text query's words are also matched on the catalogue text and fused with the visual
+ranking when they single out a few records (see ``SearchEngine``); ``vector``: the embedding alone."""
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,8 @@ class Query:
     collapse_duplicates: bool = True
     sort: SortOrder = "relevance"
     """``date-asc``/``date-desc`` order the relevant results (see :class:`Total`) by date, undated last."""
+    mode: SearchMode | None = None
+    """How text terms rank (see :data:`SearchMode`); ``None``: the engine's default (``[search] mode``)."""
 
 
 @dataclass(frozen=True, slots=True)

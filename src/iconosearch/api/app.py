@@ -68,6 +68,7 @@ def create_app(
             limits=settings.limits,
             allow_url_queries=settings.server.allow_url_queries,
             encoder=settings.encoder,
+            search_mode=settings.search.mode,
         )
     ctx = ApiContext(settings=settings, engine=engine, metrics=metrics)
     metrics.set_index_size_source(lambda: _index_size(ctx))

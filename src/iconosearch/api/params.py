@@ -16,7 +16,7 @@ from iconosearch.api import schemas as s
 from iconosearch.api.problems import ProblemError
 from iconosearch.config import LimitsConfig
 from iconosearch.images import probe_image
-from iconosearch.query import Filters, LimitExceededError, Query, SortOrder, Term
+from iconosearch.query import Filters, LimitExceededError, Query, SearchMode, SortOrder, Term
 from iconosearch.subjects import subject_refs
 
 LESS_OF_WEIGHT = -0.5
@@ -60,6 +60,7 @@ SEARCH_PARAM_NAMES = frozenset(
         "collapse",
         "facets",
         "sort",
+        "mode",
         "fields",
     }
 )
@@ -136,6 +137,14 @@ async def search_params(  # async: no blocking work, so FastAPI need not hand it
             "(or the keyword matches) by date, undated last."
         ),
     ] = "relevance",
+    mode: Annotated[
+        SearchMode | None,
+        QueryParam(
+            description="hybrid: the words are also matched on the catalogue text (titles, descriptions, "
+            "subjects) and fused when they single out a few items; vector: the embedding alone. "
+            "Default: the server's [search] mode.",
+        ),
+    ] = None,
     fields: Annotated[
         list[s.FieldGroup] | None,
         QueryParam(
@@ -178,6 +187,7 @@ async def search_params(  # async: no blocking work, so FastAPI need not hand it
         collapse_duplicates=collapse,
         language=qlang.strip().lower() if qlang and qlang.strip() else None,
         sort=sort,
+        mode=mode,
     )
     return SearchParams(query=query, facets=facets, fields=tuple(fields or ()))
 
@@ -267,4 +277,5 @@ def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:
         collapse_duplicates=body.collapse_duplicates,
         language=body.language.strip().lower() if body.language and body.language.strip() else None,
         sort=body.sort,
+        mode=body.mode,
     )

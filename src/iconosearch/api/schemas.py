@@ -403,6 +403,12 @@ class SearchRequest(_In):
         description="date-asc/date-desc order the strong and possible matches (or the keyword matches) "
         "by date, undated last.",
     )
+    mode: Literal["hybrid", "vector"] | None = Field(
+        default=None,
+        description="hybrid: the words are also matched on the catalogue text (titles, descriptions, "
+        "subjects) and fused when they single out a few items; vector: the embedding alone. "
+        "Default: the server's [search] mode.",
+    )
     fields: list[FieldGroup] = Field(
         default_factory=list,
         max_length=4,

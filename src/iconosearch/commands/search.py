@@ -12,7 +12,7 @@ import typer
 from rich.text import Text
 
 from iconosearch.commands._common import fail, out_console, state
-from iconosearch.query import Query, QueryError, SearchPage, Term, parse_filters
+from iconosearch.query import Query, QueryError, SearchMode, SearchPage, Term, parse_filters
 from iconosearch.subjects.suggested import parse_divisions
 
 if TYPE_CHECKING:
@@ -91,6 +91,14 @@ def register(app: typer.Typer) -> None:
                 "suggested division.",
             ),
         ] = False,
+        mode: Annotated[
+            SearchMode | None,
+            typer.Option(
+                "--mode",
+                help="hybrid: words also matched on titles, descriptions and subjects; vector: the "
+                "embedding alone. Default: [search] mode (hybrid).",
+            ),
+        ] = None,
     ) -> None:
         """Search an index from the command line."""
         from iconosearch.index.engine import IndexNotReadyError, ModelMismatchError, SearchEngine
@@ -121,6 +129,7 @@ def register(app: typer.Typer) -> None:
                 cursor=cursor,
                 collapse_duplicates=not no_collapse,
                 language=language.strip().lower() if language and language.strip() else None,
+                mode=mode,
             )
             engine = SearchEngine.open(
                 settings.data_dir,
@@ -128,6 +137,7 @@ def register(app: typer.Typer) -> None:
                 limits=settings.limits,
                 allow_url_queries=settings.server.allow_url_queries,
                 encoder=settings.encoder,
+                search_mode=settings.search.mode,
             )
             started = time.perf_counter()
             page = engine.search(query)

@@ -26,11 +26,13 @@ from iconosearch.index import faiss_index, verify
 from iconosearch.index.loaded import IndexInfo, LoadedVersion, parse_id, resolve_id
 from iconosearch.index.querying import EmbedderLoader, ModelMismatchError, QueryEncoder, validate_filters
 from iconosearch.index.ranking import (
+    HYBRID_MAX_SHARE,
     Cursor,
     decode_cursor,
     encode_cursor,
     fts_any_expression,
     fts_match_expression,
+    fts_words_expression,
     query_key,
 )
 from iconosearch.index.retrieval import Retrieval, one_faiss_thread
@@ -42,6 +44,7 @@ from iconosearch.query import (
     LimitExceededError,
     Query,
     QueryError,
+    SearchMode,
     SearchPage,
     Term,
 )
@@ -73,8 +76,11 @@ class SearchEngine:
         subset_max: int = faiss_index.DEFAULT_SUBSET_MAX,
         allow_private_urls: bool = False,
         encoder: EncoderConfig | None = None,
+        search_mode: SearchMode = "hybrid",
     ) -> None:
         self._store = store
+        self.search_mode: SearchMode = search_mode
+        """How text queries rank unless a query says (``Query.mode``; ``settings.search.mode``)."""
         self.limits = limits or LimitsConfig()
         self._encoder = QueryEncoder(
             self.limits,
@@ -103,6 +109,7 @@ class SearchEngine:
         limits: LimitsConfig | None = None,
         allow_url_queries: bool = False,
         encoder: EncoderConfig | None = None,
+        search_mode: SearchMode = "hybrid",
     ) -> SearchEngine:
         """Open the index ``name`` under ``data_dir``; never fails because the index is missing.
 
@@ -111,7 +118,8 @@ class SearchEngine:
         fingerprint is checked against the manifest). ``limits`` gives k_max/depth_max/upload and
         timeout limits (default ``LimitsConfig()``); ``allow_url_queries`` enables ``Term("url", …)``
         (``settings.server.allow_url_queries``); ``encoder`` how query texts are encoded
-        (``settings.encoder``: micro-batching window, batch size, threads, runtime).
+        (``settings.encoder``: micro-batching window, batch size, threads, runtime); ``search_mode`` how
+        text queries rank unless a query says (``settings.search.mode``, see :meth:`_search`).
         """
         store = IndexStore(DataDir(data_dir).indexes, name)
         return cls(
@@ -120,6 +128,7 @@ class SearchEngine:
             limits=limits,
             allow_url_queries=allow_url_queries,
             encoder=encoder,
+            search_mode=search_mode,
         )
 
     # --- versions ------------------------------------------------------------------------------
@@ -303,6 +312,11 @@ class SearchEngine:
 
         ``page.facets`` (first page only, i.e. without a cursor) count the records the query ranks:
         those matching the filters and, with a keyword clause, the keywords (not ``min_score``).
+
+        In ``hybrid`` mode (the default) a query's text words also rank the records whose catalogue text
+        holds them all, fused like a keyword clause, when they single out a few records (see
+        :meth:`_words_clause`): names and titles an embedding cannot know are then found. The scores,
+        total and missing relevance bands are then those of a keyword query.
         """
         query = expand_subjects(query)
         current = self._require()
@@ -337,11 +351,13 @@ class SearchEngine:
         matches = [fts_match_expression(keywords)] if keywords else []
         any_match = fts_any_expression(query.keyword_any)
         matches += [any_match] if any_match else []
+        words = self._words_clause(loaded, query)
+        matches += [words] if words else []
 
         t0 = time.perf_counter()
         qvec = self._encoder.query_vector(query, loaded) if query.terms else None
         t1 = time.perf_counter()
-        kind = query_kind(query)
+        kind = query_kind(query) if words is None else None  # fused scores are not calibrated cosines
         thresholds = loaded.calibration.for_kind(kind) if loaded.calibration and kind else None
         total = None
         if query.sort != "relevance" or query.cursor is None:
@@ -367,3 +383,26 @@ class SearchEngine:
             total=total if query.cursor is None else None,
             thresholds=thresholds,
         )
+
+    def _words_clause(self, loaded: LoadedVersion, query: Query) -> str | None:
+        """The FTS5 expression hybrid search fuses for ``query``'s text words, or ``None``.
+
+        ``None`` in ``vector`` mode, when the query brings its own keyword clause or subject keywords
+        (they say which words matter), when no positive text term has a content word, and when the
+        words match no record or more than ``HYBRID_MAX_SHARE`` of those the filters allow: then the
+        ranking is exactly the visual one."""
+        if (query.mode or self.search_mode) != "hybrid" or query.keywords or query.keyword_any:
+            return None
+        texts = [
+            t.value.decode() if isinstance(t.value, bytes) else t.value
+            for t in query.terms
+            if t.kind == "text" and t.weight > 0
+        ]
+        expression = fts_words_expression(texts)
+        if expression is None:
+            return None
+        allowed = self._retrieval.allowed(loaded, query.filters)
+        cap = int(HYBRID_MAX_SHARE * (loaded.count if allowed is None else len(allowed.ids)))
+        with loaded.lock:
+            found = loaded.meta.keyword_ranking(expression, query.filters, cap + 1)
+        return expression if 0 < len(found) <= cap else None

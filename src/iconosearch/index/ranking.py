@@ -6,6 +6,7 @@
 - :func:`encode_cursor` / :func:`decode_cursor`: opaque, validated paging cursors.
 - :func:`count_facets`: facet counts from (collection, institution, rights, century, division) rows.
 - :func:`fts_match_expression`: user keywords → a safe FTS5 MATCH expression.
+- :func:`fts_words_expression`: a text query's content words → the MATCH expression of hybrid search.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def query_key(query: Query) -> str:
                 query.min_score,
                 query.collapse_duplicates,
                 query.sort,
+                query.mode,
             ]
         ).encode()
     )
@@ -242,6 +244,37 @@ def fts_any_expression(phrases: Sequence[str]) -> str | None:
             quoted = '"' + " ".join(tokens).replace('"', '""') + '"'
             parts.append(quoted + "*" if len(tokens[-1]) >= PHRASE_PREFIX_MIN else quoted)
     return " OR ".join(dict.fromkeys(parts)) or None
+
+
+HYBRID_MAX_SHARE = 0.2
+"""Hybrid search fuses a text query's keyword ranking only when its words match at most this share of
+the records the filters allow: words that a fifth of a collection carries ("painting", "watercolor")
+name a kind of thing, not a work, and fusing them would reorder a visual ranking by catalogue noise."""
+
+_STOP_WORDS = """a an the and or of in on at to for from with without by as is are be it its this that
+    these those into onto over under near some any no not all one two three very what which who whose
+    where when how
+    de la le les des du et un une der die das den dem ein eine und mit von im il lo gli di del da"""
+STOP_WORDS = frozenset(_STOP_WORDS.split())
+"""Words a query is phrased with ("a winter landscape with skaters") that say nothing about which record
+is meant; they are dropped before keyword matching (English, and the commonest of de/fr/it/pt)."""
+
+
+def fts_words_expression(texts: Sequence[str]) -> str | None:
+    """The FTS5 MATCH expression of hybrid search: every content word of ``texts`` (stop words dropped),
+    each quoted, all required, a word of :data:`PHRASE_PREFIX_MIN` letters or more also as a prefix
+    ("pear" finds "pears"); ``None`` when no content word is left.
+
+    All words, not any: a name or a title ("Andromeda", "Stag Hunt") is matched when its words are all in
+    a record's catalogue text, while a description of what an image shows rarely has every word in one
+    record, and then nothing is fused and the visual ranking stands as it is."""
+    words: list[str] = []
+    for text in texts:
+        for tok in _TOKEN.findall(text.lower()):  # FTS5 matches case-insensitively: one word, one term
+            if tok not in STOP_WORDS and not (len(tok) == 1 and tok.isalpha()):
+                quoted = '"' + tok.replace('"', '""') + '"'
+                words.append(quoted + "*" if len(tok) >= PHRASE_PREFIX_MIN else quoted)
+    return " ".join(dict.fromkeys(words)) or None
 
 
 def merge_best(

@@ -1,0 +1,158 @@
+"""Hybrid text search (``Query.mode``): a text query's words are also matched on the catalogue text and
+fused with the visual ranking when they single out a few records. Real FAISS and SQLite FTS5 indexes; the
+embedder is the deterministic stand-in of the engine tests, so that which record the *vectors* alone put
+first is known."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from iconosearch.index.engine import SearchEngine
+from iconosearch.index.ranking import HYBRID_MAX_SHARE, fts_words_expression
+from iconosearch.index.versions import EmbeddedRecord
+from iconosearch.query import Filters, InvalidCursorError, Query, SearchPage, Term
+from tests.helpers.index_data import HashEmbedder, build, make_items, make_record
+
+N = 200
+
+
+def engine_for(data_dir: Path, **kwargs: object) -> SearchEngine:
+    embedder = HashEmbedder()
+    return SearchEngine.open(data_dir, embedder_loader=lambda spec: embedder, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """200 records captioned "item N river/street"; two of them named in their catalogue text."""
+    data_dir = tmp_path_factory.mktemp("hybrid")
+    items = make_items(N)
+    named = {
+        150: "Princess Andromeda (Leiden Aratea). Constellation figure from a Carolingian manuscript",
+        40: "Stag Hunt",
+    }
+    # The named records keep their vectors: only the catalogue text knows the names.
+    out = [
+        EmbeddedRecord(make_record(j, caption=named[j]), item.content_hash, item.vector)
+        if j in named
+        else item
+        for j, item in enumerate(items)
+    ]
+    build(data_dir, out)
+    return data_dir, {"andromeda": out[150].record.id, "stag": out[40].record.id}
+
+
+def text_query(text: str, **kwargs: object) -> Query:
+    return Query(terms=(Term("text", text),), collapse_duplicates=False, **kwargs)  # type: ignore[arg-type]
+
+
+def ids(page: SearchPage) -> list[str]:
+    return [h.record.id for h in page.hits]
+
+
+def test_a_name_only_the_catalogue_knows_is_found(catalogue: tuple[Path, dict[str, str]]) -> None:
+    data_dir, named = catalogue
+    engine = engine_for(data_dir)
+    vector = engine.search(text_query("Andromeda", k=N, mode="vector"))
+    assert ids(vector).index(named["andromeda"]) >= 5  # the vectors alone do not know the name
+    hybrid = engine.search(text_query("Andromeda", k=10))  # hybrid is the engine's default
+    assert ids(hybrid)[0] == named["andromeda"]
+    # A title, in other words around it: stop words dropped, every content word required.
+    stag = engine.search(text_query("a stag hunt", k=10))
+    assert ids(stag)[0] == named["stag"]
+    # Fused scores are keyword-query scores: no calibrated band, total counted as keyword matches.
+    assert hybrid.total is not None and (hybrid.total.count, hybrid.total.basis) == (1, "keywords")
+    assert hybrid.thresholds is None
+
+
+def test_a_visual_query_is_untouched_when_no_word_matches(catalogue: tuple[Path, dict[str, str]]) -> None:
+    data_dir, _ = catalogue
+    engine = engine_for(data_dir)
+    for text in ("a zeppelin over the sea", "of the and"):  # no record's words; only stop words
+        hybrid = engine.search(text_query(text, k=20))
+        vector = engine.search(text_query(text, k=20, mode="vector"))
+        assert ids(hybrid) == ids(vector)
+        assert [h.score for h in hybrid.hits] == [h.score for h in vector.hits]
+        assert hybrid.total == vector.total
+
+
+def test_words_that_match_too_many_records_are_not_fused(catalogue: tuple[Path, dict[str, str]]) -> None:
+    data_dir, _ = catalogue
+    engine = engine_for(data_dir)
+    # "street" is in about 4 of 5 captions: a kind of record, not a name.
+    hybrid = engine.search(text_query("street", k=20))
+    vector = engine.search(text_query("street", k=20, mode="vector"))
+    assert ids(hybrid) == ids(vector)
+    # A filter narrows what the share is counted against: the name is then still fused, and a filter
+    # that excludes the named record leaves nothing to fuse.
+    andromeda_collection = ("maps", "prints", "photos")[150 % 3]
+    kept = engine.search(text_query("Andromeda", k=5, filters=Filters(collections=(andromeda_collection,))))
+    assert kept.total is not None and kept.total.basis == "keywords"
+    others = tuple(c for c in ("maps", "prints", "photos") if c != andromeda_collection)
+    filtered = Filters(collections=others)
+    assert ids(engine.search(text_query("Andromeda", k=10, filters=filtered))) == ids(
+        engine.search(text_query("Andromeda", k=10, filters=filtered, mode="vector"))
+    )
+
+
+def test_opt_out_per_query_and_per_engine(catalogue: tuple[Path, dict[str, str]]) -> None:
+    data_dir, named = catalogue
+    vector_engine = engine_for(data_dir, search_mode="vector")
+    default = vector_engine.search(text_query("Andromeda", k=5))
+    assert named["andromeda"] not in ids(default)
+    assert default.total is not None and default.total.basis != "keywords"
+    asked = vector_engine.search(text_query("Andromeda", k=5, mode="hybrid"))
+    assert ids(asked)[0] == named["andromeda"]
+    # A cursor belongs to its mode: the rankings differ.
+    first = engine_for(data_dir).search(text_query("Andromeda", k=5))
+    assert first.next_cursor is not None
+    with pytest.raises(InvalidCursorError):
+        engine_for(data_dir).search(text_query("Andromeda", k=5, cursor=first.next_cursor, mode="vector"))
+
+
+def test_an_explicit_keyword_clause_is_not_doubled(catalogue: tuple[Path, dict[str, str]]) -> None:
+    data_dir, named = catalogue
+    engine = engine_for(data_dir)
+    # The caller's keywords say which words matter: the text's own words are not matched as well.
+    page = engine.search(text_query("Andromeda", keywords="stag", k=5))
+    assert ids(page)[0] == named["stag"]
+    assert page.total is not None and page.total.count == 1
+
+
+def test_the_api_takes_the_mode_per_request(catalogue: tuple[Path, dict[str, str]]) -> None:
+    from fastapi.testclient import TestClient
+
+    from iconosearch.api.app import create_app
+    from iconosearch.config import Settings
+
+    data_dir, named = catalogue
+    app = create_app(Settings(data_dir=data_dir), engine=engine_for(data_dir), reload_interval_s=0)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+        def first(**params: str) -> str:
+            response = client.get("/api/search", params={"q": "Andromeda", "k": 5, **params})
+            assert response.status_code == 200, response.text
+            return str(response.json()["results"][0]["id"])
+
+        assert first() == named["andromeda"]
+        assert first(mode="vector") != named["andromeda"]
+        body = {"terms": [{"kind": "text", "value": "Andromeda"}], "k": 5, "mode": "vector"}
+        posted = client.post("/api/search", json=body)
+        assert posted.status_code == 200 and posted.json()["results"][0]["id"] != named["andromeda"]
+        bad = client.get("/api/search", params={"q": "Andromeda", "mode": "keywords"})
+        assert bad.status_code in (400, 422) and "mode" in bad.text
+    assert Settings(search={"mode": "vector"}).search.mode == "vector"
+
+
+def test_words_expression() -> None:
+    assert fts_words_expression(["a winter landscape with skaters"]) == '"winter"* "landscape"* "skaters"*'
+    assert fts_words_expression(["Stag Hunt", "stag"]) == '"stag"* "hunt"*'
+    assert fts_words_expression(['the "quoted" x OR y: 1909']) == '"quoted"* "1909"*'
+    assert fts_words_expression(["of the", ""]) is None
+    assert 0 < HYBRID_MAX_SHARE < 1
