@@ -6,6 +6,7 @@ first is known."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,57 @@ def test_words_expression() -> None:
     assert fts_words_expression(['the "quoted" x OR y: 1909']) == '"quoted"* "1909"*'
     assert fts_words_expression(["of the", ""]) is None
     assert 0 < HYBRID_MAX_SHARE < 1
+
+
+@pytest.mark.slow
+def test_the_real_model_finds_andromeda_by_its_title(tmp_path: Path) -> None:
+    """The demo's 85 manuscript figures, embedded with the real default model, with the catalogue text a
+    local-folder harvest gives them (title, description, subjects): "Andromeda" finds both Andromeda
+    figures first, and a query whose words name no figure ranks as the embedding alone does."""
+    import csv
+    import hashlib
+
+    from iconosearch.captions import build_caption
+    from iconosearch.index.store import IndexStore
+    from iconosearch.index.versions import ModelInfo, write_version
+    from iconosearch.models.embedder import load_embedder
+    from iconosearch.models.pipeline import embed_images
+    from iconosearch.records import ImageRecord, MetadataPair, record_id
+
+    demo = Path(__file__).resolve().parents[1] / "demo" / "collection"
+    if not (demo / "metadata.csv").is_file():
+        pytest.skip("demo/collection is absent")
+    with (demo / "metadata.csv").open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["file"].startswith("stellarium-manuscripts/")]
+    embedder = load_embedder("iconosearch-lite", device="cpu")
+    hashes = [hashlib.sha256((demo / r["file"]).read_bytes()).hexdigest() for r in rows]
+    vectors = embed_images(
+        embedder, [(h, demo / r["file"]) for h, r in zip(hashes, rows, strict=True)], cache_dir=None
+    )
+    row_of = {h: i for i, h in enumerate(vectors.hashes)}
+    items = []
+    for h, r in zip(hashes, rows, strict=True):
+        manifest = f"https://demo.test/{r['file']}"
+        record = ImageRecord(
+            id=record_id(manifest, f"{manifest}/canvas", f"{manifest}/image"),
+            collection="demo",
+            manifest_id=manifest,
+            canvas_id=f"{manifest}/canvas",
+            image_id=f"{manifest}/image",
+            manifest_label={"none": [r["title"]]},
+            summary={"none": [r["description"]]},
+            metadata=(MetadataPair({"en": ["Subject"]}, {"none": r["subjects"].split(";")}),),
+        )
+        items.append(
+            EmbeddedRecord(replace(record, caption=build_caption(record)), h, vectors.vectors[row_of[h]])
+        )
+    store = IndexStore(tmp_path / "indexes", "default")
+    write_version(store, items, ModelInfo("iconosearch-lite", embedder.fingerprint, embedder.dim))
+    engine = SearchEngine(store, embedder_loader=lambda _spec: embedder)
+    andromeda = {i.record.id for i in items if "andromeda" in i.record.manifest_label["none"][0].lower()}
+    assert len(andromeda) == 2
+    assert set(ids(engine.search(text_query("Andromeda", k=5)))[:2]) == andromeda
+    visual = "a creature with wings in flight"
+    hybrid = engine.search(text_query(visual, k=10))
+    assert ids(hybrid) == ids(engine.search(text_query(visual, k=10, mode="vector")))
+    assert hybrid.thresholds is not None  # a plain cosine ranking keeps its calibrated bands
