@@ -404,5 +404,5 @@ class SearchEngine:
         allowed = self._retrieval.allowed(loaded, query.filters)
         cap = int(HYBRID_MAX_SHARE * (loaded.count if allowed is None else len(allowed.ids)))
         with loaded.lock:
-            found = loaded.meta.keyword_ranking(expression, query.filters, cap + 1)
-        return expression if 0 < len(found) <= cap else None
+            found = loaded.meta.keyword_count(expression, query.filters, cap + 1)
+        return expression if 0 < found <= cap else None

@@ -498,6 +498,20 @@ class Metadata:
         except sqlite3.OperationalError as exc:
             raise InvalidFilterError(f"the keyword clause cannot be searched: {exc}") from exc
 
+    def keyword_count(self, match: str, filters: Filters, limit: int) -> int:
+        """How many records ``filters`` allow match the FTS5 expression ``match``, counted up to ``limit``
+        (unranked, so a word in every caption costs ``limit`` rows, not a BM25 sort of all of them)."""
+        where = self.filter_sql(filters)
+        extra, params = (f" AND {where[0]}", where[1]) if where else ("", [])
+        sql = (
+            "SELECT count(*) FROM (SELECT 1 FROM captions c JOIN records r ON r.int_id = c.rowid "  # noqa: S608
+            f"WHERE captions MATCH ?{extra} LIMIT ?)"
+        )
+        try:
+            return int(self.conn.execute(sql, [match, *params, limit]).fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            raise InvalidFilterError(f"the keyword clause cannot be searched: {exc}") from exc
+
     def facet_rows(
         self, filters: Filters, int_ids: Sequence[int] | None = None
     ) -> list[tuple[str, str | None, str, int | None, str | None]]:
