@@ -19,6 +19,10 @@ they appear in both.
 Run: ``nice python bench/hybrid.py --heritage DIR --part val|test [--out FILE]`` (DIR holds
 ``wga-paintings/``, ``usda-pomological/``, ``stellarium-manuscripts/``; the clip-art corpus comes from
 ``~/.cache/iconosearch/corpus``). Prints one JSON object.
+
+``python bench/hybrid.py --latency N`` instead times what hybrid mode adds to a text query on a synthetic
+index of N records (random vectors, captions "item I street" with "harbour" in 1 %): words that match
+nothing, 1 % and 99 % of the records, in both modes (a stub text encoder, so only the engine is timed).
 """
 
 from __future__ import annotations
@@ -168,19 +172,84 @@ def macro_interval(raw: list[tuple[np.ndarray, np.ndarray, list[str]]]) -> list[
     return [round(100 * float(low), 1), round(100 * float(high), 1)]
 
 
+class StubText:
+    """A text encoder that costs nothing: a seeded random unit vector per text."""
+
+    spec = fingerprint = "synthetic"
+    dim = 64
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(self.dim) for t in texts])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def latency(n: int, n_queries: int = 200) -> dict[str, Any]:
+    from iconosearch.index.engine import SearchEngine
+    from iconosearch.index.store import IndexStore
+    from iconosearch.index.versions import EmbeddedRecord, ModelInfo, write_version
+    from iconosearch.query import Query, Term
+    from iconosearch.records import ImageRecord, record_id
+
+    stub = StubText()
+    vectors = np.random.default_rng(3).standard_normal((n, stub.dim)).astype(np.float32)
+    items = []
+    for i in range(n):
+        m = f"https://example.org/{i}/manifest"
+        record = ImageRecord(
+            id=record_id(m, m + "/c", m + "/i"),
+            collection="synthetic",
+            manifest_id=m,
+            canvas_id=m + "/c",
+            image_id=m + "/i",
+            caption={"en": [f"item {i} {'harbour' if i % 100 == 0 else 'street'}"]},
+        )
+        items.append(EmbeddedRecord(record, None, vectors[i]))
+    out: dict[str, Any] = {"n": n, "queries": n_queries}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = IndexStore(Path(tmp) / "indexes", "default")
+        write_version(store, items, ModelInfo("synthetic", "synthetic", stub.dim))
+        engine = SearchEngine(store, embedder_loader=lambda _spec: stub)
+        for words in ("zeppelin", "harbour", "street"):
+            for mode in ("vector", "hybrid"):
+                times = []
+                for _ in range(n_queries):
+                    query = Query(terms=(Term("text", words),), k=24, mode=mode)
+                    t = time.perf_counter()
+                    engine.search(query)
+                    times.append((time.perf_counter() - t) * 1000)
+                out[f"{words}/{mode}"] = {
+                    "p50_ms": round(float(np.percentile(times, 50)), 2),
+                    "p99_ms": round(float(np.percentile(times, 99)), 2),
+                }
+        engine.close()
+    return out
+
+
 def main() -> dict[str, Any]:
     from iconosearch.evaluation.bootstrap import paired_bootstrap, recall_statistic
     from iconosearch.models.embedder import load_embedder
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--heritage", type=Path, required=True)
-    parser.add_argument("--part", choices=("val", "test"), required=True)
+    parser.add_argument("--heritage", type=Path)
+    parser.add_argument("--part", choices=("val", "test"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/iconosearch/bench-hybrid")
+    parser.add_argument("--latency", type=int, metavar="N")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: manuscript figures only; --latency at most 2000"
+    )
     args = parser.parse_args()
+    if args.latency:
+        return latency(min(args.latency, 2000), 20) if args.quick else latency(args.latency)
+    if args.heritage is None or args.part is None:
+        parser.error("--heritage and --part are needed (or --latency N)")
     started = time.perf_counter()
     embedder = load_embedder("iconosearch-lite")
-    galleries = [*heritage_galleries(args.heritage, args.part), *clipart_galleries(args.heritage, args.part)]
+    galleries = heritage_galleries(args.heritage, args.part)
+    if args.quick:
+        galleries = [g for g in galleries if g.name == "manuscripts"]
+    else:
+        galleries += clipart_galleries(args.heritage, args.part)
     rows: list[dict[str, Any]] = []
     raw = []
     with tempfile.TemporaryDirectory() as tmp:
