@@ -261,63 +261,28 @@ def bench_engine(n: int, dim: int, n_queries: int) -> dict[str, Any]:
     return out
 
 
-def bench_regions(n: int, per: int, dim: int, n_queries: int) -> dict[str, Any]:
-    """Region search's cost: the engine on ``n`` canvases with ``per`` crop vectors each (ranked by the best
-    of whole image and crops) against the same canvases without crops; p50/p99 of ``search`` (k=24)."""
+def _regions(args: argparse.Namespace) -> dict[str, Any]:
+    """Region search's latency cost (``bench/regions_latency.py``): N canvases × crops, built streamed."""
     import tempfile
 
-    from iconosearch.index.builder import BuildOptions, EmbeddedRecord, ModelInfo, write_version
-    from iconosearch.index.engine import SearchEngine
-    from iconosearch.index.regions import RegionSet
-    from iconosearch.index.store import IndexStore
-    from iconosearch.query import Query, Term
-    from iconosearch.records import ImageRecord, id_to_int64, record_id
+    from regions_latency import bench_regions
 
-    vectors = synthetic(n, dim, seed=3)
-    items = []
-    for i in range(n):
-        m = f"https://example.org/{i}/manifest"
-        rec = ImageRecord(
-            id=record_id(m, m + "/c1", m + "/i1"),
-            collection="pages",
-            manifest_id=m,
-            canvas_id=m + "/c1",
-            image_id=m + "/i1",
-            width=2000,
-            height=3000,
+    def run(workdir: Path) -> dict[str, Any]:
+        return bench_regions(
+            args.regions,
+            args.regions_per,
+            args.regions_dim,
+            min(args.queries, 200),
+            workdir,
+            build_only=args.regions_build_only,
+            memory_gb=args.regions_memory_gb,
         )
-        items.append(EmbeddedRecord(rec, None, vectors[i]))
-    ids = np.repeat(np.array([id_to_int64(i.record.id) for i in items], dtype=np.int64), per)
-    boxes = np.tile(np.array([[0.1, 0.1, 0.4, 0.4]], dtype=np.float32), (n * per, 1))
-    crops = RegionSet(synthetic(n * per, dim, seed=4), ids, boxes)
-    del vectors
-    model = ModelInfo("synthetic", "synthetic", dim)
-    out: dict[str, Any] = {"canvases": n, "regions_per_canvas": per, "dim": dim}
-    rng = np.random.default_rng(5)
-    picks = [items[int(j)].record.id for j in rng.integers(0, n, n_queries)]
-    for name, extra in (("whole_image", None), ("with_regions", crops)):
-        with tempfile.TemporaryDirectory() as tmp:
-            store = IndexStore(Path(tmp) / "indexes", "default")
-            t = time.perf_counter()
-            version = write_version(store, items, model, options=BuildOptions(), crops=extra)
-            build_s = time.perf_counter() - t
-            engine = SearchEngine.open(Path(tmp))
-            times = []
-            for rid in picks:
-                t = time.perf_counter()
-                page = engine.search(Query(terms=(Term("item", rid),), k=24))
-                times.append((time.perf_counter() - t) * 1000)
-                assert len(page.hits) == 24
-            out[name] = {
-                "faiss_type": version.manifest.faiss_type,
-                "regions_faiss_type": version.manifest.regions.get("faiss_type"),
-                "build_s": round(build_s, 1),
-                "p50_ms": pct(times, 50),
-                "p99_ms": pct(times, 99),
-            }
-            engine.close()
-    out["p50_ratio"] = round(out["with_regions"]["p50_ms"] / out["whole_image"]["p50_ms"], 2)
-    return out
+
+    if args.regions_dir is not None:
+        args.regions_dir.mkdir(parents=True, exist_ok=True)
+        return run(args.regions_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        return run(Path(tmp))
 
 
 def main() -> None:
@@ -342,7 +307,22 @@ def main() -> None:
         help="also time region search: N canvases with --regions-per crops each vs whole images only",
     )
     parser.add_argument("--regions-per", type=int, default=13, help="crops per canvas (grid layout: 13)")
-    parser.add_argument("--regions-dim", type=int, default=512)
+    parser.add_argument("--regions-dim", type=int, default=256)
+    parser.add_argument(
+        "--regions-dir",
+        type=Path,
+        default=None,
+        help="keep the region build here and reuse it (default: a temporary folder, built each run)",
+    )
+    parser.add_argument(
+        "--regions-memory-gb",
+        type=float,
+        default=8.0,
+        help="the build's memory budget (the crop index gets a quarter; default: the product's 8 GiB)",
+    )
+    parser.add_argument(
+        "--regions-build-only", action="store_true", help="build the region versions, time nothing"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -364,9 +344,7 @@ def main() -> None:
             runs.append(bench_one(n, dim, args.queries, args.noise, args.kind))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     engine = bench_engine(args.engine, 512, min(args.queries, 100)) if args.engine else None
-    regions = None
-    if args.regions:
-        regions = bench_regions(args.regions, args.regions_per, args.regions_dim, min(args.queries, 100))
+    regions = _regions(args) if args.regions else None
     report = {
         "bench": "search",
         "faiss": faiss.__version__,

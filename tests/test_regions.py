@@ -14,7 +14,7 @@ from PIL import Image
 
 from iconosearch.datadir import DataDir
 from iconosearch.index import regions
-from iconosearch.index.builder import EmbeddedRecord, update_version, write_version
+from iconosearch.index.builder import BuildOptions, EmbeddedRecord, update_version, write_version
 from iconosearch.index.ranking import merge_best
 from iconosearch.index.regions import RegionSet, for_record, grid_layout, image_box, region_fields
 from iconosearch.index.store import IndexStore
@@ -66,15 +66,36 @@ def test_query_regions_parse_pixels_and_percent_and_refuse_bad_ones() -> None:
             image_box(bad, (400, 200))
 
 
+def _ranking(pairs: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([i for i, _ in pairs], np.int64), np.array([s for _, s in pairs], np.float32)
+
+
+def _pairs(ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
+    return [(int(i), round(float(s), 4)) for i, s in zip(ids, scores, strict=True)]
+
+
 def test_merge_best_keeps_only_what_both_rankings_have_seen() -> None:
-    whole = [(1, 0.9), (2, 0.5), (3, 0.4)]
-    crops = [(3, 0.8), (4, 0.6), (1, 0.55)]
-    merged, exhausted = merge_best(whole, False, crops, False)
+    whole = _ranking([(1, 0.9), (2, 0.5), (3, 0.4)])
+    crops = _ranking([(3, 0.8), (4, 0.6), (1, 0.55)])
+    ids, scores, exhausted = merge_best(whole, False, crops, False)
     # Cut at max(0.4, 0.55): ids 2 and 3's whole score are below what the crop list has seen.
-    assert merged == [(1, 0.9), (3, 0.8), (4, 0.6)]
+    assert _pairs(ids, scores) == [(1, 0.9), (3, 0.8), (4, 0.6)]
     assert not exhausted
-    merged, exhausted = merge_best(whole, True, crops, True)
-    assert merged == [(1, 0.9), (3, 0.8), (4, 0.6), (2, 0.5)] and exhausted
+    ids, scores, exhausted = merge_best(whole, True, crops, True)
+    assert _pairs(ids, scores) == [(1, 0.9), (3, 0.8), (4, 0.6), (2, 0.5)] and exhausted
+    # Equal scores: the smaller id first, whichever list it came from.
+    ids, _, _ = merge_best(_ranking([(7, 0.5)]), True, _ranking([(3, 0.5)]), True)
+    assert ids.tolist() == [3, 7]
+
+
+def test_best_per_record_keeps_each_records_best_crop() -> None:
+    owners = np.array([9, 4, 9, 2, 4], np.int64)
+    rows = np.array([10, 11, 12, 13, 14], np.int64)
+    scores = np.array([0.9, 0.7, 0.6, 0.7, 0.5], np.float32)
+    ids, best, crop_rows = regions.best_per_record(owners, rows, scores)
+    assert ids.tolist() == [9, 2, 4]  # 2 and 4 tie at 0.7: smaller id first
+    assert crop_rows.tolist() == [10, 13, 11]
+    assert best.tolist() == pytest.approx([0.9, 0.7, 0.7])
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -157,6 +178,63 @@ def test_incremental_updates_carry_and_drop_crops(
     page = engine.search(Query(terms=(Term("item", items[299].record.id),), k=5))
     assert items[5].record.id not in {h.record.id for h in page.hits}
     assert not any(h.matched_region for h in page.hits)
+
+
+def _streamed(
+    items: list[EmbeddedRecord], target: np.ndarray, count: int | None = None
+) -> regions.CropStream:
+    """13 crops per record; record 7's crop 12 is (nearly) ``target``."""
+    rng = np.random.default_rng(8)
+    boxes = np.asarray(grid_layout(2000, 1500), np.float32)
+    vectors = np.stack(
+        [_unit(np.asarray(i.vector) + 0.6 * rng.standard_normal(32)) for i in items for _ in boxes]
+    )
+    vectors[7 * 13 + 12] = _unit(np.asarray(target, np.float32) + 0.02 * rng.standard_normal(32))
+    ids = np.repeat(np.array([id_to_int64(i.record.id) for i in items], np.int64), len(boxes))
+
+    def batches() -> list[RegionSet]:
+        return [
+            RegionSet(
+                vectors[s : s + 1000], ids[s : s + 1000], np.tile(boxes, (80, 1))[: len(ids[s : s + 1000])]
+            )
+            for s in range(0, len(ids), 1000)
+        ]
+
+    return regions.CropStream(
+        count or len(ids), 32, vectors[rng.choice(len(ids), 2500, replace=False)], batches
+    )
+
+
+def test_a_streamed_crop_index_is_ivf_pq_at_scale_and_ranks_like_the_engine_expects(tmp_path: Path) -> None:
+    items = [replace(i, record=replace(i.record, width=2000, height=1500)) for i in make_items(400)]
+    target = items[399].vector
+    store = IndexStore(tmp_path / "indexes", "default")
+    # A budget that leaves the crops too little for 8-bit codes: IVF-PQ re-ranked by SQ8, as 13M crops get.
+    options = BuildOptions(memory_budget=700_000)
+    version = write_version(store, items, MODEL, options=options, crops=_streamed(items, target))
+    info = version.manifest.regions
+    assert info["count"] == 400 * 13 and info["faiss_type"] == "ivf-pq" and info["recall_at_10"] >= 0.9
+    stored = RegionSet.load(version.path, mmap=True)
+    assert stored is not None and stored.vectors.dtype == np.float16  # approximate index: half floats
+    page = engine_for(tmp_path).search(Query(terms=(Term("item", items[399].record.id),), k=5))
+    assert page.hits[1].record.id == items[7].record.id and page.hits[1].matched_region
+    x, y, w, h = grid_layout(2000, 1500)[12]
+    assert (
+        page.hits[1].record.region
+        == f"{round(x * 2000)},{round(y * 1500)},{round(w * 2000)},{round(h * 1500)}"
+    )
+    with pytest.raises(ValueError, match="not the 5300"):
+        write_version(store, items, MODEL, options=options, crops=_streamed(items, target, count=5300))
+
+
+def test_small_collections_keep_exact_float32_crops(
+    region_index: tuple[Path, list[EmbeddedRecord], np.ndarray],
+) -> None:
+    data_dir, _, _ = region_index
+    version = IndexStore(data_dir / "indexes", "default").current()
+    assert version is not None and version.manifest.regions["faiss_type"] == "flat"
+    stored = RegionSet.load(version.path)
+    assert stored is not None and stored.vectors.dtype == np.float32
 
 
 def test_a_detail_of_an_indexed_item_is_a_query(tmp_path: Path) -> None:

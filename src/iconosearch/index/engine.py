@@ -226,6 +226,7 @@ class SearchEngine:
                         loaded.meta.close()
             self._current = self._previous = None
             self._encoder.close()
+            self._retrieval.close()
 
     def _require(self) -> LoadedVersion:
         loaded = self._current

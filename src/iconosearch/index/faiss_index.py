@@ -358,7 +358,14 @@ def tune(
         return spec, None
     queries = sample_queries(vectors, n_queries)
     _, rows = exact_knn(vectors, queries, 10)
-    exact_ids = ids[rows]
+    return tune_against(index, spec, queries, ids[rows], target=target)
+
+
+def tune_against(
+    index: Any, spec: FaissSpec, queries: np.ndarray, exact_ids: np.ndarray, *, target: float
+) -> tuple[FaissSpec, float]:
+    """:func:`tune` against a known exact top 10 of ``queries`` (a streamed build merges it batch by
+    batch, never holding all vectors)."""
     key, limit = ("nprobe", int(spec.params["nlist"])) if spec.kind.startswith("ivf") else ("efSearch", 4096)
     value = int(spec.params[key])
     while True:

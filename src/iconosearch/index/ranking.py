@@ -278,26 +278,31 @@ def fts_words_expression(texts: Sequence[str]) -> str | None:
 
 
 def merge_best(
-    first: Sequence[tuple[int, float]],
+    first: tuple[np.ndarray, np.ndarray],
     first_exhausted: bool,
-    second: Sequence[tuple[int, float]],
+    second: tuple[np.ndarray, np.ndarray],
     second_exhausted: bool,
-) -> tuple[list[tuple[int, float]], bool]:
-    """Two rankings of the same ids (best first) → each id at its best score: ``(ranking, exhausted)``.
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Two rankings ``(ids, scores)`` of the same ids (best first) → each id at its best score:
+    ``(ids, scores, exhausted)``, best first, ties by id.
 
     A ranking cut at some depth says nothing about ids below its last score, so when either was cut,
     only ids scoring strictly above that cut are kept: their best score is then known exactly (it is
     in whichever list it came from). The result is exhausted only when both inputs are.
     """
-    best: dict[int, float] = {}
-    for i, s in (*first, *second):
-        if s > best.get(i, -math.inf):
-            best[i] = s
-    merged = sort_ranked(best.keys(), best.values())
+    ids = np.concatenate([first[0], second[0]]).astype(np.int64, copy=False)
+    scores = np.concatenate([first[1], second[1]]).astype(np.float64, copy=False)
+    order = np.lexsort((ids, -scores))
+    ids, scores = ids[order], scores[order]
+    # Best first, so an id's first occurrence is its best score.
+    _, first_seen = np.unique(ids, return_index=True)
+    keep = np.sort(first_seen)
+    ids, scores = ids[keep], scores[keep]
     floor = max(
-        first[-1][1] if first and not first_exhausted else -math.inf,
-        second[-1][1] if second and not second_exhausted else -math.inf,
+        float(first[1][-1]) if len(first[1]) and not first_exhausted else -math.inf,
+        float(second[1][-1]) if len(second[1]) and not second_exhausted else -math.inf,
     )
     if floor > -math.inf:
-        merged = [p for p in merged if p[1] > floor]
-    return merged, first_exhausted and second_exhausted
+        above = scores > floor
+        ids, scores = ids[above], scores[above]
+    return ids, scores, first_exhausted and second_exhausted

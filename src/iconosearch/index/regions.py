@@ -9,17 +9,26 @@ region in canvas coordinates and in the image's pixels (:func:`region_fields`).
 Files of an index version that has regions (all rows aligned)::
 
     regions.faiss        FAISS index of the crop vectors, ids = row numbers
-    regions.npy          float32 (R, dim) unit vectors
+    regions.npy          (R, dim) unit vectors: float32 when the crop index is exact (flat), else
+                         float16 (see :data:`HALF_ABOVE`)
     region_ids.npy       int64 (R,) FAISS id of the record each crop belongs to
     region_boxes.npy     float32 (R, 4) x, y, w, h as fractions of the embedded image
 
 Cost: the ``grid`` layout makes up to 13 crops per image (2×2 and 3×3), so indexing embeds up to 14×
 as many images and the index holds up to 14× as many vectors (``iconosearch index`` reports both).
+
+At scale (1M canvases are 13M crops: 27 GB as float32 at 512 dims) the crop index gets its own share
+of the build's memory budget (:data:`BUDGET_SHARE`), which makes it IVF-PQ re-ranked by SQ8 codes on
+disk, as the whole-image index is at 10M; :func:`write_streamed` builds it from batches without ever
+holding the float vectors, and the stored vectors are float16. Queries never read them (the crop index
+gives the scores, and a page's best crops are read as one batch); they are kept for rebuilds and
+incremental updates (a re-ranked index cannot remove vectors), for exact filtered search of small
+subsets, and float16's rounding (~5e-4) is below the 8-bit codes' (~4e-3) that rank them anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,14 @@ BOXES_FILE = "region_boxes.npy"
 OVERLAP = 0.25
 """Neighbouring crops of one grid share a quarter of their side, so a motif on a cell border still
 falls whole into some crop."""
+BUDGET_SHARE = 4
+"""The crop index may use this fraction (1/4) of the build's memory budget: crops are the secondary
+ranking, 13× as many as records, and must not crowd the whole-image index (at the default 8 GiB, 13M
+crops of 512 dims get IVF-PQ with 64-byte codes, ~1 GB resident, rather than 6.6 GB of SQ8 codes)."""
+HALF_ABOVE = "flat"
+"""Crop vectors are stored as float16 unless the crop index is of this (exact) kind, so that small
+collections keep exact scores everywhere (filtered search of a subset reads the stored vectors)."""
+TUNE_QUERIES = 200
 MIN_CROP_SIDE = 96
 """Crops whose shorter side would be below this many pixels (of the fetched image) are skipped: the
 model would see mostly upscaling blur."""
@@ -110,8 +127,8 @@ class RegionSet:
         keep = ~np.isin(self.ids, ids)
         return RegionSet(np.asarray(self.vectors[keep]), self.ids[keep], self.boxes[keep])
 
-    def save(self, folder: Path) -> None:
-        np.save(folder / VECTORS_FILE, self.vectors)
+    def save(self, folder: Path, *, half: bool = False) -> None:
+        np.save(folder / VECTORS_FILE, self.vectors.astype(np.float16) if half else self.vectors)
         np.save(folder / IDS_FILE, self.ids)
         np.save(folder / BOXES_FILE, self.boxes)
 
@@ -120,8 +137,9 @@ class RegionSet:
         """The crops stored in a version folder, or ``None`` when it has none."""
         if not (folder / IDS_FILE).exists():
             return None
+        vectors = np.load(folder / VECTORS_FILE, mmap_mode="r" if mmap else None)
         return cls(
-            np.load(folder / VECTORS_FILE, mmap_mode="r" if mmap else None),
+            vectors if mmap else vectors.astype(np.float32, copy=False),
             np.load(folder / IDS_FILE),
             np.load(folder / BOXES_FILE),
         )
@@ -135,6 +153,90 @@ def for_record(record_int_id: int, vectors: np.ndarray, boxes: Sequence[FracBox]
         np.full(n, record_int_id, dtype=np.int64),
         np.asarray(boxes, dtype=np.float32).reshape(n, 4),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CropStream:
+    """Crops too many to hold at once (see :func:`write_streamed`): how many, a training sample, and a
+    function giving them again as :class:`RegionSet` batches, in the order they are to be stored."""
+
+    count: int
+    dim: int
+    sample: np.ndarray
+    """Unit rows from the crops' distribution to train the quantiser on (and tune against)."""
+    batches: Callable[[], Iterable[RegionSet]]
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def write_streamed(
+    folder: Path, stream: CropStream, *, memory_budget: int, recall_target: float
+) -> dict[str, Any]:
+    """Write a version's region files from ``stream`` in one pass, holding one batch of float vectors.
+
+    The index is planned by :func:`ivf_build.plan` under ``memory_budget`` (the caller gives the crop
+    share); the vectors go to a memory-mapped float16 ``regions.npy`` as they pass, and each batch's exact
+    top 10 for :data:`TUNE_QUERIES` queries drawn from the sample is merged on the way, so nprobe is tuned
+    against exact search without a second pass. Returns the manifest's ``regions`` entry.
+    """
+    from iconosearch.index import faiss_index, ivf_build
+
+    n, dim = stream.count, stream.dim
+    spec = ivf_build.plan(n, dim, memory_budget=memory_budget)
+    queries = faiss_index.sample_queries(stream.sample, TUNE_QUERIES, seed=11)
+    fmt = np.lib.format
+    vectors = fmt.open_memmap(folder / VECTORS_FILE, mode="w+", dtype=np.float16, shape=(n, dim))
+    ids = fmt.open_memmap(folder / IDS_FILE, mode="w+", dtype=np.int64, shape=(n,))
+    boxes = fmt.open_memmap(folder / BOXES_FILE, mode="w+", dtype=np.float32, shape=(n, 4))
+    top = (np.full((len(queries), 10), -np.inf, np.float32), np.full((len(queries), 10), -1, np.int64))
+    done = 0
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        nonlocal done, top
+        for part in stream.batches():
+            rows = np.arange(done, done + len(part), dtype=np.int64)
+            if done + len(part) > n:
+                raise ValueError(f"the crop stream gave more than the {n} crops it announced")
+            vectors[rows[0] : rows[-1] + 1] = part.vectors
+            ids[rows[0] : rows[-1] + 1] = part.ids
+            boxes[rows[0] : rows[-1] + 1] = part.boxes
+            scores, found = faiss_index.exact_knn(part.vectors, queries, 10)
+            top = _merge_top(top, (scores, rows[found]))
+            done += len(part)
+            yield part.vectors, rows
+
+    index = ivf_build.build_streaming(spec, stream.sample[: ivf_build.train_size(spec)], batches())
+    if done != n:
+        raise ValueError(f"the crop stream gave {done} crops, not the {n} it announced")
+    for array in (vectors, ids, boxes):
+        array.flush()
+    spec, recall = faiss_index.tune_against(index, spec, queries, top[1], target=recall_target)
+    faiss_index.write(index, folder / FAISS_FILE)
+    return {"count": n, "faiss_type": spec.kind, "faiss_params": dict(spec.params), "recall_at_10": recall}
+
+
+def _merge_top(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top 10 of two ``(scores, ids)`` lists (best first)."""
+    scores = np.concatenate([a[0], b[0]], axis=1)
+    ids = np.concatenate([a[1], b[1]], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def best_per_record(
+    owners: np.ndarray, rows: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop hits (``rows`` best first, their ``scores`` and record ``owners``) → each record's best:
+    ``(record ids, scores, crop rows)``, best first (ties by id), one record once."""
+    if not len(owners):
+        return owners, scores, rows
+    # The first occurrence of an owner in a best-first list is its best crop.
+    _, first = np.unique(owners, return_index=True)
+    order = first[np.lexsort((owners[first], -scores[first]))]
+    return owners[order], scores[order], rows[order]
 
 
 def _scaled(base: Box, box: FracBox) -> Box:

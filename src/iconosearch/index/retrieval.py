@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -23,11 +24,9 @@ from iconosearch.index.ranking import (
     fts_match_expression,
     merge_best,
     reciprocal_rank_fusion,
-    sort_ranked,
 )
-from iconosearch.index.regions import region_fields
+from iconosearch.index.regions import best_per_record, region_fields
 from iconosearch.query import Filters, Hit, Query, Total, TotalRelation
-from iconosearch.records import ImageRecord
 from iconosearch.relevance import Thresholds
 
 POOL_DEPTH = 1000
@@ -37,10 +36,30 @@ POOL_FALLBACK = 100
 HYBRID_VISUAL_DEPTH = 1000
 """How deep the visual ranking of a hybrid query goes: past ~1000, 1/(60 + rank) adds next to nothing."""
 
+CROP_WORKERS = 4
+"""Threads that search crop indexes beside the requests' whole-image searches (each request uses one)."""
 CROP_DEPTH_FACTOR = 4
 """Crops are searched this many times deeper than records: a record's crops tend to rank together."""
 
+SHORTLIST_MAX = 8192
+"""Most candidates a re-ranked (IVF-PQ + SQ8) crop index re-scores in one search. Its ``k_factor`` (32
+per result) suits a page; the pool's crop search goes ~8000 deep, and 32 × 8000 SQ8 rows read from disk
+per query would cost far more than the order of its deep tail is worth."""
+
 _thread_state = threading.local()
+
+
+def _shortlist_params(spec: FaissSpec, depth: int) -> Any:
+    """Search parameters of a re-ranked index searched ``depth`` deep, its shortlist held to
+    ``SHORTLIST_MAX`` (never under twice the depth); ``None`` (the index's own) for other kinds."""
+    if not faiss_index.refined(spec):
+        return None
+    k_factor = min(float(spec.params["k_factor"]), max(2.0, SHORTLIST_MAX / depth))
+    return faiss_index.search_params(FaissSpec(spec.kind, {**spec.params, "k_factor": k_factor}))
+
+
+def _pairs(ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
+    return list(zip(ids.tolist(), scores.tolist(), strict=True))
 
 
 class Allowed(NamedTuple):
@@ -78,6 +97,21 @@ class Retrieval:
         self.limits = limits
         self.filter_strategy = filter_strategy
         self.subset_max = subset_max
+        self._crop_workers: ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the crop-search threads (a later region search starts new ones)."""
+        with self._workers_lock:
+            workers, self._crop_workers = self._crop_workers, None
+        if workers is not None:
+            workers.shutdown(wait=False)
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._workers_lock:
+            if self._crop_workers is None:
+                self._crop_workers = ThreadPoolExecutor(CROP_WORKERS, thread_name_prefix="crop-search")
+            return self._crop_workers
 
     def facets(
         self, loaded: LoadedVersion, filters: Filters, keywords: str | None
@@ -220,27 +254,43 @@ class Retrieval:
         """Visual ranking to ``depth``: ``([(id, cosine)] best first, exhausted)``.
 
         With region embeddings a record scores the best of its whole image and its crops: the crops are
-        searched ``CROP_DEPTH_FACTOR`` times deeper (one record's crops crowd together), and the merged
-        ranking keeps only what both searches have fully seen (see ``ranking.merge_best``)."""
+        searched ``CROP_DEPTH_FACTOR`` times deeper (one record's crops crowd together), grouped by
+        record in numpy, and the merged ranking keeps only what both searches have fully seen (see
+        ``ranking.merge_best``)."""
         depth = max(1, min(depth, loaded.count))
         whole = (loaded.index, loaded.spec, loaded.vectors)
         a = (allowed.ids, allowed.rows, allowed.selector) if allowed is not None else None
-        pairs, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
         crops = loaded.crops
         if crops is None:
-            return pairs, exhausted
+            ids, scores, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
+            return _pairs(ids, scores), exhausted
         total = len(crops)
-        crop_depth = total if depth >= loaded.count else min(total, depth * CROP_DEPTH_FACTOR)
+        crop_depth = max(1, total if depth >= loaded.count else min(total, depth * CROP_DEPTH_FACTOR))
         ca = None
         if allowed is not None:
             assert allowed.crop_rows is not None
             ca = (allowed.crop_rows, allowed.crop_rows, allowed.crop_selector)
-        crop_pairs, crops_done = self._ranking(
-            (crops.index, crops.spec, crops.set.vectors), qvec, ca, max(1, crop_depth), total
-        )
-        owners = crops.set.ids
-        by_record = [(int(owners[r]), sc) for r, sc in crop_pairs]
-        return merge_best(pairs, exhausted, by_record, crops_done)
+        searched = (crops.index, crops.spec, crops.set.vectors)
+        # The crop search runs beside the whole-image one (FAISS releases the GIL): on two cores the
+        # region path then costs the longer of the two searches, not their sum.
+        crop_search = self._workers().submit(self._crop_ranking, searched, qvec, ca, crop_depth, total)
+        ids, scores, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
+        rows, crop_scores, crops_done = crop_search.result()
+        owners, best, _ = best_per_record(crops.set.ids[rows], rows, crop_scores)
+        m_ids, m_scores, done = merge_best((ids, scores), exhausted, (owners, best), crops_done)
+        return _pairs(m_ids, m_scores), done
+
+    def _crop_ranking(
+        self,
+        searched: tuple[Any, FaissSpec, np.ndarray],
+        qvec: np.ndarray,
+        allowed: tuple[np.ndarray, np.ndarray, Any] | None,
+        depth: int,
+        count: int,
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        one_faiss_thread()
+        params = _shortlist_params(searched[1], depth)
+        return self._ranking(searched, qvec, allowed, depth, count, params=params)
 
     def _ranking(
         self,
@@ -249,19 +299,23 @@ class Retrieval:
         allowed: tuple[np.ndarray, np.ndarray, Any] | None,
         depth: int,
         count: int,
-    ) -> tuple[list[tuple[int, float]], bool]:
-        """``([(FAISS id, cosine)] best first, exhausted)`` of one FAISS index (records or crops)."""
+        *,
+        params: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``(FAISS ids, cosines, exhausted)`` best first (ties by id) of one FAISS index (records or
+        crops); ``params`` for an unfiltered search (a filtered one picks its own)."""
         index, spec, vectors = searched
         depth = max(1, min(depth, count))
         if allowed is None:
-            scores, ids = faiss_index.search(index, qvec, depth)
+            scores, ids = faiss_index.search(index, qvec, depth, params=params)
             # FAISS pads slots it could not fill (IVF probing fewer vectors than asked) with id -1 and
             # score -FLT_MAX: only real hits are checked.
             keep = ids[0] >= 0
-            if not verify.scores_are_sane(scores[0][keep]):
+            found_ids, found = ids[0][keep], scores[0][keep]
+            if not verify.scores_are_sane(found):
                 raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
-            pairs = sort_ranked(ids[0][keep].tolist(), scores[0][keep].tolist())
-            return pairs, len(pairs) < depth or depth >= count
+            order = np.lexsort((found_ids, -found))
+            return found_ids[order], found[order], len(found) < depth or depth >= count
         a_ids, a_rows, selector = allowed
         s, i, exhausted = faiss_index.filtered_search(
             index,
@@ -277,7 +331,8 @@ class Retrieval:
         )
         if not verify.scores_are_sane(s):
             raise verify.IndexDamagedError("the index returned scores outside [-1, 1]")
-        return sort_ranked(i.tolist(), s.tolist()), exhausted
+        order = np.lexsort((i, -s))
+        return i[order], s[order], exhausted
 
     def hits(
         self, loaded: LoadedVersion, page: list[Collapsed], collapse: bool, qvec: np.ndarray | None
@@ -288,11 +343,12 @@ class Retrieval:
             records = loaded.meta.records(ids)
             members = loaded.meta.group_members([c.group for c in page]) if collapse else {}
             rows = loaded.meta.lookup(ids) if loaded.crops is not None and qvec is not None else {}
+        best = self._best_crops(loaded, {i: rows[i].row for i in ids if i in rows}, qvec)
         hits = []
         for c in page:
             record = records[c.id]
             dups = tuple(m for m in members.get(c.group, []) if m != record.id)
-            fields = self._best_crop(loaded, record, c.id, rows[c.id].row, qvec) if c.id in rows else None
+            fields = region_fields(record, best[c.id]) if c.id in best else None
             if fields is not None:
                 region, image_region = fields
                 record = replace(record, region=region, image_region=image_region)
@@ -301,26 +357,35 @@ class Retrieval:
             )
         return tuple(hits)
 
-    def _best_crop(
-        self,
-        loaded: LoadedVersion,
-        record: ImageRecord,
-        record_int_id: int,
-        row: int,
-        qvec: np.ndarray | None,
-    ) -> tuple[str, str] | None:
-        """``(region, image_region)`` of the record's crop that matches ``qvec`` better than the whole
-        image does (exact cosines, whatever the index kind), or ``None``."""
+    def _best_crops(
+        self, loaded: LoadedVersion, rows: dict[int, int], qvec: np.ndarray | None
+    ) -> dict[int, tuple[float, float, float, float]]:
+        """The box of each record's crop that matches ``qvec`` better than its whole image does (exact
+        cosines of the stored vectors, whatever the index kind), for records whose vector row is in
+        ``rows``; one read of all their crops (a page's worth: ~13 × k rows)."""
         crops = loaded.crops
-        if crops is None or qvec is None:
-            return None
-        rows = crops.rows_of(record_int_id)
-        if not len(rows):
-            return None
+        if crops is None or qvec is None or not rows:
+            return {}
+        records = np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))
+        lo = np.searchsorted(crops.sorted_ids, records)
+        hi = np.searchsorted(crops.sorted_ids, records + 1)
+        if not (hi > lo).any():
+            return {}
+        crop_rows = np.concatenate([crops.order[a:b] for a, b in zip(lo, hi, strict=True)])
+        owner = np.repeat(records, hi - lo)
         q = np.asarray(qvec, dtype=np.float32).reshape(-1)
-        scores = np.asarray(crops.set.vectors[rows], dtype=np.float32) @ q
-        best = int(np.argmax(scores))
-        if float(scores[best]) <= float(np.asarray(loaded.vectors[row], dtype=np.float32) @ q):
-            return None
-        box = crops.set.boxes[rows[best]]
-        return region_fields(record, (float(box[0]), float(box[1]), float(box[2]), float(box[3])))
+        # Sorted reads: the stored vectors are memory-mapped, and rows of one record lie together.
+        order = np.argsort(crop_rows)
+        scores = np.empty(len(crop_rows), dtype=np.float32)
+        scores[order] = np.asarray(crops.set.vectors[crop_rows[order]], dtype=np.float32) @ q
+        whole_rows = np.fromiter(rows.values(), dtype=np.int64, count=len(rows))
+        whole_scores = np.asarray(loaded.vectors[whole_rows], dtype=np.float32) @ q
+        whole = dict(zip(records.tolist(), whole_scores.tolist(), strict=True))
+        out: dict[int, tuple[float, float, float, float]] = {}
+        by_score = np.argsort(-scores, kind="stable")
+        owners, best, best_rows = best_per_record(owner[by_score], crop_rows[by_score], scores[by_score])
+        for rid, score, row in zip(owners.tolist(), best.tolist(), best_rows.tolist(), strict=True):
+            if score > whole[rid]:
+                box = crops.set.boxes[row]
+                out[rid] = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        return out

@@ -27,7 +27,7 @@ from iconosearch.index import faiss_index, regions
 from iconosearch.index.duplicates import DUPLICATE_THRESHOLD, duplicate_groups
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import DICTIONARY_SAMPLES, Metadata
-from iconosearch.index.regions import RegionSet
+from iconosearch.index.regions import CropStream, RegionSet
 from iconosearch.index.store import IndexManifest, IndexStore, IndexStoreError, IndexVersion, utc_now_iso
 from iconosearch.records import ImageRecord, id_to_int64
 from iconosearch.storage import writing
@@ -136,13 +136,13 @@ def write_version(
     aliases: Mapping[str, str] | None = None,
     switch: bool = True,
     progress: Progress = no_progress,
-    crops: RegionSet | None = None,
+    crops: RegionSet | CropStream | None = None,
 ) -> IndexVersion:
     """Build a complete new version from ``items`` (and the region ``crops`` of some of them, see
     :mod:`iconosearch.index.regions`) and (by default) switch ``CURRENT`` to it."""
     items, ids = _dedupe_items(items)
     vectors = _stack(items, model.dim)
-    if crops is not None:
+    if isinstance(crops, RegionSet):  # a stream's crops are the caller's to match (it holds none)
         crops = crops.without(np.setdiff1d(crops.ids, ids))
     version, staging = store.begin()
     try:
@@ -247,15 +247,32 @@ def _write_faiss(
 
 
 def _write_regions(
-    staging: Path, crops: RegionSet | None, options: BuildOptions, progress: Progress
+    staging: Path, crops: RegionSet | CropStream | None, options: BuildOptions, progress: Progress
 ) -> dict[str, Any]:
-    """The version's region files and their manifest entry (nothing when there are no crops)."""
+    """The version's region files and their manifest entry (nothing when there are no crops); the crop
+    index gets its share of the memory budget (``regions.BUDGET_SHARE``)."""
     if crops is None or not len(crops):
         return {}
+    budget = options.memory_budget // regions.BUDGET_SHARE
+    if isinstance(crops, CropStream):
+        progress("regions index", 0, len(crops))
+        info = regions.write_streamed(
+            staging, crops, memory_budget=budget, recall_target=options.recall_target
+        )
+        progress("regions index", len(crops), len(crops))
+        return info
     rows = np.arange(len(crops), dtype=np.int64)
-    _, spec, _ = _write_faiss(staging, crops.vectors, rows, options, progress, file=regions.FAISS_FILE)
-    crops.save(staging)
-    return {"count": len(crops), "faiss_type": spec.kind, "faiss_params": dict(spec.params)}
+    crop_options = replace(options, memory_budget=budget)
+    _, spec, recall = _write_faiss(
+        staging, crops.vectors, rows, crop_options, progress, file=regions.FAISS_FILE
+    )
+    crops.save(staging, half=spec.kind != regions.HALF_ABOVE)
+    return {
+        "count": len(crops),
+        "faiss_type": spec.kind,
+        "faiss_params": dict(spec.params),
+        "recall_at_10": recall,
+    }
 
 
 def _groups_for(
