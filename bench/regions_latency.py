@@ -163,13 +163,16 @@ class _ProjectedText:
         return _unit(np.asarray(self.inner.embed_texts(texts), dtype=np.float32) @ self.projection)
 
 
-def _timed(engine: Any, queries: list[Any]) -> tuple[dict[str, float], list[Any]]:
-    times, pages = [], []
-    for q in queries:
-        t = time.perf_counter()
-        pages.append(engine.search(q))
-        times.append((time.perf_counter() - t) * 1000)
-    return {"p50_ms": _pct(times, 50), "p99_ms": _pct(times, 99)}, pages
+def _timed(engines: dict[str, Any], queries: list[Any]) -> dict[str, dict[str, float]]:
+    """Each query on every engine in turn (the order alternating), so changing load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for j, q in enumerate(queries):
+        names = list(engines) if j % 2 == 0 else list(reversed(engines))
+        for name in names:
+            t = time.perf_counter()
+            engines[name].search(q)
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: {"p50_ms": _pct(t, 50), "p99_ms": _pct(t, 99)} for name, t in times.items()}
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -203,9 +206,8 @@ def measure(workdir: Path, n_queries: int, recall_queries: int) -> dict[str, Any
         ("text", [Term("text", s) for s in texts]),
     ):
         queries = [Query(terms=(term,), k=24) for term in terms]
-        for name, engine in engines.items():
-            _timed(engine, queries[:5])  # warm the caches both ways
-            stats, _ = _timed(engine, queries)
+        _timed(engines, queries[:5])  # warm the caches both ways
+        for name, stats in _timed(engines, queries).items():
             out[f"{kind}_{name}"] = stats
         out[f"{kind}_p50_ratio"] = round(out[f"{kind}_with"]["p50_ms"] / out[f"{kind}_whole"]["p50_ms"], 2)
     out["load_after"] = os.getloadavg()[0]
