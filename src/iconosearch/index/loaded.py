@@ -95,17 +95,12 @@ class LoadedCrops:
                 f"ids {len(crops)}, boxes {len(crops.boxes)}, vectors {crops.vectors.shape}"
             )
         self.order = np.argsort(crops.ids, kind="stable")
-        """Crop rows sorted by record id, so that one record's crops are a slice (see :meth:`rows_of`)."""
+        """Crop rows sorted by record id, so that one record's crops are a slice of it."""
         self.sorted_ids = crops.ids[self.order]
         self.filter_cache: OrderedDict[Filters, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.set)
-
-    def rows_of(self, record_int_id: int) -> np.ndarray:
-        """The crop rows of one record (empty when it has none)."""
-        lo, hi = np.searchsorted(self.sorted_ids, [record_int_id, record_int_id + 1])
-        return self.order[lo:hi]
 
     def allowed_rows(self, allowed_ids: np.ndarray) -> np.ndarray:
         """The crop rows of the records in ``allowed_ids`` (sorted)."""
