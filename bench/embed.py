@@ -57,7 +57,7 @@ def _load_model(spec: str) -> tuple[Any, str]:
 
         print(f"note: {exc}; timing the lite architecture with untrained heads", file=sys.stderr)
         config = LiteConfig()
-        clip, _ = build_clip(config, tower_files())
+        clip, _ = build_clip(config, tower_files(config.image_tower))
         folder = Path(tempfile.mkdtemp(prefix="lite-untrained-"))
         save_lite(folder, config, head_state(clip))
         return load_embedder(str(folder)), "untrained heads (built-in heads missing)"

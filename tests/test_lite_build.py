@@ -33,6 +33,7 @@ def test_heritage_sampler_draws_one_caption_per_image_by_weight() -> None:
         image=np.arange(6, dtype=np.float32).reshape(3, 2),
         text=np.eye(3, dtype=np.float32),
         base_text=np.eye(3, dtype=np.float32),
+        base_image=np.arange(6, dtype=np.float32).reshape(3, 2),
         image_row={},
         text_row=text_row,
         clipart_train=PairFeatures(np.zeros((2, 2), np.float32), np.zeros((2, 3), np.float32)),
@@ -41,6 +42,7 @@ def test_heritage_sampler_draws_one_caption_per_image_by_weight() -> None:
         test={},
         counts={},
         distil_rows=np.arange(3),
+        distil_image_rows=np.arange(3),
     )
     sample = heritage_sampler(data)
     rng = np.random.default_rng(0)
@@ -129,7 +131,7 @@ def test_model_card_names_another_text_tower_and_its_baseline(tmp_path: Path) ->
 def test_distilled_text_head_puts_texts_where_the_teacher_does() -> None:
     import torch
 
-    from iconosearch.lite.heads import distil_text_head
+    from iconosearch.lite.heads import distil_head
 
     rng = np.random.default_rng(0)
     teacher_in = rng.normal(size=(400, 6)).astype(np.float32)
@@ -145,7 +147,7 @@ def test_distilled_text_head_puts_texts_where_the_teacher_does() -> None:
             .sum(-1)
             .mean()
         )
-    after = distil_text_head(student, teacher, student_in, teacher_in, epochs=200, batch_size=64)
+    after = distil_head(student, teacher, student_in, teacher_in, epochs=200, batch_size=64)
     assert before < 0.5 < 0.9 < after  # from unrelated directions to nearly the teacher's
 
 

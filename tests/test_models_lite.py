@@ -16,7 +16,7 @@ from PIL import Image
 
 from iconosearch.models import lite as lite_module
 from iconosearch.models.embedder import Embedder, LiteEmbedder, load_embedder
-from iconosearch.models.lite import LiteConfig, read_checkpoint, save_lite, timm_key
+from iconosearch.models.lite import LiteConfig, read_checkpoint, save_lite
 from iconosearch.models.specs import ModelUnavailableError
 
 HELDOUT = Path(__file__).parent / "data" / "lite_heldout"
@@ -36,20 +36,6 @@ def _pair_accuracy(embedder: Embedder, images: list[Image.Image], captions: list
     wins = [(own[i] > sim[j, i]) for i in range(n) for j in range(n) if j != i and captions[j] != captions[i]]
     r1 = float(np.mean(sim.argmax(axis=1) == np.arange(n)))
     return float(np.mean(wins)), r1
-
-
-def test_key_mapping_of_the_efficientnet_checkpoint() -> None:
-    assert timm_key("_conv_stem.weight") == "conv_stem.weight"
-    assert timm_key("_bn1.running_var") == "bn2.running_var"
-    assert timm_key("_fc.weight") is None
-    assert timm_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
-    assert timm_key("_blocks.0._project_conv.weight") == "blocks.0.0.conv_pw.weight"
-    assert timm_key("_blocks.1._expand_conv.weight") == "blocks.1.0.conv_pw.weight"
-    assert timm_key("_blocks.2._project_conv.weight") == "blocks.1.1.conv_pwl.weight"
-    assert timm_key("_blocks.3._bn2.bias") == "blocks.2.0.bn3.bias"
-    assert timm_key("_blocks.15._bn0.weight") == "blocks.6.0.bn1.weight"
-    with pytest.raises(KeyError):
-        timm_key("_other.weight")
 
 
 def test_config_round_trip_and_unknown_keys() -> None:
@@ -131,7 +117,9 @@ def test_checkpoint_round_trip_keeps_fingerprint(tmp_path: Path) -> None:
 
 
 def test_tower_checksum_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lite_module, "IMAGE_TOWER_SHA256", "0" * 64)
+    from iconosearch.models.towers import image
+
+    monkeypatch.setitem(image._SPECS, "lite0", replace(image.image_tower("lite0"), sha256="0" * 64))
     with pytest.raises(ModelUnavailableError, match="SHA-256"):
         lite_module.tower_files()
 

@@ -85,7 +85,9 @@ def finetune_world(tmp_path_factory: pytest.TempPathFactory) -> FinetuneWorld:
 
     root = tmp_path_factory.mktemp("finetune-world")
     config = LiteConfig()
-    clip, _ = build_clip(config, tower_files())  # fresh, untrained heads: a base that knows nothing
+    clip, _ = build_clip(
+        config, tower_files(config.image_tower)
+    )  # fresh, untrained heads: a base that knows nothing
     save_lite(root / "base", config, head_state(clip))
     return FinetuneWorld(root, root / "base", shape_pairs(root / "images"))
 

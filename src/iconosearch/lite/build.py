@@ -13,6 +13,7 @@ and a paired comparison with the baseline (0.1) → ``heads.safetensors``, ``con
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from iconosearch.evaluation.metrics import RetrievalRanks
 from iconosearch.evaluation.pairs import Caption, Pair
 from iconosearch.lite import evaluate as ev
 from iconosearch.lite.corpus import CorpusItem, default_cache_dir, load_corpus, make_split, normalise_caption
+from iconosearch.lite.distil import base_matrices, base_source, distil_texts, same_towers, warm_heads
 from iconosearch.lite.features import Features, Progress, colour_count, feature_cache, towers_embedder
 from iconosearch.lite.heritage import (
     QUERY_TYPES,
@@ -102,7 +104,17 @@ class BuildInputs:
     text_tower: str = "minilm"
     """Text-tower kind of the new model (``minilm``, or a registered kind such as ``use-m3``). When it
     differs from the baseline's, the new text head is first distilled from the baseline's (see
-    :func:`iconosearch.lite.heads.distil_text_head`)."""
+    :mod:`iconosearch.lite.distil`)."""
+    image_tower: str = "lite0"
+    """Image-tower kind (:mod:`iconosearch.models.towers.image`), embedded at the resolution it was trained
+    at. When it differs from the baseline's, the new image head is first distilled from the baseline's."""
+
+    def tower_config(self) -> LiteConfig:
+        """The new model's towers and preprocessing (heads and bridge are chosen by the build)."""
+        from iconosearch.models.towers.image import image_tower
+
+        size = image_tower(self.image_tower).image_size
+        return LiteConfig(text_tower=self.text_tower, image_tower=self.image_tower, image_size=size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +170,8 @@ class Data:
     """Text features of the new model's tower."""
     base_text: np.ndarray
     """The same texts (same rows) through the baseline's tower; ``text`` itself when the towers agree."""
+    base_image: np.ndarray
+    """The same images (same rows) through the baseline's image tower; ``image`` itself when it is shared."""
     image_row: dict[str, int]
     text_row: dict[str, int]
     clipart_train: PairFeatures
@@ -168,6 +182,8 @@ class Data:
     counts: dict[str, Any]
     distil_rows: np.ndarray
     """Rows of the training-side texts (never a validation or test query): what distillation reads."""
+    distil_image_rows: np.ndarray
+    """Rows of the training images (clip-art pairs and heritage train): what image-head distillation reads."""
 
 
 def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> dict[str, ev.Gallery]:
@@ -182,7 +198,7 @@ def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> di
 
 def build_features(inputs: BuildInputs) -> Features:
     """Feature source of the new model's towers (the image tower is shared by every text tower)."""
-    config = LiteConfig(text_tower=inputs.text_tower)
+    config = inputs.tower_config()
     cache = feature_cache(inputs.cache_dir or default_cache_dir())
     return Features(cache, lambda: towers_embedder(config), config)
 
@@ -198,24 +214,6 @@ def _feature_matrices(
     image = np.stack([image_feats[h] for h in hashes]).astype(np.float32)
     text = np.stack([text_feats[t] for t in text_list]).astype(np.float32)
     return image, text, {h: n for n, h in enumerate(hashes)}, {t: n for n, t in enumerate(text_list)}
-
-
-def _base_text(
-    inputs: BuildInputs, base_config: LiteConfig, text: np.ndarray, text_row: dict[str, int]
-) -> np.ndarray:
-    """The texts (same rows) through the baseline's tower; ``text`` itself when it is the same tower."""
-    if base_config.text_tower == inputs.text_tower:
-        return text
-    cache = feature_cache(inputs.cache_dir or default_cache_dir())
-    found = Features(cache, lambda: towers_embedder(base_config), base_config).texts(list(text_row))
-    return np.stack([found[t] for t in text_row]).astype(np.float32)
-
-
-def _distil_texts(clip_train: set[str], heritage_train: dict[str, dict[str, list[str]]]) -> set[str]:
-    """What a text head for another tower is distilled on: the clip-art and heritage training captions and
-    the ImageNet class templates (texts only, so all clip-art ones, not only the paired subsample)."""
-    templates = {t.format(n) for n in class_short_names() for t in PROTOTYPE_TEMPLATES}
-    return clip_train | templates | {t for v in heritage_train.values() for vs in v.values() for t in vs}
 
 
 def _clipart(
@@ -236,9 +234,15 @@ def _clipart(
 
 
 def assemble(
-    inputs: BuildInputs, base_config: LiteConfig, log: Callable[[str], None], progress: Progress | None
+    inputs: BuildInputs,
+    base: tuple[LiteConfig, Features | None],
+    log: Callable[[str], None],
+    progress: Progress | None,
 ) -> tuple[Data, Any]:
-    """Load both corpora, split them, compute (or read) every feature; returns the data and the split."""
+    """Load both corpora, split them, compute (or read) every feature, also through the baseline's towers
+    (``base``: its config and feature source, see :mod:`iconosearch.lite.distil`); returns the data and the
+    split."""
+    base_config = base[0]
     corpus_split, clip, clip_train_captions, stamps, photos = _clipart(inputs, log)
     sets = load_heritage(inputs.heritage, HERITAGE_SETS)
     demo = demo_item_ids(inputs.demo_metadata) if inputs.demo_metadata else set()
@@ -265,11 +269,13 @@ def assemble(
     texts |= held_out
     distil = set()
     if inputs.text_tower != base_config.text_tower:
-        distil = _distil_texts(clip_train_captions, train_texts) - held_out
+        distil = distil_texts(clip_train_captions, train_texts) - held_out
         texts |= distil
     log(f"features: {len(paths)} images, {len(texts)} texts (cached ones are read, not recomputed)")
-    image, text, image_row, text_row = _feature_matrices(build_features(inputs), paths, texts, progress)
-    base_text = _base_text(inputs, base_config, text, text_row)
+    matrices = _feature_matrices(build_features(inputs), paths, texts, progress)
+    image, text, image_row, text_row = matrices
+    same = same_towers(base_config, inputs.tower_config())
+    base_image, base_text = base_matrices(base[1], same, paths, matrices, progress)
     rows = (image_row, text_row)
 
     def clip_gallery(pairs: Sequence[Pair]) -> ev.Gallery:
@@ -277,11 +283,13 @@ def assemble(
 
     train_ok = [p for p in clip_pairs["train"] if p.content_hash in image_row]
     heritage_train = []
+    train_images = {image_row[p.content_hash] for p in train_ok}
     for s in heritage.values():
         for item in s["train"]:
             variants = train_texts[item.pair.item_id]
             choices = [(t, QUERY_WEIGHTS[q] / len(vs)) for q, vs in variants.items() for t in vs]
             heritage_train.append((image_row[item.pair.content_hash], choices))
+            train_images.add(image_row[item.pair.content_hash])
     val = {"clipart/full": clip_gallery(clip_pairs["val"]), "photos/full": clip_gallery(photo_pairs)}
     test = {
         "clipart/full": clip_gallery(clip_pairs["test"]),
@@ -305,6 +313,7 @@ def assemble(
         image,
         text,
         base_text,
+        base_image,
         image_row,
         text_row,
         PairFeatures(
@@ -316,6 +325,7 @@ def assemble(
         test,
         counts,
         np.array(sorted(text_row[t] for t in distil), dtype=np.int64),
+        np.array(sorted(train_images), dtype=np.int64),
     )
     return data, (split, corpus_split)
 
@@ -357,9 +367,9 @@ def encoder(heads: ContrastiveHeads, lite: LiteModel, weight: float) -> ev.Encod
 def evaluate_all(
     enc: ev.Encoder, galleries: dict[str, ev.Gallery], data: Data, *, baseline: bool = False
 ) -> dict[str, RetrievalRanks]:
-    """Ranks per gallery; ``baseline`` reads the baseline tower's text features."""
-    text = data.base_text if baseline else data.text
-    return {name: ev.ranks(enc, g, data.image, text) for name, g in galleries.items()}
+    """Ranks per gallery; ``baseline`` reads the features of the baseline's towers."""
+    image, text = (data.base_image, data.base_text) if baseline else (data.image, data.text)
+    return {name: ev.ranks(enc, g, image, text) for name, g in galleries.items()}
 
 
 def selection_score(ranks: dict[str, RetrievalRanks]) -> float:
@@ -382,22 +392,6 @@ def _prototypes(data: Data, features: Features) -> Prototypes:
     found = features.texts(texts)
     proto_txt = np.stack([found[t] for t in texts]).reshape(len(names), len(PROTOTYPE_TEMPLATES), -1)
     return Prototypes(proto_img, proto_txt.astype(np.float32), data.image.std(axis=0).astype(np.float32))
-
-
-def _warm_heads(data: Data, baseline: Path, text_tower: str) -> ContrastiveHeads:
-    """The baseline's heads; with another text tower, its image head and a text head distilled from it."""
-    from iconosearch.lite.heads import distil_text_head, load_heads, new_heads
-
-    base_config, base, _ = load_heads(baseline)
-    if base_config.text_tower == text_tower:
-        return base
-    heads = new_heads(LiteConfig(head="mlp", text_tower=text_tower))
-    heads.image_head.load_state_dict(base.image_head.state_dict())
-    with torch.no_grad():
-        heads.logit_scale.copy_(base.logit_scale)
-    rows = data.distil_rows
-    distil_text_head(heads.text_head, base.text_head, data.text[rows], data.base_text[rows])
-    return heads
 
 
 def _train(
@@ -472,25 +466,31 @@ def build_lite(
     from iconosearch.models.lite import save_lite
 
     base_config, base_heads, base_class_text = load_heads(inputs.baseline)
+    new_config = inputs.tower_config()
     if variants is None:
-        same = base_config.text_tower == inputs.text_tower
+        same = all(same_towers(base_config, new_config))
         variants = DEFAULT_VARIANTS if same else CROSS_TOWER_VARIANTS
-    data, (split, corpus_split) = assemble(inputs, base_config, log, progress)
+    base_features = base_source(inputs.cache_dir, base_config, new_config)
+    data, (split, corpus_split) = assemble(inputs, (base_config, base_features), log, progress)
     log(f"data: {json.dumps({k: v for k, v in data.counts.items() if k != 'demo_in_training'})}")
     features = build_features(inputs)
     lite = features.embedder.lite
     lite.class_text = compute_class_text(lite, features.embedder.tokenizer)
+    # The baseline's concept bridge reads its own image tower's ImageNet classifier.
+    base_towers = lite
+    if base_features is not None and not same_towers(base_config, new_config)[0]:
+        base_towers = base_features.embedder.lite
     base_lite = LiteModel(
         base_config,
-        lite.clip,
-        lite.classifier,
+        base_towers.clip,
+        base_towers.classifier,
         base_class_text.float() if base_class_text is not None else None,
     )
     base_enc = encoder(base_heads, base_lite, base_config.bridge_weight)
     base_val = evaluate_all(base_enc, data.val, data, baseline=True)
     clip_floor = ev.r10(base_val["clipart/full"]) - CLIPART_MAX_DROP
     prototypes = _prototypes(data, features) if any(v.prototypes_per_epoch for v in variants) else None
-    warm = (_warm_heads(data, inputs.baseline, inputs.text_tower), inputs.text_tower)
+    warm = (warm_heads(data, inputs.baseline, new_config), inputs.text_tower)
 
     def epoch_score(heads: ContrastiveHeads) -> float:
         # Per epoch: the selection score at a middle bridge weight (the weight is chosen afterwards).
@@ -507,10 +507,10 @@ def build_lite(
         results.append((variant, heads, result, curve))
     chosen, weight = _choose([r[3] for r in results], clip_floor)
     variant, heads, result, _curve = results[chosen]
-    config = LiteConfig(
+    config = dataclasses.replace(
+        new_config,
         head="mlp",
         bridge_weight=weight,
-        text_tower=inputs.text_tower,
         extra={
             "variant": variant.name,
             "best_epoch": result.best_epoch,
@@ -528,9 +528,11 @@ def build_lite(
             "best_epoch": result.best_epoch,
             "bridge_weight": weight,
             "text_tower": inputs.text_tower,
+            "image_tower": inputs.image_tower,
             "baseline": {
                 "path": inputs.baseline.as_posix(),
                 "text_tower": base_config.text_tower,
+                "image_tower": base_config.image_tower,
                 "bridge_weight": base_config.bridge_weight,
                 "val": {k: ev.r10(r) for k, r in base_val.items()},
                 "clipart_floor": clip_floor,

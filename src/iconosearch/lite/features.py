@@ -44,7 +44,7 @@ def towers_embedder(config: LiteConfig | None = None, device: str = "cpu") -> Li
     from iconosearch.models.lite import LiteModel, build_clip, tower_files
 
     cfg = config or LiteConfig()
-    towers = tower_files()
+    towers = tower_files(cfg.image_tower)
     clip, classifier = build_clip(cfg, towers)
     tower = None
     if cfg.text_tower != "minilm":

