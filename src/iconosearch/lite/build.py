@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,19 +24,16 @@ import numpy as np
 import torch
 
 from iconosearch.evaluation.metrics import RetrievalRanks
-from iconosearch.evaluation.pairs import Caption, Pair
+from iconosearch.evaluation.pairs import Pair
 from iconosearch.lite import evaluate as ev
-from iconosearch.lite.corpus import CorpusItem, default_cache_dir, load_corpus, make_split, normalise_caption
+from iconosearch.lite.corpus import default_cache_dir
 from iconosearch.lite.distil import base_matrices, base_source, distil_texts, same_towers, warm_heads
-from iconosearch.lite.features import Features, Progress, colour_count, feature_cache, towers_embedder
+from iconosearch.lite.features import Features, Progress, feature_cache, towers_embedder
 from iconosearch.lite.heritage import (
     QUERY_TYPES,
     HeritageItem,
     article,
-    demo_item_ids,
-    load_heritage,
     singular,
-    split_heritage,
 )
 from iconosearch.lite.prototypes import (
     PROTOTYPE_TEMPLATES,
@@ -45,6 +41,7 @@ from iconosearch.lite.prototypes import (
     class_short_names,
     prototype_image_features,
 )
+from iconosearch.lite.sources import HERITAGE_SETS, load_sources
 from iconosearch.models.lite import LiteConfig, LiteModel
 from iconosearch.training.contrastive import ContrastiveHeads, PairFeatures, TrainConfig, train_heads
 
@@ -52,10 +49,6 @@ BRIDGE_WEIGHTS: Final = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CLIPART_MAX_DROP: Final = 0.02
 """A choice may cost at most this much clip-art validation text→image R@10 relative to the baseline."""
 FEATURE_DROPOUT: Final = 0.3
-PHOTO_MIN_COLOURS: Final = 2000
-"""A Tux Paint stamp with more distinct colours than this (at 128 px) counts as a photograph."""
-SAMPLE_SEED: Final = 20261130
-HERITAGE_SETS: Final = ("paintings", "watercolours", "manuscripts")
 SELECTION_SETS: Final = (*HERITAGE_SETS, "photos")
 """Macro-averaged for the choice of variant and bridge weight: each set counts once, however large."""
 QUERY_WEIGHTS: Final = {"full": 0.45, "title": 0.2, "subject": 0.2, "creator": 0.1, "period": 0.05}
@@ -126,26 +119,6 @@ class BuildReport:
     metrics: dict[str, Any]
 
 
-def _rank(text: str) -> str:
-    return hashlib.sha256(f"{SAMPLE_SEED}:{text}".encode()).hexdigest()
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _clipart_pair(item: CorpusItem, collection: str) -> Pair:
-    return Pair(
-        item.key,
-        f"{collection}:{normalise_caption(item.caption)}",
-        collection,
-        item.image,
-        _file_hash(item.image),
-        (Caption(item.caption, "en"),),
-        rights=item.license,
-    )
-
-
 def training_texts(item: HeritageItem) -> dict[str, list[str]]:
     """Caption variants per query type used in training (evaluation uses ``item.queries`` as they are)."""
     out = {t: [q] for t, q in item.queries.items()}
@@ -186,7 +159,7 @@ class Data:
     """Rows of the training images (clip-art pairs and heritage train): what image-head distillation reads."""
 
 
-def _galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> dict[str, ev.Gallery]:
+def query_galleries(prefix: str, items: Sequence[HeritageItem], data_rows: Any) -> dict[str, ev.Gallery]:
     image_row, text_row = data_rows
     out = {}
     for query_type in QUERY_TYPES:
@@ -216,23 +189,6 @@ def _feature_matrices(
     return image, text, {h: n for n, h in enumerate(hashes)}, {t: n for n, t in enumerate(text_list)}
 
 
-def _clipart(
-    inputs: BuildInputs, log: Callable[[str], None]
-) -> tuple[Any, dict[str, list[CorpusItem]], set[str], list[CorpusItem], list[CorpusItem]]:
-    """Clip-art split (train subsampled), every clip-art training caption, the stamps, the photo-like ones."""
-    corpus = load_corpus(inputs.cache_dir or default_cache_dir(), log=log)
-    corpus_split = make_split(corpus)
-    part = corpus_split.part_of()
-    clip = {p: [i for i in corpus if part[i.key] == p] for p in ("train", "val", "test")}
-    # Every clip-art training caption may be distilled on (texts only: cheap); pairs use a subsample.
-    clip_train_captions = {i.caption for i in clip["train"]}
-    clip["train"] = sorted(clip["train"], key=lambda i: _rank(i.key))[: inputs.clipart_train]
-    stamps = [i for i in corpus if part[i.key] == "institution"]
-    photos = [i for i in stamps if colour_count(i.image) > PHOTO_MIN_COLOURS]
-    photos = sorted(photos, key=lambda i: _rank(i.key))[: inputs.photos]
-    return corpus_split, clip, clip_train_captions, stamps, photos
-
-
 def assemble(
     inputs: BuildInputs,
     base: tuple[LiteConfig, Features | None],
@@ -243,18 +199,9 @@ def assemble(
     (``base``: its config and feature source, see :mod:`iconosearch.lite.distil`); returns the data and the
     split."""
     base_config = base[0]
-    corpus_split, clip, clip_train_captions, stamps, photos = _clipart(inputs, log)
-    sets = load_heritage(inputs.heritage, HERITAGE_SETS)
-    demo = demo_item_ids(inputs.demo_metadata) if inputs.demo_metadata else set()
-    # The demo shows every painting and manuscript figure (they may be trained on by their split), but
-    # only a slice of the watercolours: those, with their whole variety, stay out of training.
-    split = split_heritage(sets, held_out={d for d in demo if d.startswith("watercolours/")})
-    clip_pairs = {p: [_clipart_pair(i, "clipart") for i in items] for p, items in clip.items()}
-    photo_pairs = [_clipart_pair(i, "photos") for i in photos]
-    heritage = {
-        name: {p: [i for i in items if split.part_of(i.pair) == p] for p in ("train", "val", "test")}
-        for name, items in sets.items()
-    }
+    src = load_sources(inputs, log)
+    clip, sets, demo, split, heritage = src.clip, src.sets, src.demo, src.split, src.heritage
+    clip_pairs, photo_pairs = src.clip_pairs, src.photo_pairs
 
     paths = {p.content_hash: p.image_path for ps in (*clip_pairs.values(), photo_pairs) for p in ps}
     parts = ("train", "val", "test")
@@ -269,7 +216,7 @@ def assemble(
     texts |= held_out
     distil = set()
     if inputs.text_tower != base_config.text_tower:
-        distil = distil_texts(clip_train_captions, train_texts) - held_out
+        distil = distil_texts(src.clip_train_captions, train_texts) - held_out
         texts |= distil
     log(f"features: {len(paths)} images, {len(texts)} texts (cached ones are read, not recomputed)")
     matrices = _feature_matrices(build_features(inputs), paths, texts, progress)
@@ -296,11 +243,11 @@ def assemble(
         "photos/full": clip_gallery(photo_pairs),
     }
     for name, s in heritage.items():
-        val.update(_galleries(name, s["val"], rows))
-        test.update(_galleries(name, s["test"], rows))
+        val.update(query_galleries(name, s["val"], rows))
+        test.update(query_galleries(name, s["test"], rows))
     counts = {
-        "clipart": {**{p: len(v) for p, v in clip.items()}, "stamps": len(stamps)},
-        "photos": len(photos),
+        "clipart": {**{p: len(v) for p, v in clip.items()}, "stamps": len(src.stamps)},
+        "photos": len(src.photos),
         "heritage": {name: {p: len(v) for p, v in s.items()} for name, s in heritage.items()},
         "heritage_heldout": {
             name: sum(split.part_of(i.pair) == "heldout" for i in items) for name, items in sets.items()
@@ -327,7 +274,7 @@ def assemble(
         np.array(sorted(text_row[t] for t in distil), dtype=np.int64),
         np.array(sorted(train_images), dtype=np.int64),
     )
-    return data, (split, corpus_split)
+    return data, (split, src.corpus_split)
 
 
 def heritage_sampler(data: Data) -> Callable[[int, np.random.Generator], PairFeatures]:

@@ -8,12 +8,12 @@ from typing import Any
 from iconosearch.lite.build import (
     BRIDGE_WEIGHTS,
     CLIPART_MAX_DROP,
-    PHOTO_MIN_COLOURS,
     QUERY_WEIGHTS,
     SELECTION_SETS,
     BuildReport,
 )
 from iconosearch.lite.heritage import WATERCOLOURS_PER_KIND
+from iconosearch.lite.sources import PHOTO_MIN_COLOURS
 from iconosearch.models.towers.image import image_tower
 from iconosearch.training.cards import INTENDED_USE, Section, write_card
 

@@ -121,6 +121,11 @@ def report(r: RetrievalRanks, g: Gallery) -> dict[str, object]:
     return out
 
 
+def recall_ci(t2i: np.ndarray, groups: Sequence[str], k: int = 10) -> list[float]:
+    """95 % bootstrap interval of text→image R@k over ranks whose queries belong to ``groups``."""
+    return _ci(t2i, recall_statistic(k), groups)
+
+
 def _median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     from iconosearch.evaluation.bootstrap import median_rank_statistic
 
