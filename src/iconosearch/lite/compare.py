@@ -96,7 +96,12 @@ def compare_towers(
     for s in SETS:
         keys = [k for k in ref if k.split("/")[0] == s]
         groups = [group for k in keys for group in ref[k].data.text_groups]
-        row: dict[str, Any] = {"queries": len(groups), "images": max(len(ref[k].data.pairs) for k in keys)}
+        chance = sum(ev.chance_recall(ref[k], 10) * len(ref[k].data.texts) for k in keys) / len(groups)
+        row: dict[str, Any] = {
+            "queries": len(groups),
+            "images": max(len(ref[k].data.pairs) for k in keys),
+            "chance_R@10": chance,
+        }
         for kind in kinds:
             t2i = np.concatenate([ranks[kind][k].t2i for k in keys])
             entry: dict[str, Any] = {"R@10": float(np.mean(t2i <= 10)), "ci": ev.recall_ci(t2i, groups)}
