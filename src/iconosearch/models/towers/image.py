@@ -55,8 +55,6 @@ class ImageTowerSpec:
     """The resolution ImageNet training used (timm's ``input_size``); the lite build embeds at this size."""
     stage_repeats: tuple[int, ...]
     """Blocks per stage: maps the checkpoint's flat block index onto timm's (stage, index)."""
-    feature_dim: int = 1280
-    n_classes: int = 1000
     optional: bool = True
     """In the ``lite-towers`` extra rather than a core dependency."""
 
