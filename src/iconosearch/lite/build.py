@@ -27,7 +27,14 @@ from iconosearch.evaluation.metrics import RetrievalRanks
 from iconosearch.evaluation.pairs import Pair
 from iconosearch.lite import evaluate as ev
 from iconosearch.lite.corpus import default_cache_dir
-from iconosearch.lite.distil import base_matrices, base_source, distil_texts, same_towers, warm_heads
+from iconosearch.lite.distil import (
+    base_matrices,
+    base_model,
+    base_source,
+    distil_texts,
+    same_towers,
+    warm_heads,
+)
 from iconosearch.lite.features import Features, Progress, feature_cache, towers_embedder
 from iconosearch.lite.heritage import (
     QUERY_TYPES,
@@ -423,16 +430,7 @@ def build_lite(
     features = build_features(inputs)
     lite = features.embedder.lite
     lite.class_text = compute_class_text(lite, features.embedder.tokenizer)
-    # The baseline's concept bridge reads its own image tower's ImageNet classifier.
-    base_towers = lite
-    if base_features is not None and not same_towers(base_config, new_config)[0]:
-        base_towers = base_features.embedder.lite
-    base_lite = LiteModel(
-        base_config,
-        base_towers.clip,
-        base_towers.classifier,
-        base_class_text.float() if base_class_text is not None else None,
-    )
+    base_lite = base_model(base_config, base_class_text, lite, base_features)
     base_enc = encoder(base_heads, base_lite, base_config.bridge_weight)
     base_val = evaluate_all(base_enc, data.val, data, baseline=True)
     clip_floor = ev.r10(base_val["clipart/full"]) - CLIPART_MAX_DROP

@@ -19,7 +19,7 @@ import torch
 from iconosearch.lite.corpus import default_cache_dir
 from iconosearch.lite.features import Features, Progress, feature_cache, towers_embedder
 from iconosearch.lite.prototypes import PROTOTYPE_TEMPLATES, class_short_names
-from iconosearch.models.lite import LiteConfig
+from iconosearch.models.lite import LiteConfig, LiteModel
 
 if TYPE_CHECKING:
     from iconosearch.lite.build import Data
@@ -62,6 +62,18 @@ def base_matrices(
         texts = source.texts(list(text_row))
         base_text = np.stack([texts[t] for t in text_row]).astype(np.float32)
     return base_image, base_text
+
+
+def base_model(
+    config: LiteConfig, class_text: torch.Tensor | None, new: LiteModel, source: Features | None
+) -> LiteModel:
+    """The baseline as a model over cached features: its concept bridge reads its own image tower's
+    ImageNet classifier (``new``'s when the image tower is shared)."""
+    towers = new
+    if source is not None and not same_towers(config, new.config)[0]:
+        towers = source.embedder.lite
+    table = class_text.float() if class_text is not None else None
+    return LiteModel(config, towers.clip, towers.classifier, table)
 
 
 def distil_texts(clip_train: set[str], heritage_train: dict[str, dict[str, list[str]]]) -> set[str]:
