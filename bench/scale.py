@@ -20,7 +20,7 @@ and steady-state images/s (first batch back to last) apart, and the largest diff
 
 Run: the build (long, not timed against others) and the search measurement (timed) apart::
 
-    nice -n 10 python bench/scale.py --part index --keep DIR      # build into DIR, ~17 CPU-min at 10M
+    nice -n 10 python bench/scale.py --part index --keep DIR      # build into DIR, ~15 CPU-min at 10M
     flock /work/tools/bench.lock nice -n -10 python bench/scale.py --part index --reuse DIR
     flock /work/tools/bench.lock nice -n -10 python bench/scale.py --part embed --images 128
 
