@@ -26,6 +26,7 @@ from iconosearch.index import faiss_index, verify
 from iconosearch.index.loaded import IndexInfo, LoadedVersion, parse_id, resolve_id
 from iconosearch.index.querying import EmbedderLoader, ModelMismatchError, QueryEncoder, validate_filters
 from iconosearch.index.ranking import (
+    HYBRID_MAX_MATCHES,
     HYBRID_MAX_SHARE,
     Cursor,
     decode_cursor,
@@ -390,8 +391,8 @@ class SearchEngine:
 
         ``None`` in ``vector`` mode, when the query brings its own keyword clause or subject keywords
         (they say which words matter), when no positive text term has a content word, and when the
-        words match no record or more than ``HYBRID_MAX_SHARE`` of those the filters allow: then the
-        ranking is exactly the visual one."""
+        words match no record, or more than ``HYBRID_MAX_SHARE`` of those the filters allow, or more
+        than ``HYBRID_MAX_MATCHES``: then the ranking is exactly the visual one."""
         if (query.mode or self.search_mode) != "hybrid" or query.keywords or query.keyword_any:
             return None
         texts = [
@@ -403,7 +404,8 @@ class SearchEngine:
         if expression is None:
             return None
         allowed = self._retrieval.allowed(loaded, query.filters)
-        cap = int(HYBRID_MAX_SHARE * (loaded.count if allowed is None else len(allowed.ids)))
+        share = int(HYBRID_MAX_SHARE * (loaded.count if allowed is None else len(allowed.ids)))
+        cap = min(share, HYBRID_MAX_MATCHES)
         with loaded.lock:
             found = loaded.meta.keyword_count(expression, query.filters, cap + 1)
         return expression if 0 < found <= cap else None

@@ -250,6 +250,10 @@ HYBRID_MAX_SHARE = 0.2
 """Hybrid search fuses a text query's keyword ranking only when its words match at most this share of
 the records the filters allow: words that a fifth of a collection carries ("painting", "watercolor")
 name a kind of thing, not a work, and fusing them would reorder a visual ranking by catalogue noise."""
+HYBRID_MAX_MATCHES = 5000
+"""…and at most this many records, whatever the collection's size: counting the matches up to the cap is
+the price every hybrid text query pays (bench/hybrid.py --latency: about 27 ms for 40,000 rows at 200k
+records), and a name that 5,000 records carry is a kind of record too."""
 
 _STOP_WORDS = """a an the and or of in on at to for from with without by as is are be it its this that
     these those into onto over under near some any no not all one two three very what which who whose
