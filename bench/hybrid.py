@@ -112,18 +112,21 @@ def heritage_galleries(root: Path, part: str) -> list[Gallery]:
 
 
 def clipart_galleries(root: Path, part: str) -> list[Gallery]:
-    from iconosearch.lite.build import BuildInputs, _clipart, _file_hash
+    import hashlib
+
+    from iconosearch.lite.build import BuildInputs
     from iconosearch.lite.corpus import normalise_caption
+    from iconosearch.lite.sources import load_sources
 
     inputs = BuildInputs(heritage=root, baseline=ROOT / "bench/baselines/iconosearch-lite-0.1")
-    _split, clip, _captions, _stamps, photos = _clipart(inputs, lambda _m: None)
+    sources = load_sources(inputs, lambda _m: None)
     out = []
-    for name, items in (("clipart", clip[part]), ("photos", photos)):
+    for name, items in (("clipart", sources.clip[part]), ("photos", sources.photos)):
         g = Gallery(name)
         for item in items:
             meta = {"title": item.title, "description": item.description, "subjects": ";".join(item.keywords)}
             record = _record(item.key, name, meta)
-            g.records.append((record, _file_hash(item.image), item.image))
+            g.records.append((record, hashlib.sha256(item.image.read_bytes()).hexdigest(), item.image))
             _add_query(g, "full", item.caption, record.id, normalise_caption(item.caption))
         out.append(g)
     return out
