@@ -371,7 +371,9 @@ def embed_bench(n_images: int) -> dict[str, Any]:
         "load_average_1min": [round(x, 1) for x in load],
         "note": "images_per_s: all images over the whole call (Ray: without ray.init); first_batch_s: "
         "start-up (Ray: the model actor's start and model load) plus the first batch; steady: from the "
-        "first batch back to the last. Single process warmed up on 16 images first; Ray's actor is cold.",
+        "first batch back to the last, which for Ray means something only over many batches (the actor "
+        "may finish several before the driver reads the first, and they come back in a burst). Single "
+        "process warmed up on 16 images first; Ray's actor is cold.",
     }
 
 
