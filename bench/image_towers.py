@@ -89,7 +89,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--kinds", nargs="*", default=None)
+    parser.add_argument("--quick", action="store_true", help="batches of 4, one repeat: smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.batch_size, args.repeats = 4, 1
 
     import torch
 

@@ -26,7 +26,13 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["lite0", "lite1", "lite2"])
     parser.add_argument("--text-tower", default="use-m3")
     parser.add_argument("--clipart-train", type=int, default=800)
+    parser.add_argument("--photos", type=int, default=150, help="photo-like Tux Paint stamps (as the build)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the first two towers and 30 stamps: a smoke run, same keys"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.kinds, args.photos = args.kinds[:2], 30
 
     import torch
 
@@ -39,6 +45,7 @@ def main() -> None:
         ROOT / "bench" / "baselines" / "iconosearch-lite-en",
         args.demo_metadata,
         clipart_train=args.clipart_train,
+        photos=args.photos,
         text_tower=args.text_tower,
     )
     result = compare_towers(inputs, args.kinds, log=lambda m: print(m, file=sys.stderr))

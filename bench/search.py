@@ -262,10 +262,10 @@ def bench_engine(n: int, dim: int, n_queries: int) -> dict[str, Any]:
 
 
 def _regions(args: argparse.Namespace) -> dict[str, Any]:
-    """Region search's latency cost (``bench/regions_latency.py``): N canvases × crops, built streamed."""
+    """Region search's latency cost (``bench/_regions_latency.py``): N canvases × crops, built streamed."""
     import tempfile
 
-    from regions_latency import bench_regions
+    from _regions_latency import bench_regions
 
     def run(workdir: Path) -> dict[str, Any]:
         return bench_regions(

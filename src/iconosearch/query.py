@@ -24,7 +24,6 @@ TotalBasis = Literal["relevance", "keywords", "filters"]
 SearchMode = Literal["hybrid", "vector"]
 """``hybrid``: a text query's words are also matched on the catalogue text and fused with the visual
 ranking when they single out a few records (see ``SearchEngine``); ``vector``: the embedding alone."""
-SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector")
 
 
 @dataclass(frozen=True, slots=True)
