@@ -466,7 +466,7 @@ def build_lite(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     save_lite(out_dir, config, heads_state(heads), class_text=lite.class_text)
-    metrics = _test_metrics(encoder(heads, lite, weight), base_enc, data)
+    metrics = paired_test_metrics(encoder(heads, lite, weight), base_enc, data)
     metrics.update(
         {
             "variant": variant.name,
@@ -499,7 +499,7 @@ def build_lite(
     return BuildReport(out_dir, variant.name, result.best_epoch, weight, metrics)
 
 
-def _test_metrics(new: ev.Encoder, base: ev.Encoder, data: Data) -> dict[str, Any]:
+def paired_test_metrics(new: ev.Encoder, base: ev.Encoder, data: Data) -> dict[str, Any]:
     new_ranks = evaluate_all(new, data.test, data)
     base_ranks = evaluate_all(base, data.test, data, baseline=True)
     per_gallery = {
