@@ -63,7 +63,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INDICE = "synthetic"
 K = 24
 SEED = 3
-COLLECTIONS = ("maps", "prints", "photos", "letters")
 THEIR_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 """clip-retrieval's processes: FAISS on one thread (see the module doc); its pkg_resources warning off."""
 COLUMNS = ["url", "caption"]
@@ -178,6 +177,7 @@ def _their_engine(config: Path, vectors_path: Path) -> None:
 
 
 def _caption(i: int) -> str:
+    # search.synthetic_caption's text, written here because this side runs in clip-retrieval's venv.
     return f"item {i} {'harbour' if i % 100 == 0 else 'street'}"
 
 
@@ -198,13 +198,13 @@ def _build(work: Path, n: int, dim: int) -> dict[str, Any]:
     from iconosearch.index import faiss_index
     from iconosearch.index.store import IndexStore
     from iconosearch.index.versions import BuildOptions, EmbeddedRecord, ModelInfo, write_version
-    from search import synthetic  # bench/search.py: the engine bench's vectors
+    from search import synthetic, synthetic_record  # bench/search.py: the engine bench's data
 
     work.mkdir(parents=True, exist_ok=True)
     vectors = synthetic(n, dim, seed=SEED)
     np.save(work / "vectors.npy", vectors)
-    ids = [_record(i).id for i in range(n)]
-    items = [EmbeddedRecord(_record(i), None, vectors[i]) for i in range(n)]
+    ids = [synthetic_record(i).id for i in range(n)]
+    items = [EmbeddedRecord(synthetic_record(i), None, vectors[i]) for i in range(n)]
     store = IndexStore(work / "iconosearch" / "indexes", "default")
     t = time.perf_counter()
     version = write_version(store, items, ModelInfo("synthetic", "synthetic", dim), options=BuildOptions())
@@ -237,25 +237,6 @@ def _build(work: Path, n: int, dim: int) -> dict[str, Any]:
     }
     done.write_text(json.dumps(built))
     return built
-
-
-def _record(i: int) -> Any:
-    """Row ``i``'s catalogue record (as ``bench/search.py``'s engine bench makes them)."""
-    from iconosearch.records import DateRange, ImageRecord, Provider, record_id
-
-    m = f"https://example.org/{i}/manifest"
-    return ImageRecord(
-        id=record_id(m, m + "/c1", m + "/i1"),
-        collection=COLLECTIONS[i % 4],
-        manifest_id=m,
-        canvas_id=m + "/c1",
-        image_id=m + "/i1",
-        manifest_label={"en": [f"Item {i}"]},
-        rights="http://creativecommons.org/publicdomain/zero/1.0/" if i % 3 else None,
-        providers=(Provider(label={"en": [f"Institution {i % 50}"]}),),
-        date=DateRange(1400 + i % 600, 1400 + i % 600),
-        caption={"en": [_caption(i)]},
-    )
 
 
 # --- serving and measuring ----------------------------------------------------------------------------
