@@ -23,11 +23,9 @@ decaying spectrum), so IVF has to probe as many lists as it would on real data.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +46,7 @@ from iconosearch.records import (  # noqa: E402
     id_to_int64,
     record_id,
 )
+from search import synthetic_chunks  # noqa: E402  # bench/search.py: the same vectors as the FAISS bench
 
 CHUNK = 50_000
 TEMPLATES = 20_000
@@ -132,18 +131,6 @@ def _record(i: int) -> ImageRecord:
     )
 
 
-def _vector_chunks(n: int, dim: int, *, rank: int = 64, seed: int = 0) -> Iterator[np.ndarray]:
-    """``bench/search.py``'s synthetic unit vectors, generated ``CHUNK`` rows at a time."""
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((rank, dim)).astype(np.float32)
-    spectrum = (1.0 / np.sqrt(1.0 + np.arange(rank))).astype(np.float32)
-    for start in range(0, n, CHUNK):
-        m = min(CHUNK, n - start)
-        z = rng.standard_normal((m, rank), dtype=np.float32) * spectrum
-        x = z @ basis + 0.05 * math.sqrt(rank) * rng.standard_normal((m, dim), dtype=np.float32)
-        yield x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def _ids(n: int) -> np.ndarray:
     """Record ids (as FAISS ids): the templates' own, then random distinct 63-bit ones for the copies."""
     ids = np.array([id_to_int64(_record(i).id) for i in range(min(n, TEMPLATES))], dtype=np.int64)
@@ -202,7 +189,7 @@ def build(data_dir: Path, n: int, *, spec: str, fingerprint: str, dim: int, log:
         vectors = np.lib.format.open_memmap(
             staging / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim)
         )
-        for start, chunk in zip(range(0, n, CHUNK), _vector_chunks(n, dim), strict=True):
+        for start, chunk in zip(range(0, n, CHUNK), synthetic_chunks(n, dim, chunk=CHUNK), strict=True):
             vectors[start : start + len(chunk)] = chunk
         ids = _ids(n)
         np.save(staging / "ids.npy", ids)

@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +49,25 @@ def synthetic(n: int, dim: int, *, rank: int = 64, seed: int = 0, chunk: int = 1
     ≈ 0.2, not 0); vectors like these need IVF to probe ~6 % of the lists for recall@10 ≥ 0.95, where
     well-separated Gaussian clusters would make any index look perfect at 1 %.
     """
+    out = np.empty((n, dim), dtype=np.float32)  # filled in place: no second copy of a 1M-row matrix
+    parts = synthetic_chunks(n, dim, rank=rank, seed=seed, chunk=chunk)
+    for start, x in zip(range(0, n, chunk), parts, strict=True):
+        out[start : start + len(x)] = x
+    return out
+
+
+def synthetic_chunks(
+    n: int, dim: int, *, rank: int = 64, seed: int = 0, chunk: int = 100_000
+) -> Iterator[np.ndarray]:
+    """:func:`synthetic`'s vectors, ``chunk`` rows at a time (for builds that must not hold them all)."""
     rng = np.random.default_rng(seed)
     basis = rng.standard_normal((rank, dim)).astype(np.float32)
     spectrum = (1.0 / np.sqrt(1.0 + np.arange(rank))).astype(np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         z = rng.standard_normal((m, rank), dtype=np.float32) * spectrum
         x = z @ basis + 0.05 * math.sqrt(rank) * rng.standard_normal((m, dim), dtype=np.float32)
-        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+        yield x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def pct(values: list[float], p: float) -> float:
