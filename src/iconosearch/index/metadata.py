@@ -487,28 +487,25 @@ class Metadata:
 
     def keyword_ranking(self, match: str, filters: Filters, limit: int) -> list[int]:
         """Ids whose caption matches the FTS5 expression ``match``, best (BM25) first, then by id."""
-        where = self.filter_sql(filters)
-        extra, params = (f" AND {where[0]}", where[1]) if where else ("", [])
-        sql = (
-            "SELECT c.rowid FROM captions c JOIN records r ON r.int_id = c.rowid "  # noqa: S608
-            f"WHERE captions MATCH ?{extra} ORDER BY bm25(captions), c.rowid LIMIT ?"
+        rows = self._keyword_query(
+            "SELECT c.rowid {} ORDER BY bm25(captions), c.rowid LIMIT ?", match, filters, limit
         )
-        try:
-            return [r[0] for r in self.conn.execute(sql, [match, *params, limit])]
-        except sqlite3.OperationalError as exc:
-            raise InvalidFilterError(f"the keyword clause cannot be searched: {exc}") from exc
+        return [r[0] for r in rows]
 
     def keyword_count(self, match: str, filters: Filters, limit: int) -> int:
         """How many records ``filters`` allow match the FTS5 expression ``match``, counted up to ``limit``
         (unranked, so a word in every caption costs ``limit`` rows, not a BM25 sort of all of them)."""
+        rows = self._keyword_query("SELECT count(*) FROM (SELECT 1 {} LIMIT ?)", match, filters, limit)
+        return int(rows[0][0])
+
+    def _keyword_query(self, template: str, match: str, filters: Filters, limit: int) -> list[Any]:
+        """``template`` with ``{}`` replaced by the FTS5 match of the captions the filters allow; a bad
+        FTS5 expression is the caller's error, not the server's."""
         where = self.filter_sql(filters)
         extra, params = (f" AND {where[0]}", where[1]) if where else ("", [])
-        sql = (
-            "SELECT count(*) FROM (SELECT 1 FROM captions c JOIN records r ON r.int_id = c.rowid "  # noqa: S608
-            f"WHERE captions MATCH ?{extra} LIMIT ?)"
-        )
+        matching = f"FROM captions c JOIN records r ON r.int_id = c.rowid WHERE captions MATCH ?{extra}"
         try:
-            return int(self.conn.execute(sql, [match, *params, limit]).fetchone()[0])
+            return self.conn.execute(template.format(matching), [match, *params, limit]).fetchall()
         except sqlite3.OperationalError as exc:
             raise InvalidFilterError(f"the keyword clause cannot be searched: {exc}") from exc
 
