@@ -6,10 +6,10 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Query as QueryParam
-from pydantic import StringConstraints
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
 
 from iconosearch.api import schemas as s
@@ -38,123 +38,114 @@ class SearchParams:
     fields: tuple[str, ...] = ()
 
 
-SEARCH_PARAM_NAMES = frozenset(
-    {
-        "q",
-        "like",
-        "unlike",
-        "not",
-        "keywords",
-        "collection",
-        "institution",
-        "year_from",
-        "year_to",
-        "rights",
-        "lang",
-        "qlang",
-        "has_caption",
-        "suggested_division",
-        "min_score",
-        "k",
-        "cursor",
-        "collapse",
-        "facets",
-        "sort",
-        "mode",
-        "fields",
-    }
-)
+class SearchQueryParams(BaseModel):
+    """The search query string, validated as one model in one pydantic call.
+
+    Why not one FastAPI ``Query(...)`` per parameter: FastAPI resolves and validates each declared
+    parameter separately on every request, which cost ~0.8 ms of the server's CPU per search (17 % of
+    it in a py-spy profile) against ~0.15 ms for this model. The routes declare the same parameters in
+    OpenAPI through :data:`SEARCH_OPENAPI` instead."""
+
+    model_config = ConfigDict(extra="ignore")  # unknown names are refused with their own problem code
+
+    q: str | None = Field(
+        None, max_length=500, description="Words describing the picture.", examples=["a map of a harbour"]
+    )
+    like: list[ItemIdParam] | None = Field(
+        None, description="Ids of items to find more like (repeatable).", examples=[["3f2a9c0d41b7e615"]]
+    )
+    unlike: list[ItemIdParam] | None = Field(None, description="Ids of items to see less like (repeatable).")
+    not_: list[str] | None = Field(
+        None, alias="not", description="'Less of' words (repeatable).", examples=[["ships"]]
+    )
+    keywords: str | None = Field(
+        None, max_length=500, description="Words matched on captions and fused with visual similarity."
+    )
+    collection: list[str] | None = Field(None, description="Keep these collections (repeatable).")
+    institution: list[str] | None = Field(None, description="Keep these institutions (repeatable).")
+    year_from: int | None = Field(None, ge=-10_000, le=10_000, examples=[1600])
+    year_to: int | None = Field(None, ge=-10_000, le=10_000, examples=[1799])
+    rights: list[Rights] | None = Field(None, description="open, restricted or unknown (repeatable).")
+    lang: list[str] | None = Field(None, description="Keep captions in these languages (repeatable).")
+    qlang: str | None = Field(
+        None,
+        max_length=35,
+        description="Language of the words in `q` (e.g. 'de'); `iconclass:` notations in `q` are "
+        "resolved to their text in it.",
+    )
+    has_caption: bool | None = None
+    suggested_division: list[Division] | None = Field(
+        None,
+        description="Keep images whose best machine-suggested ICONCLASS subject is in these "
+        "top-level divisions, 0–9 (repeatable).",
+    )
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    k: int = Field(24, ge=1, description="Results per page (at most limits.k_max).")
+    cursor: str | None = Field(None, max_length=4096, description="next_cursor of the previous page.")
+    collapse: bool = Field(True, description="Collapse near-identical images into one result.")
+    facets: bool = Field(False, description="Also return facet counts.")
+    sort: SortOrder = Field(
+        "relevance",
+        description="relevance (default), or date-asc / date-desc: the strong and possible matches "
+        "(or the keyword matches) by date, undated last.",
+    )
+    mode: SearchMode | None = Field(
+        None,
+        description="hybrid: the words are also matched on the catalogue text (titles, descriptions, "
+        "subjects) and fused when they single out a few items; vector: the embedding alone. "
+        "Default: the server's [search] mode.",
+    )
+    fields: list[s.FieldGroup] | None = Field(
+        None,
+        description="What each result carries besides the compact default (repeatable): "
+        "content_state, viewers (the Content State and ready-made viewer URLs), links (also the "
+        "institution's pages), iiif (canvas, image service, image URL, regions) or full.",
+    )
 
 
-async def search_params(  # async: no blocking work, so FastAPI need not hand it to a thread
-    request: Request,
-    q: Annotated[
-        str | None,
-        QueryParam(
-            max_length=500, description="Words describing the picture.", examples=["a map of a harbour"]
-        ),
-    ] = None,
-    like: Annotated[
-        list[ItemIdParam] | None,
-        QueryParam(
-            description="Ids of items to find more like (repeatable).", examples=[["3f2a9c0d41b7e615"]]
-        ),
-    ] = None,
-    unlike: Annotated[
-        list[ItemIdParam] | None, QueryParam(description="Ids of items to see less like (repeatable).")
-    ] = None,
-    not_: Annotated[
-        list[str] | None,
-        QueryParam(alias="not", description="'Less of' words (repeatable).", examples=[["ships"]]),
-    ] = None,
-    keywords: Annotated[
-        str | None,
-        QueryParam(max_length=500, description="Words matched on captions and fused with visual similarity."),
-    ] = None,
-    collection: Annotated[
-        list[str] | None, QueryParam(description="Keep these collections (repeatable).")
-    ] = None,
-    institution: Annotated[
-        list[str] | None, QueryParam(description="Keep these institutions (repeatable).")
-    ] = None,
-    year_from: Annotated[int | None, QueryParam(ge=-10_000, le=10_000, examples=[1600])] = None,
-    year_to: Annotated[int | None, QueryParam(ge=-10_000, le=10_000, examples=[1799])] = None,
-    rights: Annotated[
-        list[Rights] | None, QueryParam(description="open, restricted or unknown (repeatable).")
-    ] = None,
-    lang: Annotated[
-        list[str] | None, QueryParam(description="Keep captions in these languages (repeatable).")
-    ] = None,
-    qlang: Annotated[
-        str | None,
-        QueryParam(
-            max_length=35,
-            description="Language of the words in `q` (e.g. 'de'); `iconclass:` notations in `q` are "
-            "resolved to their text in it.",
-        ),
-    ] = None,
-    has_caption: Annotated[bool | None, QueryParam()] = None,
-    suggested_division: Annotated[
-        list[Division] | None,
-        QueryParam(
-            description="Keep images whose best machine-suggested ICONCLASS subject is in these "
-            "top-level divisions, 0–9 (repeatable)."
-        ),
-    ] = None,
-    min_score: Annotated[float | None, QueryParam(ge=-1.0, le=1.0)] = None,
-    k: Annotated[int, QueryParam(ge=1, description="Results per page (at most limits.k_max).")] = 24,
-    cursor: Annotated[
-        str | None, QueryParam(max_length=4096, description="next_cursor of the previous page.")
-    ] = None,
-    collapse: Annotated[
-        bool, QueryParam(description="Collapse near-identical images into one result.")
-    ] = True,
-    facets: Annotated[bool, QueryParam(description="Also return facet counts.")] = False,
-    sort: Annotated[
-        SortOrder,
-        QueryParam(
-            description="relevance (default), or date-asc / date-desc: the strong and possible matches "
-            "(or the keyword matches) by date, undated last."
-        ),
-    ] = "relevance",
-    mode: Annotated[
-        SearchMode | None,
-        QueryParam(
-            description="hybrid: the words are also matched on the catalogue text (titles, descriptions, "
-            "subjects) and fused when they single out a few items; vector: the embedding alone. "
-            "Default: the server's [search] mode.",
-        ),
-    ] = None,
-    fields: Annotated[
-        list[s.FieldGroup] | None,
-        QueryParam(
-            description="What each result carries besides the compact default (repeatable): "
-            "content_state, viewers (the Content State and ready-made viewer URLs), links (also the "
-            "institution's pages), iiif (canvas, image service, image URL, regions) or full.",
-        ),
-    ] = None,
-) -> SearchParams:
-    unknown = sorted(set(request.query_params) - SEARCH_PARAM_NAMES)
+def _query_names() -> tuple[frozenset[str], frozenset[str]]:
+    """Every query-string name, and those that may repeat (read from the model, so they cannot drift)."""
+    names, repeatable = set(), set()
+    for name, info in SearchQueryParams.model_fields.items():
+        names.add(info.alias or name)
+        if "list[" in str(info.annotation):
+            repeatable.add(info.alias or name)
+    return frozenset(names), frozenset(repeatable)
+
+
+SEARCH_PARAM_NAMES, _REPEATABLE = _query_names()
+
+
+def _openapi_parameters() -> list[dict[str, Any]]:
+    """The query parameters as OpenAPI declares them, from the model's JSON schema (what FastAPI would
+    have written for one ``Query(...)`` each)."""
+    schema = SearchQueryParams.model_json_schema(by_alias=True)
+    assert "$defs" not in schema, "query parameters must be inline schemas"
+    out = []
+    for name, prop in schema["properties"].items():
+        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        out.append(param)
+    return out
+
+
+SEARCH_OPENAPI: dict[str, Any] = {"parameters": _openapi_parameters()}
+"""``openapi_extra`` of every route that takes :func:`search_params`."""
+
+
+async def search_params(request: Request) -> SearchParams:  # async: no blocking work, no thread hop
+    """The query string as a :class:`SearchParams`; FastAPI-shaped 422s for invalid values, 400
+    ``unknown-parameter`` for names no search takes."""
+    qp = request.query_params
+    raw = {name: qp.getlist(name) if name in _REPEATABLE else qp[name] for name in qp}
+    try:
+        p = SearchQueryParams.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    unknown = sorted(set(raw) - SEARCH_PARAM_NAMES)
     if unknown:
         raise ProblemError(
             400,
@@ -162,34 +153,34 @@ async def search_params(  # async: no blocking work, so FastAPI need not hand it
             f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(SEARCH_PARAM_NAMES))}",
         )
     terms: list[Term] = []
-    if q and q.strip():
-        terms.append(Term("text", q.strip()))
-    terms += [Term("item", _record_id(v)) for v in like or ()]
-    terms += [Term("item", _record_id(v), LESS_OF_WEIGHT) for v in unlike or ()]
-    terms += [Term("text", v.strip(), LESS_OF_WEIGHT) for v in not_ or () if v.strip()]
+    if p.q and p.q.strip():
+        terms.append(Term("text", p.q.strip()))
+    terms += [Term("item", _record_id(v)) for v in p.like or ()]
+    terms += [Term("item", _record_id(v), LESS_OF_WEIGHT) for v in p.unlike or ()]
+    terms += [Term("text", v.strip(), LESS_OF_WEIGHT) for v in p.not_ or () if v.strip()]
     filters = Filters(
-        collections=tuple(collection or ()),
-        providers=tuple(institution or ()),
-        year_from=year_from,
-        year_to=year_to,
-        rights=tuple(rights or ()),
-        languages=tuple(lang or ()),
-        has_caption=has_caption,
-        suggested_divisions=tuple(suggested_division or ()),
+        collections=tuple(p.collection or ()),
+        providers=tuple(p.institution or ()),
+        year_from=p.year_from,
+        year_to=p.year_to,
+        rights=tuple(p.rights or ()),
+        languages=tuple(p.lang or ()),
+        has_caption=p.has_caption,
+        suggested_divisions=tuple(p.suggested_division or ()),
     )
     query = Query(
         terms=tuple(terms),
         filters=filters,
-        keywords=keywords.strip() if keywords and keywords.strip() else None,
-        min_score=min_score,
-        k=k,
-        cursor=cursor or None,
-        collapse_duplicates=collapse,
-        language=qlang.strip().lower() if qlang and qlang.strip() else None,
-        sort=sort,
-        mode=mode,
+        keywords=p.keywords.strip() if p.keywords and p.keywords.strip() else None,
+        min_score=p.min_score,
+        k=p.k,
+        cursor=p.cursor or None,
+        collapse_duplicates=p.collapse,
+        language=p.qlang.strip().lower() if p.qlang and p.qlang.strip() else None,
+        sort=p.sort,
+        mode=p.mode,
     )
-    return SearchParams(query=query, facets=facets, fields=tuple(fields or ()))
+    return SearchParams(query=query, facets=p.facets, fields=tuple(p.fields or ()))
 
 
 def _record_id(value: str) -> str:

@@ -27,6 +27,7 @@ from iconosearch.api.examples import (
 from iconosearch.api.iiif_search import search_manifest
 from iconosearch.api.params import (
     RECORD_ID,
+    SEARCH_OPENAPI,
     SearchParams,
     check_image_bytes,
     check_limits,
@@ -123,6 +124,7 @@ async def _respond(
     responses=GET_SEARCH_RESPONSES,
     tags=["search"],
     summary="Search by words and items (query string)",
+    openapi_extra=SEARCH_OPENAPI,
 )
 async def search_get(ctx: Ctx, request: Request, params: Params) -> Response:
     """Search with words, items ('more like this') and filters given as query parameters.
@@ -151,7 +153,8 @@ async def search_post(ctx: Ctx, request: Request, body: s.SearchRequest) -> Resp
     responses=IMAGE_SEARCH_RESPONSES,
     tags=["search"],
     openapi_extra={
-        "requestBody": {"content": {"multipart/form-data": {"example": {"file": "(image bytes)"}}}}
+        **SEARCH_OPENAPI,
+        "requestBody": {"content": {"multipart/form-data": {"example": {"file": "(image bytes)"}}}},
     },
     summary="Search by an uploaded image",
 )
@@ -184,6 +187,7 @@ async def search_image(
     response_class=JSONResponse,
     tags=["search"],
     summary="Search results as a IIIF manifest",
+    openapi_extra=SEARCH_OPENAPI,
 )
 async def search_iiif(ctx: Ctx, request: Request, params: Params) -> Response:
     """The same search as `GET /api/search`, as a IIIF Presentation 3 Manifest (one canvas per result)."""
@@ -242,6 +246,7 @@ async def get_item(ctx: Ctx, request: Request, item_id: ItemId) -> s.Item:
     responses=GET_SEARCH_RESPONSES,
     tags=["items"],
     summary="More like this image",
+    openapi_extra=SEARCH_OPENAPI,
 )
 async def similar_items(ctx: Ctx, request: Request, item_id: ItemId, params: Params) -> Response:
     """More like this: images similar to the item (the item itself left out); filters and paging apply."""
@@ -343,6 +348,7 @@ def _last_harvests(ctx: ApiContext, names: list[str]) -> dict[str, str]:
     },
     tags=["search"],
     summary="Facet counts for filters",
+    openapi_extra=SEARCH_OPENAPI,
 )
 async def facets(ctx: Ctx, params: Params) -> s.FacetsResponse:
     """Counts per collection, institution, rights class and century for the filters given."""
