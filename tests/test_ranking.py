@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iconosearch.index.ranking import (
+    Collapsed,
     Cursor,
+    DuplicateGroups,
     century_label,
     collapse_duplicates,
     combine_terms,
@@ -82,17 +84,35 @@ def test_sort_ranked_is_deterministic() -> None:
     st.integers(0, 60),
 )
 def test_collapsing_a_prefix_is_a_prefix_of_collapsing_all(pairs: list[tuple[int, int]], cut: int) -> None:
-    ranked = [(rid, 1.0 - i / 100) for i, (rid, _) in enumerate(pairs)]
-    groups = {rid: g for rid, g in pairs}
-    whole = collapse_duplicates(ranked, groups)
-    part = collapse_duplicates(ranked[:cut], groups)
+    ids = np.array([rid for rid, _ in pairs], dtype=np.int64)
+    scores = np.array([1.0 - i / 100 for i in range(len(pairs))])
+    groups = DuplicateGroups.of({rid: 100 + g for rid, g in pairs if g})
+    whole = collapse_duplicates(ids, scores, groups)
+    part = collapse_duplicates(ids[:cut], scores[:cut], groups)
     assert whole[: len(part)] == part
     assert len({c.group for c in whole}) == len(whole)
+    assert whole == _collapse_by_loop(list(zip(ids.tolist(), scores.tolist(), strict=True)), groups)
+
+
+def _collapse_by_loop(ranked: list[tuple[int, float]], groups: DuplicateGroups) -> list[Collapsed]:
+    """The obvious per-hit loop the numpy collapsing must agree with."""
+    group_of = dict(zip(groups.ids.tolist(), groups.groups.tolist(), strict=True))
+    seen: set[int] = set()
+    out = []
+    for rid, score in ranked:
+        group = group_of.get(rid, rid)
+        if group not in seen:
+            seen.add(group)
+            out.append(Collapsed(rid, score, group))
+    return out
 
 
 def test_collapse_keeps_best_of_each_group() -> None:
-    out = collapse_duplicates([(1, 0.9), (2, 0.8), (3, 0.7)], {1: 10, 2: 11, 3: 10})
-    assert [(c.id, c.group) for c in out] == [(1, 10), (2, 11)]
+    groups = DuplicateGroups.of({1: 10, 3: 10})
+    out = collapse_duplicates(np.array([1, 2, 3]), np.array([0.9, 0.8, 0.7]), groups, limit=5)
+    assert [(c.id, c.group) for c in out] == [(1, 10), (2, 2)]
+    assert collapse_duplicates(np.array([1, 2, 3]), np.array([0.9, 0.8, 0.7]), groups, limit=1)[0].id == 1
+    assert groups.shared([10, 2, 10]) == [10]
 
 
 def test_cursor_round_trip_and_validation() -> None:

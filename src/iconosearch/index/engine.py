@@ -362,13 +362,16 @@ class SearchEngine:
         kind = query_kind(query) if words is None else None  # fused scores are not calibrated cosines
         thresholds = loaded.calibration.for_kind(kind) if loaded.calibration and kind else None
         total = None
-        if query.sort != "relevance" or query.cursor is None:
+        need = offset + query.k + 1  # one more than the page, to know whether a next page exists
+        if query.sort != "relevance":
             pool, total = self._retrieval.pool(loaded, query, qvec, (matches, keywords), thresholds)
-        if query.sort == "relevance":
-            need = offset + query.k + 1  # one more than the page, to know whether a next page exists
-            groups = self._retrieval.ranked(loaded, query, qvec, matches, need)
-        else:
             groups = self._retrieval.by_date(loaded, pool, descending=query.sort == "date-desc")
+        elif query.cursor is None:
+            # One search: the total is counted from the page's ranking when it can be (see first_page).
+            clause = (matches, keywords)
+            groups, total = self._retrieval.first_page(loaded, query, qvec, clause, thresholds, need)
+        else:
+            groups = self._retrieval.ranked(loaded, query, qvec, matches, need)
         page = groups[offset : offset + query.k]
         hits = self._retrieval.hits(loaded, page, query.collapse_duplicates, qvec)
         t2 = time.perf_counter()

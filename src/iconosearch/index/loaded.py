@@ -14,6 +14,7 @@ import numpy as np
 from iconosearch.index import faiss_index, regions, verify
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import Metadata
+from iconosearch.index.ranking import DuplicateGroups
 from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexStoreError, IndexVersion
 from iconosearch.query import Filters
@@ -58,7 +59,7 @@ class LoadedVersion:
         self.lock = threading.Lock()
         """Serialises use of the SQLite connection (FAISS searches run concurrently)."""
         self.count = self.meta.count()
-        self.groups = self.meta.shared_groups()
+        self.groups = DuplicateGroups.of(self.meta.shared_groups())
         """Near-duplicate group of each record that has duplicates, kept in memory for collapsing."""
         self.collections = frozenset(self.meta.collections()) | frozenset(m.collections)
         self.calibration: Calibration | None = load_calibration(m.model_spec, m.model_fingerprint, data_dir)

@@ -2,7 +2,7 @@
 
 - :func:`combine_terms`: weighted query terms → one unit query vector.
 - :func:`reciprocal_rank_fusion`: fuse the visual and keyword rankings of a hybrid query.
-- :func:`collapse_duplicates`: group near-identical results under their best-ranked member.
+- :func:`collapse_duplicates`: group near-identical results under their best-ranked member (numpy).
 - :func:`encode_cursor` / :func:`decode_cursor`: opaque, validated paging cursors.
 - :func:`count_facets`: facet counts from (collection, institution, rights, century, division) rows.
 - :func:`fts_match_expression`: user keywords → a safe FTS5 MATCH expression.
@@ -92,26 +92,60 @@ class Collapsed(NamedTuple):
     """The duplicate group (equal to ``id``'s group label)."""
 
 
-def collapse_duplicates(
-    ranked: Sequence[tuple[int, float]], group_of: Mapping[int, int], *, limit: int | None = None
-) -> list[Collapsed]:
-    """Keep the best-ranked result of each near-duplicate group, in rank order (at most ``limit``).
+class DuplicateGroups(NamedTuple):
+    """The near-duplicate group of each record that has duplicates, as sorted arrays (everyone else is
+    alone: their group is their own id), so that a ranking is collapsed in numpy, not per hit."""
 
-    ``group_of`` maps a result id to its group label; ids missing from it are their own group.
+    ids: np.ndarray
+    """Sorted record ids (int64)."""
+    groups: np.ndarray
+    """Each id's group label."""
+
+    @classmethod
+    def of(cls, group_of: Mapping[int, int]) -> DuplicateGroups:
+        ids = np.fromiter(group_of.keys(), dtype=np.int64, count=len(group_of))
+        groups = np.fromiter(group_of.values(), dtype=np.int64, count=len(group_of))
+        order = np.argsort(ids)
+        return cls(ids[order], groups[order])
+
+    def group(self, ids: np.ndarray) -> np.ndarray:
+        """Each id's group label (its own id when it has no duplicates)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = ids.copy()
+        if len(self.ids) and len(ids):
+            pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+            shared = self.ids[pos] == ids
+            out[shared] = self.groups[pos[shared]]
+        return out
+
+    def shared(self, groups: Iterable[int]) -> list[int]:
+        """The labels in ``groups`` that more than one record carries (the others have no members to list)."""
+        labels = np.fromiter(groups, dtype=np.int64)
+        return sorted(set(labels[np.isin(labels, self.groups)].tolist()))
+
+
+def collapse_duplicates(
+    ids: np.ndarray, scores: np.ndarray, groups: DuplicateGroups, *, limit: int | None = None
+) -> list[Collapsed]:
+    """Keep the best-ranked result of each near-duplicate group of a ranking (``ids`` best first, their
+    ``scores``), in rank order (at most ``limit``).
+
     Collapsing a prefix of a ranking gives a prefix of collapsing the whole ranking, so cursor
     pages over collapsed results stay consistent as the fetch depth grows.
     """
-    seen: set[int] = set()
-    out: list[Collapsed] = []
-    for rid, score in ranked:
-        if limit is not None and len(out) >= limit:
-            break
-        group = group_of.get(rid, rid)
-        if group in seen:
-            continue
-        seen.add(group)
-        out.append(Collapsed(rid, score, group))
-    return out
+    labels = groups.group(ids)
+    # Best first, so a group's first occurrence is its best-ranked member.
+    _, first = np.unique(labels, return_index=True)
+    keep = np.sort(first)[:limit]
+    return [
+        Collapsed(i, s, g)
+        for i, s, g in zip(
+            np.asarray(ids)[keep].tolist(),
+            np.asarray(scores)[keep].tolist(),
+            labels[keep].tolist(),
+            strict=True,
+        )
+    ]
 
 
 # --- cursors -------------------------------------------------------------------------------------

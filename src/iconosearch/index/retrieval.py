@@ -58,10 +58,6 @@ def _shortlist_params(spec: FaissSpec, depth: int) -> Any:
     return faiss_index.search_params(FaissSpec(spec.kind, {**spec.params, "k_factor": k_factor}))
 
 
-def _pairs(ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
-    return list(zip(ids.tolist(), scores.tolist(), strict=True))
-
-
 class Allowed(NamedTuple):
     """What a filter allows: record ids and their vector rows, crop rows, FAISS selectors for both."""
 
@@ -131,6 +127,33 @@ class Retrieval:
             cache_put(loaded.facet_cache, key, result)
         return result
 
+    def first_page(
+        self,
+        loaded: LoadedVersion,
+        query: Query,
+        qvec: np.ndarray | None,
+        keyword_clause: tuple[list[str], str | None],
+        thresholds: Thresholds | None,
+        need: int,
+    ) -> tuple[list[Collapsed], Total]:
+        """A relevance-sorted first page's ranking (at least ``need``, as :meth:`ranked`) and its total,
+        from one search: the total of the pool (:meth:`pool`) without searching it when it can.
+
+        Keyword and filter totals are counts that need no ranking. A relevance total (calibrated
+        thresholds) counts the pool's results above ``thresholds.possible``: when the page's own ranking
+        already ends below it (or ends), every such result is in it and the count is the pool's; only
+        otherwise is the pool searched, and the page is then served from it."""
+        total = self._counted_total(loaded, query, keyword_clause, thresholds)
+        if total is not None:
+            return self.ranked(loaded, query, qvec, keyword_clause[0], need), total
+        assert thresholds is not None
+        if need <= POOL_DEPTH:
+            groups = self.ranked(loaded, query, qvec, keyword_clause[0], need)
+            if len(groups) < need or groups[-1].score < thresholds.possible:
+                return groups, self._relevance_total(loaded, groups, False, thresholds)[1]
+        deep = self.ranked(loaded, query, qvec, keyword_clause[0], max(need, POOL_DEPTH + 1))
+        return deep, self._relevance_total(loaded, deep[:POOL_DEPTH], len(deep) > POOL_DEPTH, thresholds)[1]
+
     def pool(
         self,
         loaded: LoadedVersion,
@@ -144,29 +167,52 @@ class Retrieval:
         ``keyword_clause``: the FTS match expressions and the user's keywords (``None`` when the
         expressions come only from a subject's keywords).
         """
-        matches, keywords = keyword_clause
-        groups = self.ranked(loaded, query, qvec, matches, POOL_DEPTH + 1)
+        groups = self.ranked(loaded, query, qvec, keyword_clause[0], POOL_DEPTH + 1)
         deeper = len(groups) > POOL_DEPTH
         groups = groups[:POOL_DEPTH]
+        total = self._counted_total(loaded, query, keyword_clause, thresholds)
+        if total is not None:
+            return groups, total
+        assert thresholds is not None
+        return self._relevance_total(loaded, groups, deeper, thresholds)
+
+    def _counted_total(
+        self,
+        loaded: LoadedVersion,
+        query: Query,
+        keyword_clause: tuple[list[str], str | None],
+        thresholds: Thresholds | None,
+    ) -> Total | None:
+        """The total when it is a count (keywords, or the filters without thresholds); ``None`` when it
+        counts relevant results (see :meth:`_relevance_total`)."""
+        matches, keywords = keyword_clause
         if keywords:
             matching = self.facets(loaded, query.filters, keywords)
-            return groups, Total(sum(matching["collection"].values()), "eq", "keywords")
+            return Total(sum(matching["collection"].values()), "eq", "keywords")
         if matches:
             depth = self.limits.depth_max
             with loaded.lock:
                 found = {i for m in matches for i in loaded.meta.keyword_ranking(m, query.filters, depth)}
-            return groups, Total(len(found), "gte" if len(found) >= depth else "eq", "keywords")
+            return Total(len(found), "gte" if len(found) >= depth else "eq", "keywords")
         if thresholds is not None:
-            kept = [g for g in groups if g.score >= thresholds.possible]
-            if deeper and len(kept) == len(groups):
-                relation: TotalRelation = "gte"
-            else:
-                # Approximate indexes may miss a few: their count is an estimate.
-                relation = "eq" if loaded.spec.kind == "flat" else "about"
-            # Nothing relevant enough: date order still sorts the best few rather than nothing.
-            return (kept or groups[:POOL_FALLBACK]), Total(len(kept), relation, "relevance")
+            return None
         allowed = self.facets(loaded, query.filters, None)
-        return groups, Total(sum(allowed["collection"].values()), "eq", "filters")
+        return Total(sum(allowed["collection"].values()), "eq", "filters")
+
+    @staticmethod
+    def _relevance_total(
+        loaded: LoadedVersion, groups: list[Collapsed], deeper: bool, thresholds: Thresholds
+    ) -> tuple[list[Collapsed], Total]:
+        """``groups`` (a pool's prefix: all its results above ``thresholds.possible``) → the pool to date
+        sort and the count of possible matches; ``deeper``: the ranking goes on past ``groups``."""
+        kept = [g for g in groups if g.score >= thresholds.possible]
+        if deeper and len(kept) == len(groups):
+            relation: TotalRelation = "gte"
+        else:
+            # Approximate indexes may miss a few: their count is an estimate.
+            relation = "eq" if loaded.spec.kind == "flat" else "about"
+        # Nothing relevant enough: date order still sorts the best few rather than nothing.
+        return (kept or groups[:POOL_FALLBACK]), Total(len(kept), relation, "relevance")
 
     def by_date(self, loaded: LoadedVersion, pool: list[Collapsed], *, descending: bool) -> list[Collapsed]:
         """``pool`` by date (start, then end year; relevance breaks ties), undated results last."""
@@ -193,33 +239,38 @@ class Retrieval:
                 ]
             visual_ids: list[int] = []
             if qvec is not None:
-                visual, _ = self.visual(
+                ids, scores, _ = self.visual(
                     loaded, qvec, allowed, min(HYBRID_VISUAL_DEPTH, self.limits.depth_max)
                 )
                 if query.min_score is not None:
-                    visual = [p for p in visual if p[1] >= query.min_score]
-                visual_ids = [i for i, _ in visual]
+                    ids = ids[scores >= query.min_score]
+                visual_ids = ids.tolist()
             fused = reciprocal_rank_fusion([r for r in (visual_ids, *keyword_rankings) if r])
-            return self._collapse(loaded, fused, query.collapse_duplicates, need)
+            f_ids = np.fromiter((i for i, _ in fused), dtype=np.int64, count=len(fused))
+            f_scores = np.fromiter((s for _, s in fused), dtype=np.float64, count=len(fused))
+            return self._collapse(loaded, f_ids, f_scores, query.collapse_duplicates, need)
         assert qvec is not None
         depth = max(64, need * 2 if query.collapse_duplicates else need)
         while True:
-            ranked, exhausted = self.visual(loaded, qvec, allowed, depth)
+            ids, scores, exhausted = self.visual(loaded, qvec, allowed, depth)
             if query.min_score is not None:
-                cut = [p for p in ranked if p[1] >= query.min_score]
-                exhausted = exhausted or len(cut) < len(ranked)
-                ranked = cut
-            groups = self._collapse(loaded, ranked, query.collapse_duplicates, need)
+                above = scores >= query.min_score
+                exhausted = exhausted or not bool(above.all())
+                ids, scores = ids[above], scores[above]
+            groups = self._collapse(loaded, ids, scores, query.collapse_duplicates, need)
             if len(groups) >= need or exhausted or depth >= loaded.count:
                 return groups
             depth = min(loaded.count, depth * 4)
 
+    @staticmethod
     def _collapse(
-        self, loaded: LoadedVersion, ranked: list[tuple[int, float]], collapse: bool, need: int
+        loaded: LoadedVersion, ids: np.ndarray, scores: np.ndarray, collapse: bool, need: int
     ) -> list[Collapsed]:
         if not collapse:
-            return [Collapsed(i, s, i) for i, s in ranked[:need]]
-        return collapse_duplicates(ranked, loaded.groups, limit=need)
+            return [
+                Collapsed(i, s, i) for i, s in zip(ids[:need].tolist(), scores[:need].tolist(), strict=True)
+            ]
+        return collapse_duplicates(ids, scores, loaded.groups, limit=need)
 
     def allowed(self, loaded: LoadedVersion, filters: Filters) -> Allowed | None:
         """The records (and crops) ``filters`` allow, cached per version; ``None``: no filters."""
@@ -250,8 +301,8 @@ class Retrieval:
         qvec: np.ndarray,
         allowed: Allowed | None,
         depth: int,
-    ) -> tuple[list[tuple[int, float]], bool]:
-        """Visual ranking to ``depth``: ``([(id, cosine)] best first, exhausted)``.
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Visual ranking to ``depth``: ``(ids, cosines, exhausted)`` best first (ties by id).
 
         With region embeddings a record scores the best of its whole image and its crops: the crops are
         searched ``CROP_DEPTH_FACTOR`` times deeper (one record's crops crowd together), grouped by
@@ -262,8 +313,7 @@ class Retrieval:
         a = (allowed.ids, allowed.rows, allowed.selector) if allowed is not None else None
         crops = loaded.crops
         if crops is None:
-            ids, scores, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
-            return _pairs(ids, scores), exhausted
+            return self._ranking(whole, qvec, a, depth, loaded.count)
         total = len(crops)
         crop_depth = max(1, total if depth >= loaded.count else min(total, depth * CROP_DEPTH_FACTOR))
         ca = None
@@ -277,8 +327,7 @@ class Retrieval:
         ids, scores, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
         rows, crop_scores, crops_done = crop_search.result()
         owners, best, _ = best_per_record(crops.set.ids[rows], rows, crop_scores)
-        m_ids, m_scores, done = merge_best((ids, scores), exhausted, (owners, best), crops_done)
-        return _pairs(m_ids, m_scores), done
+        return merge_best((ids, scores), exhausted, (owners, best), crops_done)
 
     def _crop_ranking(
         self,
