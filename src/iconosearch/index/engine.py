@@ -23,7 +23,7 @@ from pathlib import Path
 from iconosearch.config import EncoderConfig, LimitsConfig
 from iconosearch.datadir import DataDir
 from iconosearch.index import faiss_index, verify
-from iconosearch.index.loaded import IndexInfo, LoadedVersion, parse_id, resolve_id
+from iconosearch.index.loaded import IndexInfo, LoadedVersion, parse_id, resolve_id, resolve_row
 from iconosearch.index.querying import EmbedderLoader, ModelMismatchError, QueryEncoder, validate_filters
 from iconosearch.index.ranking import (
     HYBRID_MAX_MATCHES,
@@ -277,8 +277,7 @@ class SearchEngine:
         """Ids of the near-identical images of ``record_id`` (not including itself)."""
         loaded = self._require()
         with loaded.lock:
-            iid = resolve_id(loaded, record_id)
-            row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
+            iid, row = resolve_row(loaded, record_id)
             if row is None:
                 return ()
             members = loaded.meta.group_members([row.dup_group]).get(row.dup_group, [])

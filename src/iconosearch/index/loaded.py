@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import re
 import threading
 from collections import OrderedDict
@@ -13,7 +14,7 @@ import numpy as np
 
 from iconosearch.index import faiss_index, regions, verify
 from iconosearch.index.faiss_index import FaissSpec
-from iconosearch.index.metadata import Metadata
+from iconosearch.index.metadata import Metadata, Row
 from iconosearch.index.ranking import DuplicateGroups
 from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexStoreError, IndexVersion
@@ -55,6 +56,7 @@ class LoadedVersion:
         self.spec = FaissSpec(m.faiss_type, dict(m.faiss_params))
         self.index = faiss_index.read(version.faiss_path, self.spec)
         self.vectors: np.ndarray = np.load(version.vectors_path, mmap_mode="r")
+        prefetch(self.vectors)
         self.meta = Metadata(version.metadata_path)
         self.lock = threading.Lock()
         """Serialises use of the SQLite connection (FAISS searches run concurrently)."""
@@ -111,6 +113,17 @@ class LoadedCrops:
 _CACHE_SIZE = 64
 
 
+def prefetch(array: np.ndarray) -> None:
+    """Ask the kernel to read a memory-mapped array's file into the page cache now, in the background.
+
+    An item query reads one stored row; on a cold mapping that row is a page fault and a disk read (with
+    read-ahead around it), which profiled as 15 % of an item query at 200k × 768 while a warm row costs
+    ~10 µs. The pages stay the kernel's (shared between workers, evictable), not this process's memory."""
+    mapped = getattr(array, "_mmap", None)
+    if mapped is not None and hasattr(mmap, "MADV_WILLNEED"):
+        mapped.madvise(mmap.MADV_WILLNEED)
+
+
 def cache_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
     cache.move_to_end(key)
@@ -120,11 +133,20 @@ def cache_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
 
 def resolve_id(loaded: LoadedVersion, record_id: str) -> int | None:
     """FAISS id of a record id, following the alias of an id that 0.1 gave (caller holds the lock)."""
+    return resolve_row(loaded, record_id)[0]
+
+
+def resolve_row(loaded: LoadedVersion, record_id: str) -> tuple[int | None, Row | None]:
+    """:func:`resolve_id` and the record's stored row (``None``: no such record), in one lookup when the
+    id is current (caller holds the lock)."""
     iid = parse_id(record_id)
-    if iid is None or loaded.meta.lookup([iid]):
-        return iid
+    row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
+    if iid is None or row is not None:
+        return iid, row
     new = loaded.meta.alias(record_id)
-    return parse_id(new) if new is not None else iid
+    if new is None or (alias := parse_id(new)) is None:
+        return iid, None
+    return alias, loaded.meta.lookup([alias]).get(alias)
 
 
 def parse_id(record_id: str) -> int | None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from iconosearch import deadline
 from iconosearch.config import EncoderConfig, LimitsConfig
-from iconosearch.index.loaded import LoadedVersion, resolve_id
+from iconosearch.index.loaded import LoadedVersion, resolve_row
 from iconosearch.index.ranking import combine_terms
 from iconosearch.index.store import IndexManifest
 from iconosearch.index.url_fetch import fetch_image_bytes
@@ -151,8 +151,7 @@ class QueryEncoder:
         if term.kind == "item":
             rid = term.value.decode() if isinstance(term.value, bytes) else term.value
             with loaded.lock:
-                iid = resolve_id(loaded, rid.strip())
-                row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
+                iid, row = resolve_row(loaded, rid.strip())
             if row is None:
                 raise UnknownItemError(f"no indexed item has id {rid!r}")
             if term.region is not None:

@@ -390,7 +390,9 @@ class Retrieval:
         ids = [c.id for c in page]
         with loaded.lock:
             records = loaded.meta.records(ids)
-            members = loaded.meta.group_members([c.group for c in page]) if collapse else {}
+            # Most pages hold no record with duplicates: then there is nothing to ask SQLite for.
+            shared = loaded.groups.shared(c.group for c in page) if collapse else []
+            members = loaded.meta.group_members(shared) if shared else {}
             rows = loaded.meta.lookup(ids) if loaded.crops is not None and qvec is not None else {}
         best = self._best_crops(loaded, {i: rows[i].row for i in ids if i in rows}, qvec)
         hits = []
