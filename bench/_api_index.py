@@ -1,11 +1,10 @@
 """A large synthetic index version for ``bench/api.py``: n vectors of the serving model's dimension with
 catalogue-like records, written once into a cached data dir and reused by later runs.
 
-The version is what the product's streaming large-build plan makes for n vectors (``ivf_build.plan``:
-IVF-SQ8 with about √n lists, nprobe tuned to the recall target, files checksummed through
-``IndexStore.commit``). The in-memory writer would pick 4× as many lists; training and adding against
-them took too long on the shared box, and both need about the same share of the vectors scanned per
-query for the same recall. Streamed, because the
+The version is what the product's streaming large-build plan makes for n vectors (``ivf_build.plan``,
+the in-memory writer's choice too: at 1M × 768, IVF-PQ with SQ8 re-ranking over √n lists, because an
+IVF-SQ8 scan per query would take ~30 ms; nprobe tuned to the recall target, files checksummed through
+``IndexStore.commit``). Streamed, because the
 in-memory writer (``index.versions.write_version``) stacks and normalises every float vector and holds
 every record object, which at 1M × 768 dims is over 9 GB on a box whose engineers may use 4 GB each.
 Here vectors go chunk by chunk into a memory-mapped ``vectors.npy``, the quantiser trains on a sample
@@ -23,18 +22,18 @@ decaying spectrum), so IVF has to probe as many lists as it would on real data.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from iconosearch.index import faiss_index, ivf_build  # noqa: E402
-from iconosearch.index.metadata import Metadata  # noqa: E402
+from iconosearch.index.metadata import DICTIONARY_SAMPLES, Metadata  # noqa: E402
 from iconosearch.index.store import IndexManifest, IndexStore, utc_now_iso  # noqa: E402
 from iconosearch.records import (  # noqa: E402
     DateRange,
@@ -141,8 +140,28 @@ def _ids(n: int) -> np.ndarray:
     return np.concatenate([ids, extra[: n - len(ids)]])
 
 
-def _copy_records(conn: sqlite3.Connection, ids: np.ndarray, templates: int) -> None:
-    """Rows ``templates``… as copies of row ``row % templates`` under the ids of ``ids`` (see module doc)."""
+def _copy_records(meta: Metadata, ids: np.ndarray, templates: int) -> None:
+    """Rows ``templates``… as copies of row ``row % templates`` under the ids of ``ids`` (see module doc).
+
+    Stored records are compressed (``Metadata.codec``) and the captions' FTS5 table keeps no text, so
+    each copy's record is re-encoded by a Python function inside the ``INSERT … SELECT`` and its caption
+    is taken from the template record."""
+    conn, codec = meta.conn, meta.codec
+    assert codec is not None  # a new file always has one
+
+    def copied(data: bytes, int_id: int, row: int) -> bytes:
+        record = orjson.loads(codec.decompress(data))
+        record["id"] = f"{int_id:016x}"
+        record["manifest_id"] = f"{record['manifest_id']}?copy={row}"
+        return codec.compress(orjson.dumps(record))
+
+    def caption(data: bytes) -> str:
+        return "\n".join(
+            v for values in orjson.loads(codec.decompress(data))["caption"].values() for v in values
+        )
+
+    conn.create_function("copied_record", 3, copied, deterministic=True)
+    conn.create_function("template_caption", 1, caption, deterministic=True)
     conn.execute("CREATE TEMP TABLE copies (row INTEGER PRIMARY KEY, int_id INTEGER NOT NULL)")
     conn.executemany(
         "INSERT INTO copies VALUES (?, ?)", ((r, int(ids[r])) for r in range(templates, len(ids)))
@@ -155,14 +174,13 @@ def _copy_records(conn: sqlite3.Connection, ids: np.ndarray, templates: int) -> 
         f"INSERT INTO languages SELECT c.int_id, l.lang {source} JOIN languages l ON l.int_id = r.int_id"
     )
     conn.execute(
-        "INSERT INTO captions(rowid, text) SELECT c.int_id, t.text "
-        f"{source} JOIN captions t ON t.rowid = r.int_id"
+        f"INSERT INTO captions(rowid, text) SELECT c.int_id, template_caption(r.data) {source}"
+        " WHERE r.has_caption"
     )
     conn.execute(
         "INSERT INTO records SELECT c.int_id, printf('%016x', c.int_id), c.row, r.collection, r.institution,"
         " r.rights_class, r.year_start, r.year_end, r.century, r.has_caption, c.int_id, r.content_hash,"
-        " json_set(r.data, '$.id', printf('%016x', c.int_id),"
-        f" '$.manifest_id', json_extract(r.data, '$.manifest_id') || '?copy=' || c.row) {source}"
+        f" copied_record(r.data, c.int_id, c.row) {source}"
     )
     conn.execute("DROP TABLE copies")
 
@@ -203,11 +221,12 @@ def build(data_dir: Path, n: int, *, spec: str, fingerprint: str, dim: int, log:
         faiss_index.write(index, staging / "vectors.faiss")
         del index
         lap("faiss_tune")
-        meta = Metadata.create(staging / "metadata.sqlite")
+        templates = min(n, TEMPLATES)
+        samples = [_record(i) for i in range(0, templates, max(1, templates // DICTIONARY_SAMPLES))]
+        meta = Metadata.create(staging / "metadata.sqlite", samples)
         try:
-            templates = min(n, TEMPLATES)
             meta.insert((_record(i), i, int(ids[i]), None) for i in range(templates))
-            _copy_records(meta.conn, ids, templates)
+            _copy_records(meta, ids, templates)
             meta.set_aliases({})
             meta.finish()
         finally:

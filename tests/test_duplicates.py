@@ -1,5 +1,6 @@
 """Near-duplicate grouping by FAISS range search agrees with the k-NN path, and finds groups larger
-than the k-NN path's neighbour count."""
+than the k-NN path's neighbour count; grouping an IVF index's lists by matrix products finds the exact
+reference's groups, in full builds and for the rows an update adds."""
 
 from __future__ import annotations
 
@@ -37,3 +38,53 @@ def test_a_group_larger_than_the_neighbour_count_stays_one_group() -> None:
     groups = duplicate_groups(faiss_index.build(vectors, ids, spec), spec, vectors, ids, threshold=0.97)
     assert len(set(groups.values())) == 3
     assert sorted(set(groups.values())) == [int(ids[0]), int(ids[48]), int(ids[96])]
+
+
+def _exact_groups(vectors: np.ndarray, ids: np.ndarray, threshold: float) -> set[frozenset[int]]:
+    """Connected components of the all-pairs cosine ≥ ``threshold`` graph, by brute force."""
+    linked = (vectors @ vectors.T) >= threshold
+    label = list(range(len(ids)))
+    changed = True
+    while changed:  # min-label propagation until stable: slow, obviously right
+        changed = False
+        for i, j in zip(*np.nonzero(linked), strict=True):
+            if label[i] != label[j]:
+                label[i] = label[j] = min(label[i], label[j])
+                changed = True
+    groups: dict[int, set[int]] = {}
+    for row, lab in enumerate(label):
+        groups.setdefault(lab, set()).add(int(ids[row]))
+    return {frozenset(g) for g in groups.values()}
+
+
+def _as_sets(groups: dict[int, int]) -> set[frozenset[int]]:
+    by_label: dict[int, set[int]] = {}
+    for iid, label in groups.items():
+        by_label.setdefault(label, set()).add(iid)
+    return {frozenset(g) for g in by_label.values()}
+
+
+@pytest.mark.parametrize("kind", ["ivf-sq8", "ivf-pq"])
+def test_grouping_by_ivf_lists_finds_the_exact_groups(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    vectors, ids = _data(60, 3, seed=5)  # 60 groups of 3 near-copies
+    singles = rng.standard_normal((600, 32)).astype(np.float32)
+    vectors = np.vstack([vectors, singles / np.linalg.norm(singles, axis=1, keepdims=True)])
+    ids = np.concatenate([ids, np.arange(5000, 5600, dtype=np.int64)])
+    shuffle = rng.permutation(len(ids))  # ids not in row order, as record ids are not
+    vectors, ids = vectors[shuffle], ids[shuffle]
+    params = {"nlist": 16, "nprobe": 4}
+    if kind == "ivf-pq":
+        params |= {"m": 4, **faiss_index.REFINE_PARAMS}
+    spec = FaissSpec(kind, params)
+    index = faiss_index.build(vectors, ids, spec)
+    exact = _exact_groups(vectors, ids, 0.97)
+    assert sum(len(g) == 3 for g in exact) == 60 and len(exact) == 660
+    assert _as_sets(duplicate_groups(index, spec, vectors, ids, threshold=0.97)) == exact
+
+    # An update asks only about its new rows, against everything indexed, and keeps the old labels.
+    first = duplicate_groups(index, spec, vectors, ids, threshold=0.97, rows=np.arange(0, 400))
+    merged = duplicate_groups(
+        index, spec, vectors, ids, threshold=0.97, rows=np.arange(400, len(ids)), existing=first
+    )
+    assert _as_sets(merged) == exact

@@ -99,8 +99,8 @@ def test_exact_below_threshold_and_approximate_recall_recorded(tmp_path: Path) -
 
 @pytest.mark.parametrize("kind", ["ivf-flat", "hnsw", "ivf-pq"])
 def test_other_index_kinds_build_and_measure_recall(tmp_path: Path, kind: str) -> None:
-    # PQ with 8 sub-quantizers (budget: 8 bytes a vector) keeps its training quick.
-    options = BuildOptions(kind=kind, recall_target=0.8, memory_budget=2000 * 8)
+    # PQ with 4 sub-quantizers (dim/8 of these 32 dims) keeps its training quick.
+    options = BuildOptions(kind=kind, recall_target=0.8, memory_budget=64_000)
     v = write_version(store_at(tmp_path), make_items(2000), MODEL, options=options)
     assert v.manifest.faiss_type == kind
     assert v.manifest.recall_at_10 is not None and 0.0 < v.manifest.recall_at_10 <= 1.0
@@ -112,12 +112,19 @@ def test_other_index_kinds_build_and_measure_recall(tmp_path: Path, kind: str) -
 def test_choose_spec_by_size_and_budget() -> None:
     assert faiss_index.choose_spec(10_000, 512).kind == "flat"
     assert faiss_index.choose_spec(30_000, 512).kind == "ivf-sq8"
-    assert faiss_index.choose_spec(1_000_000, 512).kind == "ivf-sq8"
+    # Past ~8 MiB of SQ8 codes scanned a query, re-ranked PQ: where it keeps the recall (dim/8 ≥ 32).
+    fast = faiss_index.choose_spec(1_000_000, 512)
+    assert fast.kind == "ivf-pq" and faiss_index.refined(fast) and fast.params["m"] == 64
+    assert faiss_index.choose_spec(1_000_000, 768).params["m"] == 96
+    assert faiss_index.choose_spec(1_000_000, 128).kind == "ivf-sq8"
+    assert faiss_index.choose_spec(50_000, 768).kind == "ivf-sq8"
+    assert faiss_index.sq8_scan_bytes(50_000, 768) <= faiss_index.SQ8_SCAN_MAX_BYTES
+    assert faiss_index.sq8_scan_bytes(200_000, 768) > faiss_index.SQ8_SCAN_MAX_BYTES
     assert faiss_index.choose_spec(1_000_000, 512, memory_budget=256 * 1024**2).kind == "ivf-pq"
     assert faiss_index.choose_spec(1_000_000, 512, kind="ivf-flat").kind == "ivf-flat"
     pq = faiss_index.choose_spec(1_000_000, 512, memory_budget=64 * 1_000_000)
     assert pq.kind == "ivf-pq" and 512 % pq.params["m"] == 0 and pq.params["m"] <= 64
-    assert faiss_index.choose_spec(1_000_000, 512).params["nlist"] == 4096
+    assert faiss_index.choose_spec(1_000_000, 512).params["nlist"] == 1024  # ≈ √n
     with pytest.raises(ValueError, match="unknown FAISS"):
         faiss_index.choose_spec(10, 8, kind="lsh")
 

@@ -14,15 +14,17 @@ from iconosearch.index.versions import BuildOptions, update_version, write_versi
 from iconosearch.records import id_to_int64
 from tests.helpers.index_data import MODEL, clustered_vectors, make_items
 
-# 20 bytes a vector: the two ids leave 4 bytes of PQ codes, far too coarse to rank on their own.
-OPTIONS = BuildOptions(kind="ivf-pq", memory_budget=3000 * 20)
+# 20 bytes a vector (and the 64 centroids of 32 floats): the two ids leave 4 bytes of PQ codes, far too
+# coarse to rank on their own.
+OPTIONS = BuildOptions(kind="ivf-pq", memory_budget=3000 * 20 + 64 * 32 * 4)
 
 
 def test_pq_codes_rank_a_shortlist_that_sq8_codes_reorder() -> None:
     vectors = clustered_vectors(6000, seed=2)
     ids = np.arange(6000, dtype=np.int64) * 7 + 3
     queries = faiss_index.sample_queries(vectors, 200)
-    spec = faiss_index.choose_spec(len(vectors), 32, memory_budget=len(vectors) * 20, kind="ivf-pq")
+    budget = len(vectors) * 20 + 64 * 32 * 4
+    spec = faiss_index.choose_spec(len(vectors), 32, memory_budget=budget, kind="ivf-pq")
     assert faiss_index.refined(spec) and spec.params["m"] == 4
     plain = FaissSpec("ivf-pq", {k: v for k, v in spec.params.items() if k not in faiss_index.REFINE_PARAMS})
     recalls = []

@@ -17,8 +17,7 @@ from iconosearch.index.faiss_index import FaissSpec
 DUPLICATE_THRESHOLD = 0.97
 """Cosine at or above which two images count as the same picture (rescans, other manifests)."""
 DUPLICATE_NEIGHBOURS = 16
-DUPLICATE_PROBES = 2
-"""IVF lists searched for each vector's near-duplicates (the search itself probes far more)."""
+"""Neighbours asked of a k-NN search for each vector's near-duplicates (HNSW and sharded indexes)."""
 
 
 class _UnionFind:
@@ -42,39 +41,84 @@ class _UnionFind:
 def duplicate_groups(
     index: Any,
     spec: FaissSpec,
-    queries: np.ndarray,
-    query_ids: np.ndarray,
+    vectors: np.ndarray,
+    ids: np.ndarray,
     *,
     threshold: float,
+    rows: np.ndarray | None = None,
     existing: Mapping[int, int] | None = None,
     batch: int = 4096,
 ) -> dict[int, int]:
-    """Group labels (smallest id of each group) for ``query_ids`` and everything linked to them.
+    """Group labels (smallest id of each group) for the ``rows`` of ``vectors`` (all by default; ``ids``
+    are every row's id in ``index``, which holds all of ``vectors``) and everything linked to them.
 
-    Each query vector is linked to its indexed neighbours at cosine ≥ ``threshold``; ``existing``
+    Each of those vectors is linked to its indexed neighbours at cosine ≥ ``threshold``; ``existing``
     labels (id → label) are kept linked, so incremental updates merge into existing groups.
     """
     uf = _UnionFind()
     for iid, label in (existing or {}).items():
         uf.union(iid, label)
-    if spec.kind.startswith("ivf"):
-        # Near-identical vectors fall in the same (or the next nearest) list, and a pair is linked when
-        # either side finds the other: two probes find them, which keeps this all-pairs pass cheap at
-        # millions of vectors (every probe scans n / nlist codes for each of the n vectors). bench/build.py's
-        # vectors, 100k × 768: 1 probe found 1,532 links, 2 found 1,543, in 42 / 58 s under load.
-        spec = FaissSpec(
-            spec.kind, {**spec.params, "nprobe": min(int(spec.params["nprobe"]), DUPLICATE_PROBES)}
-        )
-    links = _range_links if _has_range_search(spec) else _knn_links
-    for qid, other in links(index, spec, queries, query_ids, threshold, batch):
+    rows = np.arange(len(ids)) if rows is None else np.asarray(rows, dtype=np.int64)
+    lists = _ivf_lists(index, spec, ids)
+    if lists is not None:
+        links = _list_links(lists, vectors, ids, rows, threshold, batch)
+    else:
+        search = _range_links if _has_range_search(spec) else _knn_links
+        links = search(index, spec, vectors[rows], ids[rows], threshold, batch)
+    for qid, other in links:
         uf.union(qid, other)
-    members = set((existing or {}).keys()) | {int(i) for i in query_ids}
+    members = set((existing or {}).keys()) | {int(i) for i in ids[rows]}
     # Labels are the smallest *member* id of each group, so they are stable and meaningful.
     smallest: dict[int, int] = {}
     for iid in members:
         root = uf.find(iid)
         smallest[root] = min(smallest.get(root, iid), iid)
     return {iid: smallest[uf.find(iid)] for iid in members}
+
+
+def _ivf_lists(index: Any, spec: FaissSpec, ids: np.ndarray) -> list[np.ndarray] | None:
+    """The rows of ``ids`` in each inverted list of an unsharded IVF ``index``, as its add assigned them
+    (``None`` for other kinds). A re-ranked index's lists hold rows already, in the order added."""
+    if not spec.kind.startswith("ivf") or faiss_index.shard_count(spec) > 1:
+        return None
+    order = np.argsort(ids, kind="stable")
+    lists = [stored for stored in faiss_index.ivf_lists(index) if len(stored) > 1]
+    if faiss_index.refined(spec):
+        return lists
+    return [order[np.searchsorted(ids, stored, sorter=order)] for stored in lists]
+
+
+def _list_links(
+    lists: list[np.ndarray],
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+    batch: int,
+) -> Iterator[tuple[int, int]]:
+    """``(id, other id)`` at cosine ≥ ``threshold`` among the members of each inverted list: one matrix
+    product of the stored vectors per list (BLAS) instead of a range search per vector.
+
+    Near-identical vectors fall in the same list: the list the build's add already chose for each, so
+    nothing is assigned twice. A pair split by a list boundary is missed, as the search-based pass
+    missed pairs outside its probes (bench/build.py's vectors, 100k × 768: probing the own list only
+    found 1,532 links, two lists 1,543)."""
+    wanted = np.zeros(len(ids), dtype=bool)
+    wanted[rows] = True
+    full = bool(wanted.all())
+    for members in lists:
+        asked = members[wanted[members]]
+        if len(asked) == 0:
+            continue
+        block = np.ascontiguousarray(vectors[members], dtype=np.float32)
+        for start in range(0, len(asked), batch):
+            part = asked[start : start + batch]
+            queries = block[start : start + batch] if full else np.asarray(vectors[part], dtype=np.float32)
+            q_at, m_at = np.nonzero(queries @ block.T >= threshold)
+            # In a full build each pair shows up twice (i, j and j, i); one is enough to union them.
+            keep = part[q_at] < members[m_at] if full else part[q_at] != members[m_at]
+            for a, b in zip(ids[part[q_at[keep]]], ids[members[m_at[keep]]], strict=True):
+                yield int(a), int(b)
 
 
 def _has_range_search(spec: FaissSpec) -> bool:

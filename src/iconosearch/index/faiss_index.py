@@ -4,15 +4,25 @@ Choice by size and memory budget (overridable with ``kind``):
 
 - ``flat``: exact search (``IndexIDMap2(IndexFlatIP)``) up to ``exact_max`` (20k) vectors — 10k × 512
   takes ~1 ms a query on one thread, 100k × 512 ~16 ms, and exact is always right.
-- ``ivf-sq8`` beyond: inverted lists of 8-bit scalar-quantised vectors (1 byte/dim) when ``dim·n``
-  bytes fit the memory budget, else ``ivf-pq`` (product quantisation, as many bytes as fit).
-  ``nlist ≈ 4·√n`` (power of two), k-means trained on a sample of ``40·nlist`` vectors; ``nprobe``
-  is then raised until recall@10 against exact search on sample queries reaches the target, and
-  that measured recall goes into the manifest. Measured at 1M × 512 on one thread (bench/search.py):
-  SQ8 at nprobe 192 gives recall@10 0.978 in 4.6 ms p50 (0.96 at nprobe 128 in 2.8–3.5 ms), where
-  ``ivf-flat`` (full float vectors, 4× the memory traffic) took 7.8 ms for 0.93 and 24 ms for 0.975
-  — so ``ivf-flat`` is only built on request. Scores of SQ8 indexes are the quantised inner
-  products (cosine within ~1e-3).
+- ``ivf-sq8`` or ``ivf-pq`` beyond, over ``nlist ≈ √n`` lists (``nlist_for``; a power of two; the
+  in-memory and the streamed builder share it), k-means trained on a sample of ``40·nlist`` vectors
+  (streamed: 30·nlist); ``nprobe`` is then raised until recall@10 against exact search on sample
+  queries reaches the target, and that measured recall goes into the manifest.
+  **Which of the two is latency-aware** (``ivf_kind``): an ``ivf-sq8`` query scans
+  nprobe·n/nlist codes of ``dim`` bytes, at ~1.7 GB/s on one core of this box, so it is chosen only
+  while that scan, estimated with the nprobe tuning typically lands on (``EXPECTED_PROBES`` 48),
+  stays under ``SQ8_SCAN_MAX_BYTES`` (8 MiB, ~5 ms), and while its codes fit the memory budget.
+  Past either, ``ivf-pq`` re-ranked by SQ8 (below) scans dim/8 bytes a vector instead. Measured with
+  bench/search.py's vectors, 200k × 768, 512 lists, one thread, load ~6 (``--kind`` rows in
+  docs/performance.md): SQ8 nprobe 48, recall@10 0.979, p50 8.6 ms; PQ (96 bytes) + SQ8 re-ranking
+  nprobe 48, recall@10 0.976, p50 1.5 ms (2.6 ms for the top 50). At 1M × 768 SQ8 scans ~62,500 codes
+  (48 MB): 27–32 ms a query, which no serving target survives. PQ is chosen for speed only where it
+  keeps the recall: with dim/8 sub-quantisers of 8 dims each, and at least ``MIN_PQ_SUBQUANTIZERS``
+  (32) of them. Fewer stop short after re-ranking (768 dims with 48 sub-quantisers: recall@10 0.946
+  with every list probed; 64 dims with 8: 0.70), so 64-dim crop indexes stay ``ivf-sq8`` at any size
+  that fits. ``ivf-flat`` (full float vectors, 4× SQ8's memory traffic: 7.8 ms for recall 0.93 at
+  1M × 512) is only built on request. Scores of SQ8 indexes are the quantised inner products
+  (cosine within ~1e-3).
 - ``ivf-pq`` is re-ranked (``params["refine"] = "sq8"``): the PQ codes (``m`` bytes, ~dim/8) only pick a
   shortlist of ``k_factor`` × k candidates, which FAISS's ``IndexRefine`` re-scores with 8-bit scalar
   codes, so recall is that of SQ8 (PQ codes alone stopped at recall@10 0.87 at 1M × 256, however many
@@ -52,6 +62,8 @@ vectors with ~5,000 neighbours per cluster (the density of 10M synthetic vectors
 reached recall@10 0.82 / 0.91 / 0.96 with 8 / 16 / 32 candidates per result (a one-off run of
 bench/scale.py's generator, 200k vectors in 41 clusters, all lists probed); at 1M the bench measured
 0.944 / 0.951 with 16 / 32 at nprobe 16."""
+IVF_ID_BYTES = 8
+"""An IVF vector's int64 record id in its inverted list."""
 REFINED_ID_BYTES = 16
 """A re-ranked vector's two ids in RAM: the IVF list's row number and the ``IndexIDMap``'s record id."""
 
@@ -103,23 +115,69 @@ def _choose_kind(n: int, dim: int, *, kind: str | None, exact_max: int, memory_b
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown FAISS index kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind is None:
-        if n <= exact_max:
-            kind = "flat"
-        elif dim * n <= memory_budget:
-            kind = "ivf-sq8"
-        else:
-            kind = "ivf-pq"
+        kind = "flat" if n <= exact_max else ivf_kind(n, dim, memory_budget=memory_budget)
     if kind == "flat":
         return FaissSpec("flat")
     if kind == "hnsw":
         return FaissSpec("hnsw", {"M": 32, "efConstruction": 80, "efSearch": 64})
-    nlist = int(2 ** round(math.log2(max(4.0 * math.sqrt(max(n, 1)), 16.0))))
-    nlist = max(1, min(nlist, 65536, n // 39 if n >= 39 * 16 else 16))
+    return ivf_spec(kind, n, dim, memory_budget=memory_budget)
+
+
+TRAIN_PER_LIST = 30
+"""k-means training points per list at the least: FAISS warns below 39 but its centroids are stable
+from ~30 (the in-memory builder trains on more, ``build``; the streamed one on exactly this many)."""
+EXPECTED_PROBES = 48
+"""The nprobe a collection's tuning typically lands on with √n lists (bench/search.py's vectors: 48 of
+512 at 200k, 64 of 1,024 at 1M for recall@10 ≥ 0.96), used to estimate what an ``ivf-sq8`` query scans."""
+SQ8_SCAN_MAX_BYTES = 8 * 1024**2
+"""The most SQ8 code bytes one query may be expected to scan before ``ivf-pq`` with SQ8 re-ranking is
+chosen instead (see module doc): 8 MiB take ~5 ms on one core of the 2-core box (48 MB took 27–32 ms)."""
+MIN_PQ_SUBQUANTIZERS = 32
+"""PQ is only chosen for speed where dim/8 sub-quantisers are at least this many: 32 (256 dims)
+reached recall@10 0.95 after re-ranking at 1M, 8 (64 dims) stopped at 0.70 with every list probed."""
+
+
+def nlist_for(n: int) -> int:
+    """Inverted lists for ``n`` vectors: ≈ √n, a power of two, 16 to 65,536, ≥ ``TRAIN_PER_LIST``
+    training points each. Training costs sample × nlist and adding n × nlist dot products, so √n
+    lists (rather than 4·√n) make a 1M build's training 16× and its assignment 4× cheaper; nprobe
+    tuning then probes proportionally fewer, longer lists for the same recall."""
+    nlist = int(2 ** round(math.log2(max(math.sqrt(max(n, 1)), 16.0))))
+    return max(16, min(nlist, 65536, max(16, n // TRAIN_PER_LIST)))
+
+
+def sq8_scan_bytes(n: int, dim: int) -> int:
+    """The SQ8 code bytes one query of an ``ivf-sq8`` index of ``n`` × ``dim`` is expected to scan."""
+    return EXPECTED_PROBES * math.ceil(n / nlist_for(n)) * dim
+
+
+def ivf_kind(n: int, dim: int, *, memory_budget: int) -> str:
+    """``ivf-sq8`` or ``ivf-pq`` (re-ranked) for ``n`` vectors of ``dim`` dims (see module doc): PQ when
+    SQ8's codes, ids and centroids miss ``memory_budget``, or when its expected scan per query exceeds
+    ``SQ8_SCAN_MAX_BYTES`` and PQ has enough sub-quantisers to keep the recall."""
+    sq8_bytes = n * (dim + IVF_ID_BYTES) + nlist_for(n) * dim * 4
+    if sq8_bytes > memory_budget:
+        return "ivf-pq"
+    if sq8_scan_bytes(n, dim) > SQ8_SCAN_MAX_BYTES and dim // 8 >= MIN_PQ_SUBQUANTIZERS:
+        return "ivf-pq"
+    return "ivf-sq8"
+
+
+def ivf_spec(kind: str, n: int, dim: int, *, memory_budget: int) -> FaissSpec:
+    """The ``kind`` IVF spec for ``n`` × ``dim``: lists, starting nprobe and, for ``ivf-pq``, the PQ
+    codes that fit ``memory_budget`` with the re-ranking parameters (``ValueError`` if none fit)."""
+    nlist = nlist_for(n)
     params: dict[str, Any] = {"nlist": nlist, "nprobe": min(8, nlist)}
-    if kind == "ivf-pq":
-        params.update(pq_params(memory_budget / max(n, 1) - REFINED_ID_BYTES, dim) or {"m": 1})
-        params.update(REFINE_PARAMS)
-    return FaissSpec(kind, params)
+    if kind != "ivf-pq":
+        return FaissSpec(kind, params)
+    pq = pq_params((memory_budget - nlist * dim * 4) / max(n, 1) - REFINED_ID_BYTES, dim)
+    if pq is None:
+        need = (REFINED_ID_BYTES + 1) * n + nlist * dim * 4
+        raise ValueError(
+            f"{n} vectors of {dim} dims need at least {need / 1024**3:.2f} GiB as IVF-PQ; "
+            f"the memory budget is {memory_budget / 1024**3:.2f} GiB"
+        )
+    return FaissSpec(kind, {**params, **pq, **REFINE_PARAMS})
 
 
 REFINE_PARAMS: dict[str, Any] = {"refine": "sq8", "k_factor": REFINE_K_FACTOR}
@@ -410,16 +468,25 @@ def ids_of(index: Any) -> np.ndarray:
         return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
     if isinstance(index, faiss.IndexIDMap) or hasattr(index, "id_map"):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
-    ivf = faiss.extract_index_ivf(index)
-    invlists = ivf.invlists
+    found = [stored for stored in ivf_lists(index) if len(stored)]
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
+def ivf_lists(index: Any) -> list[np.ndarray]:
+    """What each inverted list of an unsharded IVF ``index`` stores, in list order: record ids, or for a
+    re-ranked index the rows its ``IndexIDMap`` maps to record ids."""
+    faiss = _faiss()
+    invlists = faiss.extract_index_ivf(index).invlists
     out: list[np.ndarray] = []
     for lst in range(invlists.nlist):
         size = invlists.list_size(lst)
-        if size:
-            ptr = invlists.get_ids(lst)
-            out.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64).copy())
-            invlists.release_ids(lst, ptr)
-    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+        if not size:
+            out.append(np.empty(0, dtype=np.int64))
+            continue
+        ptr = invlists.get_ids(lst)
+        out.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64).copy())
+        invlists.release_ids(lst, ptr)
+    return out
 
 
 FILTER_STRATEGIES = ("auto", "subset", "selector", "overfetch")

@@ -4,18 +4,14 @@ The in-memory version writer (``index.versions``) holds every float vector; at 1
 Here the coarse quantiser (and PQ codebooks) are trained on a sample, then vectors arrive in batches
 and are encoded as they are added, so the process holds one batch plus the compressed index.
 
-The index type is chosen under a RAM budget for the *built* index (codes + the 8-byte id of every
-vector + the coarse centroids): 8-bit scalar quantisation (``ivf-sq8``, ``dim`` bytes a vector) when it
-fits, else product quantisation (``ivf-pq``) re-ranked by SQ8 codes memory-mapped from disk, with the
-largest number of 8-bit sub-quantisers that fits (up to dim/8; see ``faiss_index``).
-``nlist`` ≈ √n (a power of two): assigning n vectors costs n·nlist·dim, so 4·√n lists (what the
-in-memory builder uses up to 1M) would make a 10M build four times slower on a small machine for
-little gain, and nprobe tuning recovers the recall either way. Measured numbers: ``bench/scale.py``.
+The index is the in-memory builder's choice (``faiss_index.ivf_kind`` and ``ivf_spec``: √n lists;
+``ivf-sq8`` while its codes fit the RAM budget for the *built* index and its scan per query stays fast,
+else ``ivf-pq`` re-ranked by SQ8 codes memory-mapped from disk); the RAM counted is the codes, the ids
+and the coarse centroids. Measured numbers: ``bench/scale.py``, ``bench/search.py``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,10 +21,7 @@ import numpy as np
 from iconosearch.index import faiss_index, sharded
 from iconosearch.index.faiss_index import FaissSpec
 
-ID_BYTES = 8
-"""Every vector's int64 id in its inverted list."""
-TRAIN_PER_LIST = 30
-"""k-means training points per list: FAISS warns below 39 but its centroids are stable from ~30."""
+TRAIN_PER_LIST = faiss_index.TRAIN_PER_LIST
 GRAPH_ASSIGN_MIN_LISTS = 1024
 """From this many lists on, streamed adds find each vector's list through an HNSW graph over the
 centroids instead of comparing it with all of them (see :func:`graph_assignment`)."""
@@ -39,31 +32,19 @@ anyway) at half the CPU of the exhaustive comparison (``bench/scale.py`` probe, 
 
 
 def plan(n: int, dim: int, *, memory_budget: int, shards: int = 1) -> FaissSpec:
-    """The IVF index for ``n`` vectors of ``dim`` dims whose built size fits ``memory_budget`` bytes."""
+    """The IVF index for ``n`` vectors of ``dim`` dims whose built size fits ``memory_budget`` bytes:
+    the in-memory builder's choice (``faiss_index.ivf_kind``, ``faiss_index.ivf_spec``)."""
     if n < 1 or dim < 1:
         raise ValueError(f"need at least one vector and one dimension, got n={n}, dim={dim}")
-    nlist = int(2 ** round(math.log2(max(math.sqrt(n), 16.0))))
-    nlist = max(16, min(nlist, 65536, max(16, n // TRAIN_PER_LIST)))
-    per_vector = (memory_budget - nlist * dim * 4) / n
-    params: dict[str, Any] = {"nlist": nlist, "nprobe": min(16, nlist)}
-    if per_vector - ID_BYTES >= dim:
-        return faiss_index.with_shards(FaissSpec("ivf-sq8", params), shards)
-    pq = faiss_index.pq_params(per_vector - faiss_index.REFINED_ID_BYTES, dim)
-    if pq is None:
-        need = (faiss_index.REFINED_ID_BYTES + 1) * n + nlist * dim * 4
-        raise ValueError(
-            f"{n} vectors of {dim} dims need at least {need / 1024**3:.2f} GiB as IVF-PQ; "
-            f"the memory budget is {memory_budget / 1024**3:.2f} GiB"
-        )
-    spec = FaissSpec("ivf-pq", {**params, **pq, **faiss_index.REFINE_PARAMS})
-    return faiss_index.with_shards(spec, shards)
+    kind = faiss_index.ivf_kind(n, dim, memory_budget=memory_budget)
+    return faiss_index.with_shards(faiss_index.ivf_spec(kind, n, dim, memory_budget=memory_budget), shards)
 
 
 def bytes_per_vector(spec: FaissSpec, dim: int) -> int:
     """RAM of one stored vector in the built index (codes + ids), without the centroids; a re-ranked
     IVF-PQ's SQ8 codes (``dim`` bytes a vector) are memory-mapped from disk and not counted."""
     code = dim if spec.kind == "ivf-sq8" else int(spec.params["m"]) if spec.kind == "ivf-pq" else 4 * dim
-    return code + (faiss_index.REFINED_ID_BYTES if faiss_index.refined(spec) else ID_BYTES)
+    return code + (faiss_index.REFINED_ID_BYTES if faiss_index.refined(spec) else faiss_index.IVF_ID_BYTES)
 
 
 def train_size(spec: FaissSpec) -> int:

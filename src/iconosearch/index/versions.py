@@ -289,9 +289,8 @@ def _groups_for(
     if len(ids) == 0:
         return dict(existing or {})
     progress("duplicates", 0, len(ids))
-    rows = only_rows if only_rows is not None else np.arange(len(ids))
     groups = duplicate_groups(
-        index, spec, vectors[rows], ids[rows], threshold=options.duplicate_threshold, existing=existing
+        index, spec, vectors, ids, threshold=options.duplicate_threshold, rows=only_rows, existing=existing
     )
     progress("duplicates", len(ids), len(ids))
     return groups
