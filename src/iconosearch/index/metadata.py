@@ -55,22 +55,30 @@ CREATE TABLE records (
     content_hash TEXT,
     data BLOB NOT NULL
 );
-CREATE INDEX records_collection ON records(collection);
-CREATE INDEX records_rights ON records(rights_class);
-CREATE INDEX records_year ON records(year_start, year_end);
-CREATE INDEX records_group ON records(dup_group);
-CREATE UNIQUE INDEX records_row ON records(row);
 CREATE TABLE providers (
     int_id INTEGER NOT NULL, label TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (label, int_id)
 ) WITHOUT ROWID;
-CREATE INDEX providers_id ON providers(int_id);
 CREATE TABLE languages (
     int_id INTEGER NOT NULL, lang TEXT NOT NULL, PRIMARY KEY (lang, int_id)
 ) WITHOUT ROWID;
-CREATE INDEX languages_id ON languages(int_id);
 CREATE VIRTUAL TABLE captions USING fts5(text, content = '', tokenize = 'unicode61 remove_diacritics 2');
 CREATE TABLE codec (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+
+INDEXES = """
+CREATE INDEX IF NOT EXISTS records_collection ON records(collection);
+CREATE INDEX IF NOT EXISTS records_rights ON records(rights_class);
+CREATE INDEX IF NOT EXISTS records_year ON records(year_start, year_end);
+CREATE INDEX IF NOT EXISTS records_group ON records(dup_group);
+CREATE UNIQUE INDEX IF NOT EXISTS records_row ON records(row);
+CREATE INDEX IF NOT EXISTS providers_id ON providers(int_id);
+CREATE INDEX IF NOT EXISTS languages_id ON languages(int_id);
+"""
+"""The secondary indexes, made by :meth:`Metadata.finish` once a new file holds its rows: one sort each
+instead of a random B-tree insert per row (50k records: the records table's inserts took 3.2 s with its
+indexes kept up to date, 0.9 s without plus 0.4 s to build them after)."""
+WRITE_CACHE_KIB = 256 * 1024
+"""SQLite page cache of a writing connection (the default 2 MiB cannot hold a big build's B-trees)."""
 
 SUGGESTIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS suggested_subjects (
@@ -199,6 +207,7 @@ class Metadata:
             self.conn = sqlite3.connect(path, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=OFF")
             self.conn.execute("PRAGMA synchronous=OFF")
+            self.conn.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
         self.codec = self._load_codec()
 
     @classmethod
@@ -329,7 +338,8 @@ class Metadata:
         self.conn.commit()
 
     def finish(self) -> None:
-        """Analyse and vacuum before the file becomes immutable."""
+        """Index, optimise and analyse before the file becomes immutable."""
+        self.conn.executescript(INDEXES)
         self.conn.commit()
         self.conn.execute("INSERT INTO captions(captions) VALUES ('optimize')")
         self.conn.execute("ANALYZE")
