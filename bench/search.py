@@ -1,7 +1,8 @@
 """FAISS search speed and quality at 10k / 100k (/ 1M) synthetic vectors of 256 and 512 dims; prints JSON.
 
-Per (n, dim), for the index ``faiss_index.choose_spec`` picks (exact ``flat`` up to 50k vectors,
-``ivf-flat`` beyond, nprobe tuned to recall@10 ≥ 0.95 as the builder does) and for exact search:
+Per (n, dim), for the index ``faiss_index.choose_spec`` picks (exact ``flat`` up to 20k vectors, then
+``ivf-sq8`` or, where its scan per query would be slow, ``ivf-pq`` re-ranked by SQ8; nprobe tuned to
+recall@10 ≥ 0.95 as the builder does; ``--kind`` forces one) and for exact search:
 
 - ``build_s`` (train + add + tune), ``bytes_per_vector`` (serialised index / n);
 - ``single_ms`` p50/p99 (one query at a time, one thread) and ``batch_ms_per_query`` (all queries in
@@ -18,7 +19,8 @@ IVF must probe many lists, like real embeddings. Queries: stored vectors moved o
 by noise of norm ``--noise`` (default 0.5, so no query is an exact hit) and renormalised.
 
 Run: ``nice python bench/search.py [--sizes 10000,100000] [--dims 256,512] [--full]`` (``--full`` adds 1M;
-takes several minutes and ~6 GB of memory at 512 dims).
+takes several minutes and ~6 GB of memory at 512 dims). The index choice at the default model's 768 dims:
+``--sizes 200000,1000000 --dims 768 --kind ivf-sq8`` against the same with ``--kind ivf-pq``.
 """
 
 from __future__ import annotations
