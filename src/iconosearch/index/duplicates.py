@@ -61,7 +61,8 @@ def duplicate_groups(
     rows = np.arange(len(ids)) if rows is None else np.asarray(rows, dtype=np.int64)
     lists = _ivf_lists(index, spec, ids)
     if lists is not None:
-        links = _list_links(lists, vectors, ids, rows, threshold, batch)
+        # Blocks of at most 1,024 query rows: a long list's product stays ~4 MB per 1,000 members.
+        links = _list_links(lists, vectors, ids, rows, threshold, min(batch, 1024))
     else:
         search = _range_links if _has_range_search(spec) else _knn_links
         links = search(index, spec, vectors[rows], ids[rows], threshold, batch)
