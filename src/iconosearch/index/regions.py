@@ -56,7 +56,7 @@ HALF_ABOVE = "flat"
 collections keep exact scores everywhere (filtered search of a subset reads the stored vectors)."""
 TUNE_QUERIES = 200
 PROBE_CAP = 1 / 8
-"""Most of its lists a crop index that cannot reach its recall target probes (see :func:`tune_capped`)."""
+"""Most of its lists a crop index that cannot reach its recall target probes (see :func:`capped`)."""
 FAR_MISS = 0.05
 """A crop index this far below its recall target with its tuned probes is capped to :data:`PROBE_CAP`."""
 MIN_CROP_SIDE = 96
@@ -215,40 +215,58 @@ def write_streamed(
         raise ValueError(f"the crop stream gave {done} crops, not the {n} it announced")
     for array in (vectors, ids, boxes):
         array.flush()
-    spec, guard = tune_capped(index, spec, queries, top[1], target=recall_target)
+    spec, recall = faiss_index.tune_against(index, spec, queries, top[1], target=recall_target)
+    spec, guard = capped(index, spec, recall, target=recall_target, tuning=lambda: (queries, top[1]))
     faiss_index.write(index, folder / FAISS_FILE)
     return {"count": n, "faiss_type": spec.kind, "faiss_params": dict(spec.params), **guard}
 
 
-def tune_capped(
-    index: Any, spec: Any, queries: np.ndarray, exact_ids: np.ndarray, *, target: float
+def capped(
+    index: Any,
+    spec: Any,
+    recall: float | None,
+    *,
+    target: float,
+    tuning: Callable[[], tuple[np.ndarray, np.ndarray]],
 ) -> tuple[Any, dict[str, Any]]:
-    """Tune a crop index's probes to ``target`` recall@10 (``faiss_index.tune_against``), but never to
-    every list: an index whose codes cannot reach the target (64-d crops under PQ reached 0.70 with all
-    2,048 lists probed) would otherwise probe them all on every query, silently ~16× the search a
-    reachable target costs. An index more than :data:`FAR_MISS` below its target keeps :data:`PROBE_CAP`
-    of its lists probed; a near miss keeps its probes. The manifest entry says which:
-    ``{"recall_at_10", "recall_target", "recall_reached"}`` (+ ``"probes_capped"``)."""
+    """A tuned crop index's manifest entry, its probes capped when its recall is far below ``target``.
+
+    Tuning (``faiss_index.tune``/``tune_against``) raises nprobe until the target is reached or every list
+    is probed: an index whose codes cannot reach it (64-d crops under PQ reached 0.70 with all 2,048
+    lists probed) would then probe them all on every query, silently ~16× the search a reachable target
+    costs. An index more than :data:`FAR_MISS` below its target keeps :data:`PROBE_CAP` of its lists
+    probed; a near miss keeps its probes. The entry says which: ``{"recall_at_10", "recall_target",
+    "recall_reached"}`` (+ ``"probes_capped"``). ``tuning`` gives the tuning queries and their exact top
+    10 ids again (called only to measure a capped index)."""
     from iconosearch.index import faiss_index
 
-    spec, recall = faiss_index.tune_against(index, spec, queries, exact_ids, target=target)
+    if recall is None:  # exact
+        return spec, {"recall_at_10": None}
     out: dict[str, Any] = {
         "recall_at_10": recall,
         "recall_target": target,
         "recall_reached": recall >= target,
     }
-    if recall >= target - FAR_MISS or not spec.kind.startswith("ivf"):
-        return spec, out  # reached, or a near miss worth its probes (the summary line still says so)
-    nlist = int(spec.params["nlist"])
+    nlist = int(spec.params.get("nlist", 0))
     cap = max(1, int(nlist * PROBE_CAP))
-    if int(spec.params["nprobe"]) <= cap:
-        return spec, out
-    capped = faiss_index.FaissSpec(spec.kind, {**spec.params, "nprobe": cap})
-    _, approx = faiss_index.search(index, queries, 10, params=faiss_index.search_params(capped))
-    faiss_index.set_search_params(index, capped)
+    if recall >= target - FAR_MISS or not spec.kind.startswith("ivf") or int(spec.params["nprobe"]) <= cap:
+        return spec, out  # reached, or a near miss worth its probes (the summary line still says so)
+    queries, exact_ids = tuning()
+    limited = faiss_index.FaissSpec(spec.kind, {**spec.params, "nprobe": cap})
+    _, approx = faiss_index.search(index, queries, 10, params=faiss_index.search_params(limited))
+    faiss_index.set_search_params(index, limited)
     out["recall_at_10"] = round(faiss_index.recall_at_k(approx, exact_ids, 10), 4)
     out["probes_capped"] = f"{cap} of {nlist} lists (recall@10 {recall} with all probed)"
-    return capped, out
+    return limited, out
+
+
+def tuning_sample(vectors: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The queries ``faiss_index.tune`` tunes an in-memory index with, and their exact top 10 ids."""
+    from iconosearch.index import faiss_index
+
+    queries = faiss_index.sample_queries(vectors)
+    _, found = faiss_index.exact_knn(vectors, queries, 10)
+    return queries, rows[found]
 
 
 def _merge_top(

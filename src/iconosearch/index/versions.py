@@ -263,16 +263,18 @@ def _write_regions(
         return info
     rows = np.arange(len(crops), dtype=np.int64)
     crop_options = replace(options, memory_budget=budget)
-    _, spec, recall = _write_faiss(
+    index, spec, recall = _write_faiss(
         staging, crops.vectors, rows, crop_options, progress, file=regions.FAISS_FILE
     )
+    spec, guard = regions.capped(
+        index,
+        spec,
+        recall,
+        target=options.recall_target,
+        tuning=lambda: regions.tuning_sample(crops.vectors, rows),
+    )
     crops.save(staging, half=spec.kind != regions.HALF_ABOVE)
-    return {
-        "count": len(crops),
-        "faiss_type": spec.kind,
-        "faiss_params": dict(spec.params),
-        "recall_at_10": recall,
-    }
+    return {"count": len(crops), "faiss_type": spec.kind, "faiss_params": dict(spec.params), **guard}
 
 
 def _groups_for(
