@@ -426,8 +426,7 @@ def test_a_crop_index_below_its_recall_target_says_so_and_is_capped_when_far_bel
 ) -> None:
     items = [replace(i, record=replace(i.record, width=2000, height=1500)) for i in make_items(400)]
     store = IndexStore(tmp_path / "indexes", "default")
-    # No approximate index gives back every exact top 10: a target of 1.0 is never reached. The streamed
-    # build's PQ codes fall far short (capped); the in-memory build's SQ8 codes come near (kept).
+    # No approximate index gives back every exact top 10: a target of 1.0 is never reached.
     options = BuildOptions(memory_budget=700_000, recall_target=1.0, exact_max=1000)
     stream = _streamed(items, items[399].vector)
     crops = stream if streamed else RegionSet.concat(list(stream.batches()), stream.dim)
@@ -437,14 +436,28 @@ def test_a_crop_index_below_its_recall_target_says_so_and_is_capped_when_far_bel
     assert info["recall_reached"] is False and info["recall_target"] == 1.0 and 0 < info["recall_at_10"] < 1
     line = regions.cost_summary(len(items), info, version.path)
     assert line is not None and "WARNING: crop recall@10" in line
-    if streamed:
-        assert info["faiss_type"] == "ivf-pq" and info["recall_at_10"] < 1.0 - regions.FAR_MISS
+    assert "probes_capped" in info or not streamed, "the streamed build's PQ codes fall far short"
+    if "probes_capped" in info:
+        assert info["recall_at_10"] < 1.0 - regions.FAR_MISS
         assert int(info["faiss_params"]["nprobe"]) == max(1, int(nlist * regions.PROBE_CAP)) < nlist
         assert info["probes_capped"].startswith(f"{info['faiss_params']['nprobe']} of {nlist} lists")
         assert "probes capped" in line
-    else:
-        assert info["faiss_type"] == "ivf-sq8" and info["recall_at_10"] >= 1.0 - regions.FAR_MISS
-        assert "probes_capped" not in info and "probes capped" not in line
+    else:  # a near miss keeps the probes tuning gave it
+        assert info["recall_at_10"] >= 1.0 - regions.FAR_MISS and "probes capped" not in line
     # The engine serves it as tuned (or capped).
     page = engine_for(tmp_path).search(Query(terms=(Term("item", items[399].record.id),), k=5))
     assert page.hits[0].record.id == items[399].record.id
+
+
+def test_a_near_miss_keeps_its_probes_and_an_exact_crop_index_has_no_target() -> None:
+    from iconosearch.index.faiss_index import FaissSpec
+
+    def never() -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("a kept index is not measured again")
+
+    spec = FaissSpec("ivf-sq8", {"nlist": 64, "nprobe": 64})
+    kept, info = regions.capped(None, spec, 0.96, target=1.0, tuning=never)
+    assert kept == spec and info == {"recall_at_10": 0.96, "recall_target": 1.0, "recall_reached": False}
+    assert regions.capped(None, FaissSpec("flat", {}), None, target=0.95, tuning=never)[1] == {
+        "recall_at_10": None
+    }
