@@ -26,11 +26,11 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -195,16 +195,23 @@ def _synthetic(n: int, cache: Path) -> tuple[Path, dict | None]:
     return data_dir, timings
 
 
-def _prepare(data_dir: Path | None) -> tuple[Path, int, str]:
-    """A data dir with an index, the port to serve it on, and where it came from."""
+def _prepare(data_dir: Path | None, cache: Path) -> tuple[Path, int, str]:
+    """A data dir with an index, the port to serve it on, and where it came from. The demo test index
+    is built once per model into ``cache`` (embedding its images is most of a ``--quick`` run)."""
     if data_dir is not None and _api_index.has_index(data_dir):
         return data_dir, _free_port(), str(data_dir)
-    from tests.helpers.demo_index import build_demo_index
+    from tests.helpers.demo_index import MODEL, build_demo_index
+
+    from iconosearch.models.embedder import load_embedder
 
     port = _free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="iconosearch-bench-"))
-    build_demo_index(tmp, f"http://127.0.0.1:{port}")
-    return tmp, port, "demo collection (test index)"
+    embedder = load_embedder(MODEL)
+    demo = cache / f"demo-{embedder.fingerprint[:12]}"
+    if not _api_index.has_index(demo):
+        shutil.rmtree(demo, ignore_errors=True)  # an interrupted build
+        # Its IIIF URLs name the port of the first run; the bench never follows them.
+        build_demo_index(demo, f"http://127.0.0.1:{port}", embedder=embedder)
+    return demo, port, f"demo collection (test index, {demo})"
 
 
 def _percentiles_ms(latencies: list[float]) -> Callable[[float], float]:
@@ -243,11 +250,13 @@ async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -
                 else:
                     errors += 1
 
+        batches_before = await _batch_counters(client)
         server_cpu, client_cpu = _cpu_s(server_pid), time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         server_cpu, client_cpu = _cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
+        batches = {k: v - batches_before[k] for k, v in (await _batch_counters(client)).items()}
     pct = _percentiles_ms(latencies)
     done = max(1, len(latencies) + errors)
     return {
@@ -262,7 +271,16 @@ async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -
         "server_cpu_ms_per_request": round(server_cpu * 1000 / done, 2),
         "client_cpu_ms_per_request": round(client_cpu * 1000 / done, 2),
         "client_cpu_share": round(client_cpu / max(1e-9, server_cpu + client_cpu), 3),
+        "text_batches": int(batches["batches"]),
+        "mean_text_batch": round(batches["texts"] / batches["batches"], 2) if batches["batches"] else None,
     }
+
+
+async def _batch_counters(client: httpx.AsyncClient) -> dict[str, float]:
+    """The server's text-batching counters (``/metrics``): batches run and distinct texts encoded."""
+    text = (await client.get("/metrics")).text
+    found = dict(re.findall(r"^iconosearch_text_batch(es|_texts) ([0-9.e+]+)$", text, re.MULTILINE))
+    return {"batches": float(found.get("es", 0)), "texts": float(found.get("_texts", 0))}
 
 
 def _encode_ceiling(batches: tuple[int, ...] = (1, 2, 4, 8, 16), rounds: int = 5) -> dict:
@@ -419,6 +437,7 @@ def main() -> None:
         help="a smoke run in under 60 s with the same JSON keys (smaller sizes)",
     )
     args = parser.parse_args()
+    started = time.perf_counter()
     if args.quick:
         args.seconds, args.concurrency, args.hostile = 1.0, [1, 4], min(args.hostile, 2)
     seconds = min(max(args.seconds, 1.0), 60.0)  # bounded run
@@ -428,7 +447,8 @@ def main() -> None:
         data_dir, build = _synthetic(args.synthetic, args.cache_dir)
         port, source = _free_port(), f"synthetic ({data_dir})"
     else:
-        data_dir, port, source = _prepare(args.data_dir)
+        data_dir, port, source = _prepare(args.data_dir, args.cache_dir)
+    phases = {"index_s": time.perf_counter() - started}
     load_before = os.getloadavg()
     env = {**os.environ, "ICONOSEARCH_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
@@ -466,13 +486,16 @@ def main() -> None:
         with httpx.Client(base_url=base, timeout=120) as warm:
             for _ in range(5 if args.quick else 50):
                 warm.get("/api/search", params={"q": _next_query(), "k": 24}).raise_for_status()
+        phases["server_ready_and_warm_s"] = time.perf_counter() - started - sum(phases.values())
         cached = asyncio.run(_cached_text(base, seconds))
         levels = [asyncio.run(_level(base, c, seconds, server.pid)) for c in args.concurrency]
         hostile = None
         if args.hostile:
             calm = asyncio.run(_level(base, args.hostile, seconds, server.pid))
             rss_before = _peak_rss_mb(server.pid)
-            mixed = asyncio.run(_hostile_level(base, args.hostile, seconds, _hostile_png()))
+            png = _hostile_png()
+            phases["hostile_png_s"] = time.perf_counter() - started - sum(phases.values())
+            mixed = asyncio.run(_hostile_level(base, args.hostile, seconds, png))
             hostile = {
                 "without_mix": {k: calm[k] for k in ("concurrency", "requests", "p50_ms", "p99_ms")},
                 "with_mix": mixed,
@@ -486,7 +509,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     load_during = os.getloadavg()
+    phases["measuring_s"] = time.perf_counter() - started - sum(phases.values())
     ceiling = _encode_ceiling(rounds=2 if args.quick else 7)
+    phases["encode_ceiling_s"] = time.perf_counter() - started - sum(phases.values())
     report = {
         "bench": "api.search",
         "endpoint": "GET /api/search?q=<unique text>&k=24",
@@ -502,6 +527,8 @@ def main() -> None:
         "ceiling": ceiling,
         "targets": _targets(cached, levels, ceiling),
         "hostile_mix": hostile,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "phases_s": {k: round(v, 1) for k, v in phases.items()},
     }
     print(json.dumps(report, indent=2))
 

@@ -41,8 +41,9 @@ per side: the median over rounds of each round's figure, and ``ratio`` = clip-re
 (latency) or iconosearch ÷ clip-retrieval (throughput). ``engine`` does the same in process, without
 HTTP: ``SearchEngine.search`` against ``KnnService.query`` (in a clip-retrieval worker process).
 
-Builds are cached in ``--work-dir`` (default: a folder per size under the system temp dir), so a rerun
-only measures; ``--rebuild`` starts over.
+Builds are cached in ``--work-dir`` (default: ``~/.cache/iconosearch/bench-clip-retrieval/``, a folder per
+size and per the FAISS index the builder chooses for it), so a rerun only measures; ``--rebuild`` starts
+over. The servers and clip-retrieval's engine worker start together, before anything is timed.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +105,14 @@ def _their_side(mode: str, argv: list[str]) -> None:
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     if mode == "probe":
+        import importlib.util
         from importlib.metadata import version
 
-        import clip_retrieval.clip_back  # noqa: F401
-
+        # Finding the package is enough: importing it imports torch and all of clip-retrieval (15 s at
+        # load 8, a quarter of a --quick run); its server and engine worker import it next and fail
+        # with their log if it is broken.
+        if importlib.util.find_spec("clip_retrieval") is None:
+            raise SystemExit("No module named 'clip_retrieval'")
         print(json.dumps({p: version(p) for p in ("clip-retrieval", "faiss-cpu", "numpy", "flask")}))
     elif mode == "metadata":
         import pandas as pd
@@ -184,6 +189,19 @@ def _caption(i: int) -> str:
 # --- the data, built once per size into the work dir ------------------------------------------------
 
 
+def _default_work_dir(n: int, dim: int) -> Path:
+    """Kept under the user's cache, per size and per the FAISS index the builder chooses for it today:
+    a rerun only measures (the 200k build takes minutes), and a changed index choice builds afresh."""
+    import hashlib
+
+    from iconosearch.index.faiss_index import choose_spec
+
+    spec = choose_spec(n, dim)
+    key = json.dumps([spec.kind, spec.params], sort_keys=True, default=str)
+    tag = f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    return Path.home() / ".cache" / "iconosearch" / "bench-clip-retrieval" / f"{n}x{dim}-{tag}"
+
+
 def _build(work: Path, n: int, dim: int) -> dict[str, Any]:
     """Both indexes of the same ``n`` × ``dim`` vectors under ``work`` (reused when complete)."""
     done = work / "built.json"
@@ -250,21 +268,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(cmd: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen[bytes]:
+def _launch(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_ready(server: subprocess.Popen[bytes], ready_url: str, log: Path) -> None:
     import httpx
 
-    with log.open("wb") as out:
-        server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600  # clip_back converts the metadata to HDF5 on its first start
     while True:
         try:
             if httpx.get(ready_url, timeout=2).status_code == 200:
-                return server
+                return
         except httpx.HTTPError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
-            raise SystemExit(f"{cmd[0]} did not become ready; its log: {log.read_text()[-2000:]}")
+            raise SystemExit(f"{server.args!r} did not become ready; its log: {log.read_text()[-2000:]}")
         time.sleep(0.3)
 
 
@@ -386,9 +407,12 @@ def _overlap(a: list[int], b: list[int]) -> float:
     return len(set(a) & set(b)) / max(len(a), 1)
 
 
-def _engines(work: Path, python: str, built: dict[str, Any], plan: list[list[int]]) -> dict[str, Any]:
+def _engines(
+    work: Path, python: str, built: dict[str, Any], plan: list[list[int]], started: Callable[[], None]
+) -> dict[str, Any]:
     """In process, no HTTP: ``SearchEngine.search`` here and ``KnnService.query`` in a clip-retrieval
-    worker, the same rows per round, turns alternating."""
+    worker, the same rows per round, turns alternating. ``started`` waits for the servers, which start
+    while the worker does (each start imports torch: most of a ``--quick`` run), before any timing."""
     from iconosearch.index.engine import SearchEngine
     from iconosearch.query import Query, Term
 
@@ -414,6 +438,7 @@ def _engines(work: Path, python: str, built: dict[str, Any], plan: list[list[int
     p99s: dict[str, list[float]] = {"iconosearch": [], "clip_retrieval": []}
     tops: dict[str, list[int]] = {}
     try:
+        started()
         if not json.loads(worker.stdout.readline()).get("ready"):
             raise SystemExit("clip-retrieval's engine worker did not start")
         for r, rows in enumerate(plan):
@@ -534,6 +559,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run in under 60 s, same JSON keys")
     parser.add_argument("--their-side", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    started = time.perf_counter()
     if args.their_side:
         _their_side(args.their_side[0], args.their_side[1:])
         return
@@ -543,13 +569,15 @@ def main() -> None:
     if versions is None:
         print(json.dumps({"skipped": reason}))
         return
-    print(json.dumps(_run(args, versions), indent=2))
+    report = _run(args, versions)
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report, indent=2))
 
 
 def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
     import numpy as np
 
-    work = args.work_dir or Path(tempfile.gettempdir()) / f"iconosearch-vs-clip-retrieval-{args.vectors}"
+    work = args.work_dir or _default_work_dir(args.vectors, args.dim)
     if args.rebuild and (work / "built.json").is_file():
         (work / "built.json").unlink()
     built = _build(work, args.vectors, args.dim)
@@ -565,6 +593,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
                 str(args.vectors),
             ],
             env=THEIR_ENV,
+            stdout=sys.stderr,  # its conversion prints progress; stdout is this bench's JSON
             check=True,
         )
     rng = np.random.default_rng(SEED)
@@ -574,36 +603,31 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
     # vectors.npy, a page fault per cold row).
     _read_through([work / "iconosearch", work / "clip-retrieval"])
     load_before = os.getloadavg()[0]
-    engine = _engines(work, args.clip_retrieval_python, built, plan)
     ours_port, their_port = _free_port(), _free_port()
     env = {**os.environ, "ICONOSEARCH_DATA_DIR": str(work / "iconosearch"), "HF_HUB_OFFLINE": "1"}
-    servers = []
-    try:
-        servers.append(
-            _start(
-                [
-                    str(Path(sys.executable).parent / "iconosearch"),
-                    "--quiet",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ours_port),
-                ],
-                env,
-                f"http://127.0.0.1:{ours_port}/readyz",
-                work / "iconosearch.log",
-            )
-        )
-        config = str(work / "clip-retrieval" / "indices_paths.json")
-        servers.append(
-            _start(
+    ours_cmd = [str(Path(sys.executable).parent / "iconosearch"), "--quiet", "serve", "--host", "127.0.0.1"]
+    config = str(work / "clip-retrieval" / "indices_paths.json")
+    servers = {
+        f"http://127.0.0.1:{ours_port}/readyz": (
+            _launch([*ours_cmd, "--port", str(ours_port)], env, work / "iconosearch.log"),
+            work / "iconosearch.log",
+        ),
+        f"http://127.0.0.1:{their_port}/indices-list": (
+            _launch(
                 [args.clip_retrieval_python, __file__, "--their-side", "serve", config, str(their_port)],
                 THEIR_ENV,
-                f"http://127.0.0.1:{their_port}/indices-list",
                 work / "clip-back.log",
-            )
-        )
+            ),
+            work / "clip-back.log",
+        ),
+    }
+
+    def started() -> None:
+        for url, (server, log) in servers.items():
+            _wait_ready(server, url, log)
+
+    try:
+        engine = _engines(work, args.clip_retrieval_python, built, plan, started)
         sides = Sides(
             f"http://127.0.0.1:{ours_port}",
             f"http://127.0.0.1:{their_port}",
@@ -613,7 +637,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
         _http(sides, [plan[0][:20]], [], 0.0)  # warm-up: page both indexes in
         http = _http(sides, plan, args.concurrency, args.seconds)
     finally:
-        for server in servers:
+        for server, _ in servers.values():
             server.terminate()
             server.wait(timeout=30)
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import struct
 import time
@@ -523,6 +524,18 @@ def test_health_ready_and_metrics(client: TestClient, demo: DemoIndex) -> None:
     assert "iconosearch_query_embedding_seconds_count" in text
     assert "iconosearch_search_seconds_count" in text
     assert f"iconosearch_index_size {float(len(demo.records))}" in text
+    # The text-batching worker's counters (the warm-up query alone makes one batch of one text).
+    counters = {
+        name: float(value)
+        for name, value in re.findall(r"^(iconosearch_text_batch\w*) ([0-9.e+]+)$", text, re.MULTILINE)
+    }
+    batches = counters["iconosearch_text_batches"]
+    assert (
+        1
+        <= batches
+        <= counters["iconosearch_text_batch_texts"]
+        <= counters["iconosearch_text_batch_requests"]
+    )
 
 
 def test_cors_for_configured_origins(client: TestClient) -> None:

@@ -73,6 +73,7 @@ def create_app(
     ctx = ApiContext(settings=settings, engine=engine, metrics=metrics)
     metrics.set_index_size_source(lambda: _index_size(ctx))
     metrics.set_degraded_source(lambda: 1.0 if ctx.engine.degraded else 0.0)
+    metrics.set_text_batch_source(engine.text_batch_stats)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -72,8 +72,11 @@ def left_out(fields: Iterable[str]) -> frozenset[str]:
     return _OPTIONAL - frozenset().union(*(FIELD_GROUPS.get(f, frozenset()) for f in asked))
 
 
-_Key = tuple[str, str | None, str, str | None, str | None]
-"""(service URL, index version, record id, region, image region)."""
+_Key = (
+    tuple[str, str | None, str, str | None, str | None]
+    | tuple[str, str | None, str, str | None, str | None, frozenset[str]]
+)
+"""(service URL, index version, record id, region, image region[, the fields left out])."""
 
 
 class PresentedCache:
@@ -85,7 +88,7 @@ class PresentedCache:
     Used from the event loop only, so it needs no lock.
     """
 
-    def __init__(self, maxsize: int = 4096) -> None:
+    def __init__(self, maxsize: int = 8192) -> None:
         self.maxsize = maxsize
         self._items: OrderedDict[_Key, dict[str, Any]] = OrderedDict()
 
@@ -132,17 +135,15 @@ class Presenter:
             if exclude is not None and h.record.id == exclude:
                 continue
             dropped = omit_detail if h.matched_region else omit
-            result = {
-                k: v for k, v in self._presented(h.record, page.index_version).items() if k not in dropped
-            }
-            if "links" in dropped:
-                # The institution's name is what a result card shows; its pages come with the links.
-                result["providers"] = [{"label": p["label"]} for p in result["providers"]]
-            result["score"] = round(h.score, 4)
-            result["relevance"] = page.thresholds.band(h.score) if page.thresholds is not None else None
-            result["duplicates"] = {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)}
-            result["matched_region"] = h.matched_region
-            results.append(result)
+            results.append(
+                {
+                    **self._projected(h.record, page.index_version, dropped),
+                    "score": round(h.score, 4),
+                    "relevance": page.thresholds.band(h.score) if page.thresholds is not None else None,
+                    "duplicates": {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)},
+                    "matched_region": h.matched_region,
+                }
+            )
         t = page.total
         return {
             "results": results,
@@ -158,6 +159,20 @@ class Presenter:
             },
             "facets": facets,
         }
+
+    def _projected(self, record: ImageRecord, version: str | None, dropped: frozenset[str]) -> dict[str, Any]:
+        """The presented record less the ``dropped`` fields, cached per selection too: nearly every
+        request asks the compact default, so the per-hit work is one dict merge, not a filtered copy."""
+        key = (self.base_url, version, record.id, record.region, record.image_region, dropped)
+        found = self.cache.get(key) if self.cache is not None else None
+        if found is None:
+            found = {k: v for k, v in self._presented(record, version).items() if k not in dropped}
+            if "links" in dropped:
+                # The institution's name is what a result card shows; its pages come with the links.
+                found["providers"] = [{"label": p["label"]} for p in found["providers"]]
+            if self.cache is not None:
+                self.cache.put(key, found)
+        return found
 
     def _presented(self, record: ImageRecord, version: str | None) -> dict[str, Any]:
         # A region hit carries its best crop in the record (region, image_region): part of the key.

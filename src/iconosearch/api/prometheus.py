@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from iconosearch.models.batching import BatchStats
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -57,6 +59,32 @@ class Metrics:
             ["lane"],
             registry=self.registry,
         )
+
+        self.text_batches = Gauge(
+            "iconosearch_text_batches",
+            "Batches the query-text encoder ran since the served model was loaded.",
+            registry=self.registry,
+        )
+        self.text_batch_texts = Gauge(
+            "iconosearch_text_batch_texts",
+            "Distinct texts those batches encoded (÷ batches = the mean batch size under load).",
+            registry=self.registry,
+        )
+        self.text_batch_requests = Gauge(
+            "iconosearch_text_batch_requests",
+            "Texts asked of the encoder, including those that joined an identical text in flight.",
+            registry=self.registry,
+        )
+
+    def set_text_batch_source(self, source: Callable[[], BatchStats | None]) -> None:
+        """Where the text-batching counters come from (the engine's current batcher)."""
+
+        def read(name: str) -> Callable[[], float]:
+            return lambda: float(getattr(source() or BatchStats(), name))
+
+        self.text_batches.set_function(read("batches"))
+        self.text_batch_texts.set_function(read("texts"))
+        self.text_batch_requests.set_function(read("requests"))
 
     def set_index_size_source(self, source: Callable[[], float]) -> None:
         self.index_size.set_function(source)

@@ -38,6 +38,7 @@ from iconosearch.index.ranking import (
 )
 from iconosearch.index.retrieval import Retrieval, one_faiss_thread
 from iconosearch.index.store import IndexStore
+from iconosearch.models.batching import BatchStats
 from iconosearch.query import (
     EmptyQueryError,
     Filters,
@@ -288,6 +289,11 @@ class SearchEngine:
         loaded = self._require()
         validate_filters(filters, loaded)
         return self._retrieval.facets(loaded, filters, None)
+
+    def text_batch_stats(self) -> BatchStats | None:
+        """How concurrent query texts were batched (:class:`~iconosearch.models.batching.TextBatcher`)
+        since the served model was loaded; ``None`` before its first text query."""
+        return self._encoder.batch_stats()
 
     # --- searching -----------------------------------------------------------------------------
     def search(self, query: Query) -> SearchPage:

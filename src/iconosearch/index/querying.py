@@ -19,6 +19,7 @@ from iconosearch.index.loaded import LoadedVersion, resolve_row
 from iconosearch.index.ranking import combine_terms
 from iconosearch.index.store import IndexManifest
 from iconosearch.index.url_fetch import fetch_image_bytes
+from iconosearch.models.batching import BatchStats
 from iconosearch.query import (
     EmptyQueryError,
     Filters,
@@ -82,6 +83,11 @@ class QueryEncoder:
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+
+    def batch_stats(self) -> BatchStats | None:
+        """Counters of the text-batching worker of the loaded model (``None`` before its first text)."""
+        batcher = self._batcher
+        return batcher.stats if batcher is not None else None
 
     def get_embedder(self, loaded: LoadedVersion) -> Any:
         with self._lock:
