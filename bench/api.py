@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -41,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import _api_index  # noqa: E402  (bench/ is on the path when this runs as a script)
+from iconosearch.index import faiss_index, ivf_build  # noqa: E402
+from iconosearch.index.faiss_index import FaissSpec  # noqa: E402
 
 # Query texts in five languages: template × subject × second subject × colour, each asked once, so the
 # query-embedding cache never answers (thousands of distinct texts, no numbers appended).
@@ -180,6 +183,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def spec_tag(spec: FaissSpec) -> str:
+    """A short name for a FAISS index choice (its kind and a hash of its parameters), for cache folders."""
+    key = json.dumps([spec.kind, spec.params], sort_keys=True, default=str)
+    return f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 def _synthetic(n: int, cache: Path) -> tuple[Path, dict | None]:
     """The cached data dir of an ``n``-vector synthetic index for the default model (built on first use),
     and its build timings when it was built now."""
@@ -187,7 +196,10 @@ def _synthetic(n: int, cache: Path) -> tuple[Path, dict | None]:
     from iconosearch.models.embedder import load_embedder
 
     model = load_embedder(DEFAULT_MODEL)
-    data_dir = cache / f"synthetic-{n}-{model.fingerprint[:12]}"
+    # Keyed by the index the builder plans for n vectors today, too: a changed choice (kind, lists)
+    # builds afresh instead of measuring yesterday's index.
+    planned = ivf_build.plan(n, model.dim, memory_budget=faiss_index.DEFAULT_MEMORY_BUDGET)
+    data_dir = cache / f"synthetic-{n}-{model.fingerprint[:12]}-{spec_tag(planned)}"
     if _api_index.has_index(data_dir):
         return data_dir, None
     shutil.rmtree(data_dir, ignore_errors=True)  # an interrupted build

@@ -192,13 +192,10 @@ def _caption(i: int) -> str:
 def _default_work_dir(n: int, dim: int) -> Path:
     """Kept under the user's cache, per size and per the FAISS index the builder chooses for it today:
     a rerun only measures (the 200k build takes minutes), and a changed index choice builds afresh."""
-    import hashlib
-
+    from api import spec_tag  # bench/api.py; imported here: clip-retrieval's side has no iconosearch
     from iconosearch.index.faiss_index import choose_spec
 
-    spec = choose_spec(n, dim)
-    key = json.dumps([spec.kind, spec.params], sort_keys=True, default=str)
-    tag = f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    tag = spec_tag(choose_spec(n, dim))
     return Path.home() / ".cache" / "iconosearch" / "bench-clip-retrieval" / f"{n}x{dim}-{tag}"
 
 
