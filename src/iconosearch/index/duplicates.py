@@ -62,7 +62,8 @@ def duplicate_groups(
     lists = _ivf_lists(index, spec, ids)
     if lists is not None:
         # Blocks of at most 1,024 query rows: a long list's product stays ~4 MB per 1,000 members.
-        links = _list_links(lists, vectors, ids, rows, threshold, min(batch, 1024))
+        visits = _second_lists(index, lists, vectors, rows)
+        links = _list_links(lists, visits, vectors, ids, rows, threshold, min(batch, 1024))
     else:
         search = _range_links if _has_range_search(spec) else _knn_links
         links = search(index, spec, vectors[rows], ids[rows], threshold, batch)
@@ -82,44 +83,72 @@ def _ivf_lists(index: Any, spec: FaissSpec, ids: np.ndarray) -> list[np.ndarray]
     (``None`` for other kinds). A re-ranked index's lists hold rows already, in the order added."""
     if not spec.kind.startswith("ivf") or faiss_index.shard_count(spec) > 1:
         return None
-    order = np.argsort(ids, kind="stable")
-    lists = [stored for stored in faiss_index.ivf_lists(index) if len(stored) > 1]
+    lists = faiss_index.ivf_lists(index)
     if faiss_index.refined(spec):
         return lists
+    order = np.argsort(ids, kind="stable")
     return [order[np.searchsorted(ids, stored, sorter=order)] for stored in lists]
+
+
+def _second_lists(
+    index: Any, lists: list[np.ndarray], vectors: np.ndarray, rows: np.ndarray, chunk: int = 65_536
+) -> list[np.ndarray]:
+    """Per inverted list, the ``rows`` whose next-nearest list it is (their own is the add's): near
+    copies on either side of a list boundary meet there. One top-2 search of the coarse centroids (a
+    BLAS product) per chunk of rows."""
+    import faiss
+
+    own = np.empty(len(vectors), dtype=np.int64)
+    for lst, members in enumerate(lists):
+        own[members] = lst
+    quantizer = faiss.extract_index_ivf(index).quantizer
+    second = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        _, top = quantizer.search(np.ascontiguousarray(vectors[part], dtype=np.float32), 2)
+        second[start : start + len(part)] = np.where(top[:, 0] == own[part], top[:, 1], top[:, 0])
+    order = np.argsort(second, kind="stable")
+    bounds = np.searchsorted(second[order], np.arange(len(lists) + 1))
+    return [rows[order[bounds[lst] : bounds[lst + 1]]] for lst in range(len(lists))]
 
 
 def _list_links(
     lists: list[np.ndarray],
+    visits: list[np.ndarray],
     vectors: np.ndarray,
     ids: np.ndarray,
     rows: np.ndarray,
     threshold: float,
     batch: int,
 ) -> Iterator[tuple[int, int]]:
-    """``(id, other id)`` at cosine ≥ ``threshold`` among the members of each inverted list: one matrix
-    product of the stored vectors per list (BLAS) instead of a range search per vector.
+    """``(id, other id)`` at cosine ≥ ``threshold``: each list's members against the asked rows among
+    them and the asked rows visiting it (``visits``), by matrix products of the stored vectors (BLAS)
+    instead of a range search per vector.
 
-    Near-identical vectors fall in the same list: the list the build's add already chose for each, so
-    nothing is assigned twice. A pair split by a list boundary is missed, as the search-based pass
-    missed pairs outside its probes (bench/build.py's vectors, 100k × 768: probing the own list only
-    found 1,532 links, two lists 1,543)."""
+    Near-identical vectors fall in the same list, the one the build's add already chose for each, or
+    across a boundary into each other's next-nearest list; so every row is compared with two lists, as
+    the range search with 2 probes did (bench/build.py's vectors, 100k × 768, spread 1.5: the own list
+    alone found 1,876 of its 1,973 links)."""
     wanted = np.zeros(len(ids), dtype=bool)
     wanted[rows] = True
     full = bool(wanted.all())
-    for members in lists:
-        asked = members[wanted[members]]
-        if len(asked) == 0:
+    for members, visitors in zip(lists, visits, strict=True):
+        own = members[wanted[members]]
+        asked = np.concatenate([own, visitors])
+        if len(members) == 0 or len(asked) == 0:
             continue
         block = np.ascontiguousarray(vectors[members], dtype=np.float32)
         for start in range(0, len(asked), batch):
             part = asked[start : start + batch]
-            queries = block[start : start + batch] if full else np.asarray(vectors[part], dtype=np.float32)
+            queries = np.ascontiguousarray(vectors[part], dtype=np.float32)
             q_at, m_at = np.nonzero(queries @ block.T >= threshold)
-            # In a full build each pair shows up twice (i, j and j, i); one is enough to union them.
-            keep = part[q_at] < members[m_at] if full else part[q_at] != members[m_at]
-            for a, b in zip(ids[part[q_at[keep]]], ids[members[m_at[keep]]], strict=True):
-                yield int(a), int(b)
+            a, b = part[q_at], members[m_at]
+            # A pair of members of a full build's list shows up twice (i, j and j, i): one is enough
+            # to union them. A visitor is never a member, so all its pairs are kept.
+            by_member = start + q_at < len(own)
+            keep = np.where(by_member, (a < b) if full else (a != b), True)
+            for x, y in zip(ids[a[keep]], ids[b[keep]], strict=True):
+                yield int(x), int(y)
 
 
 def _has_range_search(spec: FaissSpec) -> bool:
