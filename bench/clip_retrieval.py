@@ -231,12 +231,16 @@ def _build(work: Path, n: int, dim: int) -> dict[str, Any]:
     # Theirs: our index emptied and refilled with rows 0…n-1 (clip-retrieval's metadata is by row), so
     # both search the same quantiser, lists and probes.
     t = time.perf_counter()
-    theirs = faiss.read_index(str(version.faiss_path))
-    theirs.reset()
-    theirs.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+    ours = faiss.read_index(str(version.faiss_path))
+    ours.reset()
+    ours.add_with_ids(vectors, np.arange(n, dtype=np.int64))
     faiss_index.set_search_params(
-        theirs, faiss_index.FaissSpec(manifest.faiss_type, dict(manifest.faiss_params))
+        ours, faiss_index.FaissSpec(manifest.faiss_type, dict(manifest.faiss_params))
     )
+    # An IVF-PQ index re-ranked by SQ8 comes in an id map (``faiss_index.build``), which cannot give
+    # back vectors by id, as clip_back's ``search_and_reconstruct`` asks: it gets the index inside,
+    # whose row numbers are these ids (``ours`` owns it, so it stays referenced until written).
+    theirs = faiss.downcast_index(ours.index) if isinstance(ours, faiss.IndexIDMap) else ours
     folder = work / "clip-retrieval" / INDICE
     folder.mkdir(parents=True, exist_ok=True)
     faiss.write_index(theirs, str(folder / "image.index"))
