@@ -8,14 +8,24 @@ import numpy as np
 import pytest
 
 from iconosearch.index import faiss_index
-from iconosearch.index.duplicates import DUPLICATE_NEIGHBOURS, _knn_links, _range_links, duplicate_groups
+from iconosearch.index.duplicates import (
+    DUPLICATE_NEIGHBOURS,
+    _ivf_lists,
+    _knn_links,
+    _list_links,
+    _range_links,
+    _second_lists,
+    duplicate_groups,
+)
 from iconosearch.index.faiss_index import FaissSpec
 
 
-def _data(n_groups: int, size: int, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _data(
+    n_groups: int, size: int, dim: int = 32, seed: int = 0, noise: float = 0.003
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_groups, dim)).astype(np.float32)
-    vectors = np.repeat(centres, size, axis=0) + 0.003 * rng.standard_normal((n_groups * size, dim)).astype(
+    vectors = np.repeat(centres, size, axis=0) + noise * rng.standard_normal((n_groups * size, dim)).astype(
         np.float32
     )
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -88,3 +98,18 @@ def test_grouping_by_ivf_lists_finds_the_exact_groups(kind: str) -> None:
         index, spec, vectors, ids, threshold=0.97, rows=np.arange(400, len(ids)), existing=first
     )
     assert _as_sets(merged) == exact
+
+
+def test_near_copies_on_either_side_of_a_list_boundary_are_linked_as_two_probes_link_them() -> None:
+    # Looser copies (cosine ~0.98) over many small lists: some pairs are split between two lists.
+    vectors, ids = _data(1500, 2, noise=0.12, seed=11)
+    spec = FaissSpec("ivf-flat", {"nlist": 256, "nprobe": 2})  # exact scores on both paths
+    index = faiss_index.build(vectors, ids, spec)
+    list_of = {int(i): lst for lst, stored in enumerate(faiss_index.ivf_lists(index)) for i in stored}
+    two_probes = {tuple(sorted(p)) for p in _range_links(index, spec, vectors, ids, 0.97, 512)}
+    assert sum(list_of[a] != list_of[b] for a, b in two_probes) >= 10  # the case under test occurs
+    lists = _ivf_lists(index, spec, ids)
+    assert lists is not None
+    visits = _second_lists(index, lists, vectors, np.arange(len(ids)), 0.97)
+    by_list = _list_links(lists, visits, vectors, ids, np.arange(len(ids)), 0.97, 256)
+    assert {tuple(sorted(p)) for p in by_list} == two_probes

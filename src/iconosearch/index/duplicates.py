@@ -6,6 +6,7 @@ group, so search can show one hit per group with the others listed under it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -62,7 +63,7 @@ def duplicate_groups(
     lists = _ivf_lists(index, spec, ids)
     if lists is not None:
         # Blocks of at most 1,024 query rows: a long list's product stays ~4 MB per 1,000 members.
-        visits = _second_lists(index, lists, vectors, rows)
+        visits = _second_lists(index, lists, vectors, rows, threshold)
         links = _list_links(lists, visits, vectors, ids, rows, threshold, min(batch, 1024))
     else:
         search = _range_links if _has_range_search(spec) else _knn_links
@@ -91,25 +92,46 @@ def _ivf_lists(index: Any, spec: FaissSpec, ids: np.ndarray) -> list[np.ndarray]
 
 
 def _second_lists(
-    index: Any, lists: list[np.ndarray], vectors: np.ndarray, rows: np.ndarray, chunk: int = 65_536
+    index: Any,
+    lists: list[np.ndarray],
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+    chunk: int = 16_384,
 ) -> list[np.ndarray]:
-    """Per inverted list, the ``rows`` whose next-nearest list it is (their own is the add's): near
-    copies on either side of a list boundary meet there. One top-2 search of the coarse centroids (a
-    BLAS product) per chunk of rows."""
+    """Per inverted list, the ``rows`` that must also be compared with its members: those whose
+    next-nearest list it is and that lie close enough to the boundary with their own list (the add's)
+    for a near copy to be on the other side.
+
+    A copy v of u (cosine ≥ t, so ‖u − v‖ ≤ √(2 − 2t)) can only sit in list B rather than u's list A if
+    ⟨u, c_A⟩ − ⟨u, c_B⟩ < ‖u − v‖ · ‖c_A − c_B‖; rows further from the boundary visit nothing. The
+    scores against the centroids are one BLAS product per chunk (FAISS's flat search took 5× longer)."""
     import faiss
 
     own = np.empty(len(vectors), dtype=np.int64)
     for lst, members in enumerate(lists):
         own[members] = lst
     quantizer = faiss.extract_index_ivf(index).quantizer
-    second = np.empty(len(rows), dtype=np.int64)
+    centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
+    reach = math.sqrt(max(0.0, 2.0 - 2.0 * threshold)) + 0.01  # + float16 rounding of the stored rows
+    visitors: list[np.ndarray] = []
+    second: list[np.ndarray] = []
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
-        _, top = quantizer.search(np.ascontiguousarray(vectors[part], dtype=np.float32), 2)
-        second[start : start + len(part)] = np.where(top[:, 0] == own[part], top[:, 1], top[:, 0])
-    order = np.argsort(second, kind="stable")
-    bounds = np.searchsorted(second[order], np.arange(len(lists) + 1))
-    return [rows[order[bounds[lst] : bounds[lst + 1]]] for lst in range(len(lists))]
+        scores = np.ascontiguousarray(vectors[part], dtype=np.float32) @ centroids.T
+        at = np.arange(len(part))
+        mine = own[part]
+        best_own = scores[at, mine].copy()
+        scores[at, mine] = -np.inf
+        other = scores.argmax(axis=1)
+        gap = np.linalg.norm(centroids[mine] - centroids[other], axis=1)
+        near = best_own - scores[at, other] < reach * gap
+        visitors.append(part[near])
+        second.append(other[near])
+    found, towards = np.concatenate(visitors), np.concatenate(second)
+    order = np.argsort(towards, kind="stable")
+    bounds = np.searchsorted(towards[order], np.arange(len(lists) + 1))
+    return [found[order[bounds[lst] : bounds[lst + 1]]] for lst in range(len(lists))]
 
 
 def _list_links(
