@@ -43,7 +43,8 @@ def plan(n: int, dim: int, *, memory_budget: int, shards: int = 1) -> FaissSpec:
 def bytes_per_vector(spec: FaissSpec, dim: int) -> int:
     """RAM of one stored vector in the built index (codes + ids), without the centroids; a re-ranked
     IVF-PQ's SQ8 codes (``dim`` bytes a vector) are memory-mapped from disk and not counted."""
-    code = dim if spec.kind == "ivf-sq8" else int(spec.params["m"]) if spec.kind == "ivf-pq" else 4 * dim
+    m = int(spec.params.get("m", 0))
+    code = {"ivf-sq8": dim, "ivf-pq": m, "ivf-pqfs": (m + 1) // 2}.get(spec.kind, 4 * dim)  # 4-bit codes
     return code + (faiss_index.REFINED_ID_BYTES if faiss_index.refined(spec) else faiss_index.IVF_ID_BYTES)
 
 

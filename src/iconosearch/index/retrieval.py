@@ -50,11 +50,13 @@ _thread_state = threading.local()
 
 
 def _shortlist_params(spec: FaissSpec, depth: int) -> Any:
-    """Search parameters of a re-ranked index searched ``depth`` deep, its shortlist held to
-    ``SHORTLIST_MAX`` (never under twice the depth); ``None`` (the index's own) for other kinds."""
+    """Search parameters of a re-ranked index searched ``depth`` deep, its shortlist held to the spec's
+    ``shortlist_max`` or ``SHORTLIST_MAX`` (never under twice the depth); ``None`` (the index's own)
+    for other kinds."""
     if not faiss_index.refined(spec):
         return None
-    k_factor = min(float(spec.params["k_factor"]), max(2.0, SHORTLIST_MAX / depth))
+    most = float(spec.params.get("shortlist_max", SHORTLIST_MAX))  # ivf-pqfs: FAST_SCAN_SHORTLIST
+    k_factor = min(float(spec.params["k_factor"]), max(2.0, most / depth))
     return faiss_index.search_params(FaissSpec(spec.kind, {**spec.params, "k_factor": k_factor}))
 
 

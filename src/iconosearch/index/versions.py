@@ -262,7 +262,14 @@ def _write_regions(
         progress("regions index", len(crops), len(crops))
         return info
     rows = np.arange(len(crops), dtype=np.int64)
-    crop_options = replace(options, memory_budget=budget)
+    kind = options.kind or regions.crop_kind(
+        len(crops),
+        crops.vectors.shape[1],
+        memory_budget=budget,
+        exact_max=options.exact_max,
+        shards=options.shards,
+    )
+    crop_options = replace(options, memory_budget=budget, kind=kind)
     index, spec, recall = _write_faiss(
         staging, crops.vectors, rows, crop_options, progress, file=regions.FAISS_FILE
     )
