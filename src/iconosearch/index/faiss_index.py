@@ -188,14 +188,12 @@ REFINE_PARAMS: dict[str, Any] = {"refine": "sq8", "k_factor": REFINE_K_FACTOR}
 
 
 FAST_SCAN_K_FACTOR = 64
-"""Shortlist length per result re-ranked by an ``ivf-pqfs`` index's SQ8 codes at k=10 (tuning's depth).
-Its recall follows the shortlist's length, not k: 500k crops of 64 dims (regions-200k), 512 lists,
-nprobe 64: recall@10 0.79 / 0.89 / 0.94 / 0.96 / 0.97 with 80 / 160 / 320 / 640 / 1280 candidates
-(SQ8 alone: 0.97); searched 256 deep, 1,024 candidates gave 0.97 as well."""
+"""``ivf-pqfs`` shortlist per result at k=10 (tuning's depth); recall follows the shortlist's length:
+500k crops × 64 dims, nprobe 64 of 512: recall@10 0.79 / 0.89 / 0.94 / 0.96 / 0.97 with 80 / 160 / 320 /
+640 / 1280 candidates (SQ8 alone 0.97; 256 deep, 1,024 candidates gave 0.97)."""
 FAST_SCAN_SHORTLIST = 1024
-"""Most candidates an ``ivf-pqfs`` search re-ranks (``shortlist_max``; deep crop searches take
-k_factor = shortlist / depth, never under 2): past ~1,000 recall gains nothing and re-ranking costs
-(256 deep: 0.68 ms with 1,024 candidates, 1.19 ms with 4,096, one thread)."""
+"""Most candidates a deep ``ivf-pqfs`` search re-ranks (``shortlist_max``): more gain no recall and cost
+time (256 deep: 0.68 ms with 1,024, 1.19 ms with 4,096, one thread)."""
 
 
 def fast_scan_params(dim: int) -> dict[str, Any]:
