@@ -27,6 +27,10 @@ def test_the_fast_scan_kind_builds_tunes_saves_loads_and_filters(tmp_path: Path)
     index = faiss_index.build(vectors, ids, spec)
     tuned, recall = faiss_index.tune(index, vectors, ids, spec, target=0.95)
     assert recall is not None and recall >= 0.96 and tuned.params["nprobe"] < tuned.params["nlist"]
+    # Every search re-ranks the shortlist tuning measured, however deep (filtered ones included).
+    for depth in (10, 256, 5000):
+        shortlist = faiss_index.search_params(tuned, depth=depth).k_factor * depth
+        assert shortlist == max(faiss_index.FAST_SCAN_SHORTLIST, 2 * depth)
 
     faiss_index.write(index, tmp_path / "fs.faiss")
     loaded = faiss_index.read(tmp_path / "fs.faiss", tuned)

@@ -192,8 +192,7 @@ FAST_SCAN_K_FACTOR = 256
 2.6M crops × 64 dims, 2,048 lists, noisy sample queries: recall@10 0.924 / 0.948 / 0.962 with 640 /
 1,280 / 2,560 candidates (all lists probed); 0.961 at nprobe 256 with 2,560 (SQ8: 0.961 at 128)."""
 FAST_SCAN_SHORTLIST = 2560
-"""Most candidates a deep ``ivf-pqfs`` search re-ranks (``shortlist_max``): tuning's shortlist, so a
-search of any depth keeps the recall the index was tuned to."""
+"""Candidates an ``ivf-pqfs`` search of any depth re-ranks (``shortlist_max``): tuning's shortlist."""
 
 
 def fast_scan_params(dim: int) -> dict[str, Any]:
@@ -322,9 +321,9 @@ def set_search_params(index: Any, spec: FaissSpec) -> None:
         faiss.downcast_index(index.index).hnsw.efSearch = int(spec.params["efSearch"])
 
 
-def search_params(spec: FaissSpec, *, selector: Any = None, fraction: float = 1.0) -> Any:
-    """FAISS search parameters for one search; with a selector keeping ``fraction`` of the vectors,
-    IVF probes proportionally more lists (else selective filters would come back short of k)."""
+def search_params(spec: FaissSpec, *, selector: Any = None, fraction: float = 1.0, depth: int = 10) -> Any:
+    """FAISS search parameters for one search ``depth`` deep; with a selector keeping ``fraction`` of the
+    vectors, IVF probes proportionally more lists (else selective filters would come back short of k)."""
     faiss = _faiss()
     if spec.kind.startswith("ivf"):
         nlist = int(spec.params["nlist"])
@@ -334,10 +333,11 @@ def search_params(spec: FaissSpec, *, selector: Any = None, fraction: float = 1.
         ivf = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
         if not refined(spec):
             return ivf
+        k_factor = float(spec.params["k_factor"])
+        if "shortlist_max" in spec.params:  # FAST_SCAN_SHORTLIST candidates at any depth
+            k_factor = min(k_factor, max(2.0, float(spec.params["shortlist_max"]) / depth))
         # kwargs, not attributes: FAISS's wrapper then keeps the sub-objects alive with the parameters.
-        return faiss.IndexRefineSearchParameters(
-            k_factor=float(spec.params["k_factor"]), base_index_params=ivf
-        )
+        return faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=ivf)
     if spec.kind == "hnsw":
         ef = int(spec.params["efSearch"])
         if fraction < 1.0:
@@ -576,16 +576,15 @@ def filtered_search(
         # A refined index's IVF stores rows under its IndexIDMap: the filter is asked about each row's
         # record id. (``allowed`` stays referenced here: the translation holds a raw pointer to it.)
         sel = faiss.IDSelectorTranslated(index.id_map, allowed) if refined(spec) else allowed
-        s, i = search(
-            index, q, min(depth, n_allowed), params=search_params(spec, selector=sel, fraction=fraction)
-        )
+        params = search_params(spec, selector=sel, fraction=fraction, depth=depth)
+        s, i = search(index, q, min(depth, n_allowed), params=params)
         keep = i[0] >= 0
         found = int(keep.sum())
         return s[0][keep], i[0][keep], found < depth or found >= n_allowed
     if strategy == "overfetch":
         sorted_ids = np.sort(np.asarray(allowed_ids, np.int64))
         fetch = min(total, math.ceil(depth / fraction * 1.2) + 10)
-        params = search_params(spec, fraction=fraction)
+        params = search_params(spec, fraction=fraction, depth=depth)
         while True:
             s, i = search(index, q, fetch, params=params)
             s, i = s[0], i[0]
