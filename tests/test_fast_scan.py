@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from iconosearch.index import faiss_index, ivf_build, regions
 from iconosearch.index.builder import BuildOptions, write_version
@@ -24,6 +25,8 @@ def test_the_fast_scan_kind_builds_tunes_saves_loads_and_filters(tmp_path: Path)
     spec = faiss_index.choose_spec(len(vectors), 32, kind="ivf-pqfs")
     assert faiss_index.refined(spec) and spec.params["m"] == 16 and not faiss_index.removable(spec)
     assert ivf_build.bytes_per_vector(spec, 32) == 8 + faiss_index.REFINED_ID_BYTES
+    with pytest.raises(ValueError, match="not split into shards"):
+        faiss_index.choose_spec(len(vectors), 32, kind="ivf-pqfs", shards=2)
     index = faiss_index.build(vectors, ids, spec)
     tuned, recall = faiss_index.tune(index, vectors, ids, spec, target=0.95)
     assert recall is not None and recall >= 0.96 and tuned.params["nprobe"] < tuned.params["nlist"]
