@@ -436,14 +436,16 @@ def test_a_crop_index_below_its_recall_target_says_so_and_is_capped_when_far_bel
     assert info["recall_reached"] is False and info["recall_target"] == 1.0 and 0 < info["recall_at_10"] < 1
     line = regions.cost_summary(len(items), info, version.path)
     assert line is not None and "WARNING: crop recall@10" in line
-    assert "probes_capped" in info or not streamed, "the streamed build's PQ codes fall far short"
+    cap = max(1, int(nlist * regions.PROBE_CAP))
     if "probes_capped" in info:
         assert info["recall_at_10"] < 1.0 - regions.FAR_MISS
-        assert int(info["faiss_params"]["nprobe"]) == max(1, int(nlist * regions.PROBE_CAP)) < nlist
+        assert int(info["faiss_params"]["nprobe"]) == cap < nlist
         assert info["probes_capped"].startswith(f"{info['faiss_params']['nprobe']} of {nlist} lists")
         assert "probes capped" in line
+    elif info["recall_at_10"] < 1.0 - regions.FAR_MISS:  # tuning settled where recall stopped rising
+        assert streamed and int(info["faiss_params"]["nprobe"]) <= cap < nlist
     else:  # a near miss keeps the probes tuning gave it
-        assert info["recall_at_10"] >= 1.0 - regions.FAR_MISS and "probes capped" not in line
+        assert "probes capped" not in line
     # The engine serves it as tuned (or capped).
     page = engine_for(tmp_path).search(Query(terms=(Term("item", items[399].record.id),), k=5))
     assert page.hits[0].record.id == items[399].record.id

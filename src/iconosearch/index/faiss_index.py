@@ -20,9 +20,7 @@ Choice by size and memory budget (overridable with ``kind``):
   keeps the recall: with dim/8 sub-quantisers of 8 dims each, and at least ``MIN_PQ_SUBQUANTIZERS``
   (32) of them. Fewer stop short after re-ranking (768 dims with 48 sub-quantisers: recall@10 0.946
   with every list probed; 64 dims with 8: 0.70), so 64-dim crop indexes stay ``ivf-sq8`` at any size
-  that fits. ``ivf-flat`` (full float vectors, 4× SQ8's memory traffic: 7.8 ms for recall 0.93 at
-  1M × 512) is only built on request. Scores of SQ8 indexes are the quantised inner products
-  (cosine within ~1e-3).
+  that fits. ``ivf-flat`` (4× SQ8's memory traffic) only on request. SQ8 scores are within ~1e-3.
 - ``ivf-pq`` is re-ranked (``params["refine"] = "sq8"``): the PQ codes (``m`` bytes, ~dim/8) only pick a
   shortlist of ``k_factor`` × k candidates, which FAISS's ``IndexRefine`` re-scores with 8-bit scalar
   codes, so recall is that of SQ8 (PQ codes alone stopped at recall@10 0.87 at 1M × 256, however many
@@ -31,12 +29,10 @@ Choice by size and memory budget (overridable with ``kind``):
   ids a vector (the IVF's row id, and the ``IndexIDMap``'s record id), and the SQ8 codes (dim bytes a
   vector) live on disk and in the page cache. A refined index cannot remove vectors (the builder
   rebuilds it from the stored vectors instead, as for HNSW) and is not split into shards (a filter's
-  record ids are translated to rows per index). Measured at 1M × 256 (recall@10 0.95 at nprobe 16 of
-  1024, where PQ codes alone stopped at 0.87): README "Scaling".
+  record ids are translated to rows per index). Measured at 1M × 256: README "Scaling".
 - ``ivf-pqfs``: ``ivf-pq`` (same re-ranking rules) with 4-bit codes of dim/2 sub-quantisers scanned by
   FAISS's SIMD fast-scan kernels; only the crop index picks it (``regions.crop_kind``, measured there).
-- ``hnsw``: HNSW graph (``IndexHNSWFlat``, M=32) on request; cannot delete, so incremental updates
-  of an HNSW index rebuild it from the stored vectors.
+- ``hnsw``: HNSW graph (``IndexHNSWFlat``, M=32) on request; updates rebuild it (it cannot delete).
 
 All indexes carry the stable 64-bit record ids (``records.id_to_int64``) as FAISS ids. Any kind can be
 split into ``shards`` (``params["shards"]``), searched and merged exactly as one: see ``index.sharded``.
@@ -58,6 +54,8 @@ DEFAULT_EXACT_MAX = 20_000
 DEFAULT_MEMORY_BUDGET = 8 * 1024**3
 DEFAULT_RECALL_TARGET = 0.95
 RECALL_MARGIN = 0.01
+PLATEAU_GAIN = 0.005
+"""Tuning settles below its target where doubling the probes gained less recall: the codes limit it then."""
 REFINE_K_FACTOR = 32
 """Shortlist length per result re-ranked by an ``ivf-pq`` index's SQ8 codes. Chosen on clustered
 vectors with ~5,000 neighbours per cluster (the density of 10M synthetic vectors): PQ at dim/8 bytes
@@ -93,8 +91,7 @@ def choose_spec(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     shards: int = 1,
 ) -> FaissSpec:
-    """The index for ``n`` vectors of ``dim`` floats under ``memory_budget`` bytes (see module doc),
-    split into ``shards`` sub-indexes when > 1."""
+    """The index for ``n`` vectors of ``dim`` floats under ``memory_budget`` bytes, in ``shards``."""
     spec = _choose_kind(n, dim, kind=kind, exact_max=exact_max, memory_budget=memory_budget)
     if shards < 1:
         raise ValueError(f"shards must be ≥ 1, got {shards}")
@@ -131,8 +128,8 @@ TRAIN_PER_LIST = 30
 """k-means training points per list at the least: FAISS warns below 39 but its centroids are stable
 from ~30 (the in-memory builder trains on more, ``build``; the streamed one on exactly this many)."""
 EXPECTED_PROBES = 48
-"""The nprobe a collection's tuning typically lands on with √n lists (bench/search.py's vectors: 48 of
-512 at 200k, 64 of 1,024 at 1M for recall@10 ≥ 0.96), used to estimate what an ``ivf-sq8`` query scans."""
+"""The nprobe tuning typically lands on with √n lists (bench/search.py's vectors: 48 of 512 at 200k,
+64 of 1,024 at 1M), to estimate what an ``ivf-sq8`` query scans."""
 SQ8_SCAN_MAX_BYTES = 8 * 1024**2
 """The most SQ8 code bytes one query may be expected to scan before ``ivf-pq`` with SQ8 re-ranking is
 chosen instead (see module doc): 8 MiB take ~5 ms on one core of the 2-core box (48 MB took 27–32 ms)."""
@@ -435,11 +432,11 @@ def tune(
     target: float = DEFAULT_RECALL_TARGET,
     n_queries: int = 200,
 ) -> tuple[FaissSpec, float | None]:
-    """Raise nprobe (IVF) or efSearch (HNSW) until measured recall@10 reaches ``target`` + a margin.
+    """Raise nprobe (IVF) or efSearch (HNSW) until measured recall@10 reaches ``target`` + a margin, or
+    stops rising (``PLATEAU_GAIN``).
 
-    The margin (``RECALL_MARGIN``) covers the sampling noise of ``n_queries`` queries: tuned to
-    exactly 0.95, 1M × 256 measured 0.9485 on other queries. Returns the tuned spec and its measured
-    recall (``None`` for exact indexes).
+    The margin (``RECALL_MARGIN``) covers the sampling noise of ``n_queries`` queries. Returns the tuned
+    spec and its measured recall (``None`` for exact indexes).
     """
     if spec.kind == "flat":
         return spec, None
@@ -454,14 +451,18 @@ def tune_against(
     """:func:`tune` against a known exact top 10 of ``queries`` (a streamed build merges it batch by
     batch, never holding all vectors)."""
     key, limit = ("nprobe", int(spec.params["nlist"])) if spec.kind.startswith("ivf") else ("efSearch", 4096)
-    value = int(spec.params[key])
+    value, seen = int(spec.params[key]), list[tuple[int, float]]()
     while True:
         tuned = FaissSpec(spec.kind, {**spec.params, key: value})
         _, approx = search(index, queries, 10, params=search_params(tuned))
         recall = recall_at_k(approx, exact_ids, 10)
-        if recall >= min(1.0, target + RECALL_MARGIN) or value >= limit:
+        half = next(((v, r) for v, r in reversed(seen) if 2 * v <= value), None)
+        if recall < target and half is not None and recall - half[1] < PLATEAU_GAIN:
+            tuned, recall = FaissSpec(spec.kind, {**spec.params, key: half[0]}), half[1]
+        if recall >= min(1.0, target + RECALL_MARGIN) or value >= limit or tuned.params[key] != value:
             set_search_params(index, tuned)
             return tuned, round(recall, 4)
+        seen.append((value, recall))
         # 8, 12, 16, 24, 32, 48, 64, 96, 128, 192…: fine enough not to overshoot the target by 2×.
         value = min(limit, max(value + 1, value * 3 // 2 if value & (value - 1) == 0 else value * 4 // 3))
 
