@@ -211,3 +211,29 @@ def test_the_real_model_finds_andromeda_by_its_title(tmp_path: Path) -> None:
     hybrid = engine.search(text_query(visual, k=10))
     assert ids(hybrid) == ids(engine.search(text_query(visual, k=10, mode="vector")))
     assert hybrid.thresholds is not None  # a plain cosine ranking keeps its calibrated bands
+
+
+def test_the_words_are_counted_once_per_version_words_and_filters(
+    catalogue: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iconosearch.index.metadata import Metadata
+
+    data_dir, named = catalogue
+    engine = engine_for(data_dir)
+    counted: list[str] = []
+    real = Metadata.keyword_count
+
+    def counting(self: Metadata, match: str, filters: Filters, limit: int) -> int:
+        counted.append(match)
+        return real(self, match, filters, limit)
+
+    monkeypatch.setattr(Metadata, "keyword_count", counting)
+    first = engine.search(text_query("Andromeda", k=1))
+    again = engine.search(text_query("Andromeda", k=1))
+    assert ids(first) == ids(again) == [named["andromeda"]] and len(counted) == 1
+    assert first.next_cursor is not None  # the next page asks again: answered from the count kept
+    engine.search(text_query("Andromeda", k=1, cursor=first.next_cursor))
+    assert len(counted) == 1
+    engine.search(text_query("Andromeda", k=1, filters=Filters(collections=("maps",))))
+    engine.search(text_query("a stag hunt", k=1))
+    assert len(counted) == 3

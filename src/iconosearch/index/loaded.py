@@ -68,6 +68,8 @@ class LoadedVersion:
         self.filter_cache: OrderedDict[Filters, Any] = OrderedDict()
         """What each recent filter allows (``retrieval.Allowed``)."""
         self.facet_cache: OrderedDict[tuple[Filters, str | None], dict[str, dict[str, int]]] = OrderedDict()
+        self.word_counts: OrderedDict[tuple[str, Filters], int] = OrderedDict()
+        """Records holding all the words of recent hybrid queries (``SearchEngine._words_clause``)."""
         if self.index.ntotal != self.count or self.vectors.shape != (self.count, m.dim):
             raise IndexStoreError(
                 f"index version {m.version} is inconsistent: FAISS {self.index.ntotal}, "
