@@ -171,12 +171,12 @@ async def search_params(request: Request) -> SearchParams:  # async: no blocking
     query = Query(
         terms=tuple(terms),
         filters=filters,
-        keywords=p.keywords.strip() if p.keywords and p.keywords.strip() else None,
+        keywords=_stripped(p.keywords),
         min_score=p.min_score,
         k=p.k,
         cursor=p.cursor or None,
         collapse_duplicates=p.collapse,
-        language=p.qlang.strip().lower() if p.qlang and p.qlang.strip() else None,
+        language=_stripped(p.qlang, lower=True),
         sort=p.sort,
         mode=p.mode,
     )
@@ -261,12 +261,18 @@ def query_from_body(body: s.SearchRequest, limits: LimitsConfig) -> Query:
     return Query(
         terms=tuple(terms),
         filters=filters_from_body(body.filters),
-        keywords=body.keywords.strip() if body.keywords and body.keywords.strip() else None,
+        keywords=_stripped(body.keywords),
         min_score=body.min_score,
         k=body.k,
         cursor=body.cursor or None,
         collapse_duplicates=body.collapse_duplicates,
-        language=body.language.strip().lower() if body.language and body.language.strip() else None,
+        language=_stripped(body.language, lower=True),
         sort=body.sort,
         mode=body.mode,
     )
+
+
+def _stripped(text: str | None, *, lower: bool = False) -> str | None:
+    """``text`` without surrounding blanks (lower-cased if asked); ``None`` when nothing is left."""
+    text = (text or "").strip()
+    return (text.lower() if lower else text) or None
