@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import _api_index  # noqa: E402  (bench/ is on the path when this runs as a script)
+import _load  # noqa: E402
 from iconosearch.index import faiss_index, ivf_build  # noqa: E402
 from iconosearch.index.faiss_index import FaissSpec  # noqa: E402
 
@@ -241,48 +243,31 @@ def _percentiles_ms(latencies: list[float]) -> Callable[[float], float]:
 async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -> dict:
     """``concurrency`` clients asking one new text after another for ``seconds``; also the CPU time the
     server and this load generator spent per request (on a 2-core box the generator's share counts)."""
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+    def search(_: int) -> _load.Request:
+        return _load.Request("GET", "/api/search?" + urlencode({"q": _next_query(), "k": 24}))
 
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                try:
-                    r = await client.get("/api/search", params={"q": _next_query(), "k": 24})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    errors += 1
-
+    async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
         batches_before = await _batch_counters(client)
-        server_cpu, client_cpu = _cpu_s(server_pid), time.process_time()
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        server_cpu, client_cpu = _cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
+        server_cpu = _cpu_s(server_pid)
+        run = await _load.closed_loop(base, concurrency, seconds, search)
+        server_cpu = _cpu_s(server_pid) - server_cpu
         batches = {k: v - batches_before[k] for k, v in (await _batch_counters(client)).items()}
+    latencies = run.latencies()
     pct = _percentiles_ms(latencies)
-    done = max(1, len(latencies) + errors)
+    done = max(1, len(run.answers))
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
-        "errors": errors,
+        "errors": run.failures(),
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
-        "throughput_rps": round(len(latencies) / elapsed, 2),
-        "seconds": round(elapsed, 2),
+        "throughput_rps": round(len(latencies) / run.elapsed_s, 2),
+        "seconds": round(run.elapsed_s, 2),
         "server_cpu_ms_per_request": round(server_cpu * 1000 / done, 2),
-        "client_cpu_ms_per_request": round(client_cpu * 1000 / done, 2),
-        "client_cpu_share": round(client_cpu / max(1e-9, server_cpu + client_cpu), 3),
+        "client_cpu_ms_per_request": round(run.client_cpu_s * 1000 / done, 2),
+        "client_cpu_share": round(run.client_cpu_s / max(1e-9, server_cpu + run.client_cpu_s), 3),
         "text_batches": int(batches["batches"]),
         "mean_text_batch": round(batches["texts"] / batches["batches"], 2) if batches["batches"] else None,
     }
@@ -396,49 +381,24 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _hostile_level(base: str, concurrency: int, seconds: float, png: bytes) -> dict:
     """Like :func:`_level`, but every 5th request uploads the heavy PNG."""
-    latencies: list[float] = []
-    uploads: dict[str, int] = {}
-    errors = 0
-    counter = 0
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+    upload = httpx.Request("POST", f"{base}/api/search/image", files={"file": ("big.png", png, "image/png")})
+    body, content_type = upload.read(), upload.headers["content-type"]  # httpx writes the multipart body
+    counter = itertools.count(1)
 
-        async def worker() -> None:
-            nonlocal counter, errors
-            while time.perf_counter() < deadline:
-                counter += 1
-                if counter % 5 == 0:
-                    try:
-                        r = await client.post(
-                            "/api/search/image", files={"file": ("big.png", png, "image/png")}
-                        )
-                        key = str(r.status_code)
-                    except httpx.HTTPError as exc:
-                        key = type(exc).__name__
-                    uploads[key] = uploads.get(key, 0) + 1
-                    continue
-                start = time.perf_counter()
-                try:
-                    r = await client.get("/api/search", params={"q": _next_query(), "k": 24})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    errors += 1
+    def next_request(_: int) -> _load.Request:
+        if next(counter) % 5 == 0:
+            return _load.Request("POST", "/api/search/image", body, content_type, label="upload")
+        return _load.Request("GET", "/api/search?" + urlencode({"q": _next_query(), "k": 24}))
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    pct = _percentiles_ms(latencies)
-
+    run = await _load.closed_loop(base, concurrency, seconds, next_request)
+    pct = _percentiles_ms(run.latencies())
     return {
         "concurrency": concurrency,
-        "ordinary_requests": len(latencies),
-        "ordinary_errors": errors,
+        "ordinary_requests": len(run.latencies()),
+        "ordinary_errors": run.failures(),
         "ordinary_p50_ms": pct(0.50),
         "ordinary_p99_ms": pct(0.99),
-        "uploads_by_status": uploads,
+        "uploads_by_status": run.statuses("upload"),
     }
 
 

@@ -59,6 +59,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 INDICE = "synthetic"
@@ -319,75 +320,69 @@ class Sides:
             ).encode()
         return self.bodies[row]
 
-    def send(self, client: Any, side: str, row: int) -> Any:
+    def request(self, side: str, row: int) -> Any:
+        """``side``'s request for the neighbours of ``row`` (a ``_load.Request``)."""
+        import _load
+
         if side == "iconosearch":
-            return client.get(f"{self.base[side]}/api/search", params={"like": self.ids[row], "k": K})
-        return client.post(
-            f"{self.base[side]}/knn-service",
-            content=self.body(row),
-            headers={"content-type": "application/json"},
-        )
+            return _load.Request("GET", "/api/search?" + urlencode({"like": self.ids[row], "k": K}))
+        return _load.Request("POST", "/knn-service", self.body(row), "application/json")
 
 
 def _single(sides: Sides, side: str, rows: list[int]) -> dict[str, Any]:
     """One client, one request at a time: latencies, answer sizes and the first request's top 10."""
-    import httpx
+    import asyncio
 
-    times, sizes, hits = [], [], []
-    top10: list[int] = []
+    import _load
+
+    async def ask() -> list[tuple[float, Any]]:
+        connection = await _load.Connection.open(sides.base[side])
+        answers = []
+        try:
+            for row in rows:
+                start = time.perf_counter()
+                status, body = await connection.send(sides.request(side, row))
+                answers.append(((time.perf_counter() - start) * 1000, body))
+                if status != 200:
+                    raise SystemExit(f"{side} answered {status}: {body[:300]!r}")
+        finally:
+            await connection.close()
+        return answers
+
+    answers = asyncio.run(ask())
+    times = [ms for ms, _ in answers]
+    sizes = [len(body) for _, body in answers]
+    found = [json.loads(body) for _, body in answers]
+    if side == "iconosearch":
+        found = [page["results"] for page in found]
     row_of = {rid: i for i, rid in enumerate(sides.ids)}
-    with httpx.Client(timeout=120) as client:
-        for row in rows:
-            start = time.perf_counter()
-            r = sides.send(client, side, row)
-            times.append((time.perf_counter() - start) * 1000)
-            r.raise_for_status()
-            sizes.append(len(r.content))
-            found = r.json()["results"] if side == "iconosearch" else r.json()
-            hits.append(len(found))
-            if not top10:
-                top10 = [row_of[h["id"]] if side == "iconosearch" else h["id"] for h in found[:10]]
+    first = found[0][:10]
     return {
         "p50_ms": statistics.median(times),
         "p99_ms": _pct(times, 0.99),
         "bytes": statistics.median(sizes),
-        "hits": statistics.median(hits),
-        "top10": top10,
+        "hits": statistics.median(len(hits) for hits in found),
+        "top10": [row_of[h["id"]] if side == "iconosearch" else h["id"] for h in first],
     }
 
 
 def _concurrent(sides: Sides, side: str, rows: list[int], clients: int, seconds: float) -> dict[str, Any]:
-    """``clients`` threads, each sending request after request for ``seconds``: throughput and p99."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+    """``clients`` connections, each sending request after request for ``seconds``: throughput and p99."""
+    import asyncio
+    import itertools
 
-    import httpx
+    import _load
 
-    pool_of = [httpx.Client(timeout=120) for _ in range(clients)]  # made before the clock starts
-    start_line = threading.Barrier(clients + 1)
-    deadline = 0.0
+    asked = [itertools.count(c, clients) for c in range(clients)]  # client c: rows c, c + clients, …
 
-    def worker(offset: int) -> list[float]:
-        times = []
-        i = offset
-        start_line.wait()
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            sides.send(pool_of[offset], side, rows[i % len(rows)]).raise_for_status()
-            times.append((time.perf_counter() - start) * 1000)
-            i += clients
-        return times
+    def next_request(c: int) -> Any:
+        return sides.request(side, rows[next(asked[c]) % len(rows)])
 
-    with ThreadPoolExecutor(clients) as pool:
-        parts = [pool.submit(worker, c) for c in range(clients)]
-        started = time.perf_counter()
-        deadline = started + seconds
-        start_line.wait()
-        times = [t for part in parts for t in part.result()]
-        elapsed = time.perf_counter() - started
-    for client in pool_of:
-        client.close()
-    return {"rps": len(times) / elapsed, "p99_ms": _pct(times, 0.99)}
+    run = asyncio.run(_load.closed_loop(sides.base[side], clients, seconds, next_request))
+    if run.failures():
+        raise SystemExit(f"{side} failed {run.failures()} requests: {run.statuses()}")
+    times = [t * 1000 for t in run.latencies()]
+    return {"rps": len(times) / run.elapsed_s, "p99_ms": _pct(times, 0.99)}
 
 
 def _read_through(folders: list[Path]) -> None:

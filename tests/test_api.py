@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import re
@@ -586,21 +587,38 @@ def test_new_index_versions_are_picked_up_without_restart(tmp_path: Path, demo: 
         items = [EmbeddedRecord(r, f"h{i}", vectors[i]) for i, r in enumerate(recs)]
         return write_version(store, items, model).version
 
-    with TestClient(create_app(_settings(data_dir), reload_interval_s=0.2)) as c:
-        before = c.get("/readyz").json()
-        # The indexer writes a new version: the running app switches to it by itself.
-        version = write(3)
-        deadline = time.monotonic() + 15
-        while c.get("/readyz").json()["index_version"] != version:
-            assert time.monotonic() < deadline, "new version not picked up"
-            time.sleep(0.1)
-        assert version != before["index_version"]
-        assert c.get("/readyz").json()["count"] == 3
-        assert len(c.get("/api/search", params={"q": "x", "k": 10}).json()["results"]) <= 3
-        assert "iconosearch_index_reloads_total 1.0" in c.get("/metrics").text
-        # And on demand, through the admin endpoint.
-        r = c.post("/api/admin/reload", headers={"X-API-Key": API_KEY})
-        assert r.status_code == 200 and r.json()["index_version"] == version
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        with TestClient(create_app(_settings(data_dir), reload_interval_s=0.2, settle_heap=True)) as c:
+            wait_ready(c)
+            # Warmed up, the serving process's heap is settled (see settle_heap).
+            assert gc.get_freeze_count() > 0
+            gc.unfreeze()
+            before = c.get("/readyz").json()
+            # The indexer writes a new version: the running app switches to it by itself.
+            version = write(3)
+            deadline = time.monotonic() + 15
+            while c.get("/readyz").json()["index_version"] != version:
+                assert time.monotonic() < deadline, "new version not picked up"
+                time.sleep(0.1)
+            assert version != before["index_version"]
+            # ...warms it up, and settles the heap again.
+            while gc.get_freeze_count() == 0:
+                assert time.monotonic() < deadline + 60, "heap not settled after the reload"
+                time.sleep(0.1)
+            _check_reloaded(c, version)
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
+
+
+def _check_reloaded(c: TestClient, version: str) -> None:
+    assert c.get("/readyz").json()["count"] == 3
+    assert len(c.get("/api/search", params={"q": "x", "k": 10}).json()["results"]) <= 3
+    assert "iconosearch_index_reloads_total 1.0" in c.get("/metrics").text
+    # And on demand, through the admin endpoint.
+    r = c.post("/api/admin/reload", headers={"X-API-Key": API_KEY})
+    assert r.status_code == 200 and r.json()["index_version"] == version
 
 
 def test_admin_reindex_runs_in_the_background(tmp_path: Path) -> None:

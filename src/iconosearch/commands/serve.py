@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         bind_host = host or settings.server.host
         bind_port = port or settings.server.port
         try:
-            api = create_app(settings, reload_interval_s=reload_interval)
+            api = create_app(settings, reload_interval_s=reload_interval, settle_heap=True)
         except Exception as exc:  # a broken data dir or index must say so, not dump a traceback
             fail(f"cannot start the service: {exc}")
         if not cli.quiet:
