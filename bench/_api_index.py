@@ -162,11 +162,18 @@ def _copy_records(meta: Metadata, ids: np.ndarray, templates: int) -> None:
 
     conn.create_function("copied_record", 3, copied, deterministic=True)
     conn.create_function("template_caption", 1, caption, deterministic=True)
-    conn.execute("CREATE TEMP TABLE copies (row INTEGER PRIMARY KEY, int_id INTEGER NOT NULL)")
-    conn.executemany(
-        "INSERT INTO copies VALUES (?, ?)", ((r, int(ids[r])) for r in range(templates, len(ids)))
+    # ``template`` is indexed: the tables' own indexes come with ``finish``, so without it each join
+    # scanned every copy per template row (40k copies: 38 s a table; 1M: ~15 min).
+    conn.execute(
+        "CREATE TEMP TABLE copies"
+        " (row INTEGER PRIMARY KEY, int_id INTEGER NOT NULL, template INTEGER NOT NULL)"
     )
-    source = f"FROM copies c JOIN records r ON r.row = c.row % {templates}"
+    conn.executemany(
+        "INSERT INTO copies VALUES (?, ?, ?)",
+        ((r, int(ids[r]), r % templates) for r in range(templates, len(ids))),
+    )
+    conn.execute("CREATE INDEX temp.copies_template ON copies(template)")
+    source = "FROM copies c JOIN records r ON r.row = c.template"
     conn.execute(
         f"INSERT INTO providers SELECT c.int_id, p.label {source} JOIN providers p ON p.int_id = r.int_id"
     )

@@ -248,11 +248,12 @@ async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -
         return _load.Request("GET", "/api/search?" + urlencode({"q": _next_query(), "k": 24}))
 
     async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
-        batches_before = await _batch_counters(client)
+        batches_before, answered_before = await _batch_counters(client), await _answered_within(client)
         server_cpu = _cpu_s(server_pid)
         run = await _load.closed_loop(base, concurrency, seconds, search)
         server_cpu = _cpu_s(server_pid) - server_cpu
         batches = {k: v - batches_before[k] for k, v in (await _batch_counters(client)).items()}
+        answered = {k: v - answered_before[k] for k, v in (await _answered_within(client)).items()}
     latencies = run.latencies()
     pct = _percentiles_ms(latencies)
     done = max(1, len(run.answers))
@@ -268,6 +269,13 @@ async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -
         "server_cpu_ms_per_request": round(server_cpu * 1000 / done, 2),
         "client_cpu_ms_per_request": round(run.client_cpu_s * 1000 / done, 2),
         "client_cpu_share": round(run.client_cpu_s / max(1e-9, server_cpu + run.client_cpu_s), 3),
+        # The server's own view (its request histogram, from the request reaching the app to the
+        # answer leaving it): what share it answered within 50 / 100 / 250 ms.
+        "server_answered_within_ms": {
+            le: round(n / answered["+Inf"], 4) if answered["+Inf"] else None
+            for le, n in answered.items()
+            if le != "+Inf"
+        },
         "text_batches": int(batches["batches"]),
         "mean_text_batch": round(batches["texts"] / batches["batches"], 2) if batches["batches"] else None,
     }
@@ -278,6 +286,21 @@ async def _batch_counters(client: httpx.AsyncClient) -> dict[str, float]:
     text = (await client.get("/metrics")).text
     found = dict(re.findall(r"^iconosearch_text_batch(es|_texts) ([0-9.e+]+)$", text, re.MULTILINE))
     return {"batches": float(found.get("es", 0)), "texts": float(found.get("_texts", 0))}
+
+
+async def _answered_within(client: httpx.AsyncClient) -> dict[str, float]:
+    """``GET /api/search`` answers so far by the server's histogram: within 50, 100, 250 ms, and all."""
+    text = (await client.get("/metrics")).text
+    found = dict(
+        re.findall(
+            r'^iconosearch_http_request_duration_seconds_bucket\{le="([^"]+)",method="GET",'
+            r'route="/api/search"\} ([0-9.e+]+)$',
+            text,
+            re.MULTILINE,
+        )
+    )
+    buckets = {"50": "0.05", "100": "0.1", "250": "0.25", "+Inf": "+Inf"}
+    return {key: float(found.get(le, 0)) for key, le in buckets.items()}
 
 
 def _encode_ceiling(batches: tuple[int, ...] = (1, 2, 4, 8, 16), rounds: int = 5) -> dict:

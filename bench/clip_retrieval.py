@@ -6,6 +6,7 @@ environment: install it into its own venv and pass that interpreter::
     python3 -m venv /work/cr-venv && /work/cr-venv/bin/pip install clip-retrieval
     python bench/clip_retrieval.py --clip-retrieval-python /work/cr-venv/bin/python [--vectors 200000]
                                    [--rounds 5] [--queries 200] [--concurrency 1 8] [--quick]
+                                   [--their-index same|autofaiss]
 
 Without a working clip-retrieval (no ``--clip-retrieval-python``, or its interpreter cannot import
 ``clip_retrieval.clip_back``) it prints ``{"skipped": "<reason>"}`` and exits 0.
@@ -19,6 +20,11 @@ low-rank subspace, as hard for IVF as real embeddings) of the default model's di
   (its ``image.index``, rows numbered as its metadata), and ``url`` and ``caption`` per row, served as its
   LAION-5B guide (``docs/laion5B_h14_back.md``) serves them: parquet converted by its ``parquet_to_arrow``,
   ``use_arrow`` and ``enable_faiss_memory_mapping``.
+
+With ``--their-index autofaiss`` clip-retrieval serves instead the index its own tooling builds from the
+same vectors (autofaiss's ``build_index`` with ``clip-retrieval index``'s defaults, 4 GB for the index,
+16 GB available; its choice and estimated recall are in ``their_index``): each product as it ships,
+rather than the back ends alone.
 
 **The same work, by vector.** Each query is a stored vector: iconosearch is asked ``GET /api/search?
 like=<id>&k=24`` (more like this item: the engine looks the item's vector up itself), clip-retrieval
@@ -146,6 +152,21 @@ def _their_side(mode: str, argv: list[str]) -> None:
             enable_mclip_option=False,
             use_jit=False,
             provide_aesthetic_embeddings=False,
+        )
+    elif mode == "autofaiss":
+        import numpy as np
+        from autofaiss import build_index
+
+        vectors, folder = np.load(argv[0]), Path(argv[1])
+        folder.mkdir(parents=True, exist_ok=True)
+        # ``clip-retrieval index``'s defaults (clip_index.py): what its users serve unless they tune.
+        build_index(
+            embeddings=vectors,
+            index_path=str(folder / "image.index"),
+            index_infos_path=str(folder / "infos.json"),
+            max_index_memory_usage="4G",
+            current_memory_available="16G",
+            metric_type="ip",
         )
     elif mode == "engine":
         _their_engine(Path(argv[0]), Path(argv[1]))
@@ -404,7 +425,12 @@ def _overlap(a: list[int], b: list[int]) -> float:
 
 
 def _engines(
-    work: Path, python: str, built: dict[str, Any], plan: list[list[int]], started: Callable[[], None]
+    work: Path,
+    their_root: Path,
+    python: str,
+    built: dict[str, Any],
+    plan: list[list[int]],
+    started: Callable[[], None],
 ) -> dict[str, Any]:
     """In process, no HTTP: ``SearchEngine.search`` here and ``KnnService.query`` in a clip-retrieval
     worker, the same rows per round, turns alternating. ``started`` waits for the servers, which start
@@ -421,7 +447,7 @@ def _engines(
             __file__,
             "--their-side",
             "engine",
-            str(work / "clip-retrieval" / "indices_paths.json"),
+            str(their_root / "indices_paths.json"),
             str(work / "vectors.npy"),
         ],
         env=THEIR_ENV,
@@ -519,6 +545,33 @@ def _http(sides: Sides, plan: list[list[int]], levels: list[int], seconds: float
     return {"single_client": single, "concurrent": concurrent}
 
 
+def _their_index(work: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The folder clip-retrieval serves from and what its index is: ``same`` (the index iconosearch
+    built, refilled by row: the back ends alone compared) or ``autofaiss`` (built by autofaiss with
+    ``clip-retrieval index``'s defaults from the same vectors: each product with its own index)."""
+    if args.their_index == "same":
+        return work / "clip-retrieval", {"built_by": "iconosearch's builder (the same index)"}
+    root = work / "clip-retrieval-autofaiss"
+    folder = root / INDICE
+    if not (folder / "image.index").is_file():
+        subprocess.run(
+            [
+                args.clip_retrieval_python,
+                __file__,
+                "--their-side",
+                "autofaiss",
+                str(work / "vectors.npy"),
+                str(folder),
+            ],
+            env=THEIR_ENV,
+            stdout=sys.stderr,
+            check=True,
+        )
+        (root / "indices_paths.json").write_text(json.dumps({INDICE: str(folder)}))
+    infos = json.loads((folder / "infos.json").read_text())
+    return root, {"built_by": "autofaiss, clip-retrieval index's defaults", **infos}
+
+
 def _probe(python: str | None) -> tuple[dict[str, str] | None, str]:
     """clip-retrieval's versions through ``python``, or why it is not available."""
     if not python:
@@ -550,6 +603,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="single-client requests per side and round")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[8])
     parser.add_argument("--seconds", type=float, default=5.0, help="per concurrency level, side and round")
+    parser.add_argument(
+        "--their-index",
+        choices=["same", "autofaiss"],
+        default="same",
+        help="what clip-retrieval serves: the index iconosearch built, or autofaiss's from the same vectors",
+    )
     parser.add_argument("--work-dir", type=Path, help="where the builds are kept (reused when complete)")
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a smoke run in under 60 s, same JSON keys")
@@ -577,7 +636,8 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
     if args.rebuild and (work / "built.json").is_file():
         (work / "built.json").unlink()
     built = _build(work, args.vectors, args.dim)
-    their_folder = work / "clip-retrieval" / INDICE
+    their_root, their_index = _their_index(work, args)
+    their_folder = their_root / INDICE
     if not (their_folder / "parquet" / "0.parquet").is_file():
         subprocess.run(
             [
@@ -597,12 +657,12 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
     # Both sides serve from memory-mapped files: read them once so neither pays the first disk reads
     # (clip-retrieval gets each query's vector in the request; iconosearch reads the item's from
     # vectors.npy, a page fault per cold row).
-    _read_through([work / "iconosearch", work / "clip-retrieval"])
+    _read_through([work / "iconosearch", their_root])
     load_before = os.getloadavg()[0]
     ours_port, their_port = _free_port(), _free_port()
     env = {**os.environ, "ICONOSEARCH_DATA_DIR": str(work / "iconosearch"), "HF_HUB_OFFLINE": "1"}
     ours_cmd = [str(Path(sys.executable).parent / "iconosearch"), "--quiet", "serve", "--host", "127.0.0.1"]
-    config = str(work / "clip-retrieval" / "indices_paths.json")
+    config = str(their_root / "indices_paths.json")
     servers = {
         f"http://127.0.0.1:{ours_port}/readyz": (
             _launch([*ours_cmd, "--port", str(ours_port)], env, work / "iconosearch.log"),
@@ -623,7 +683,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
             _wait_ready(server, url, log)
 
     try:
-        engine = _engines(work, args.clip_retrieval_python, built, plan, started)
+        engine = _engines(work, their_root, args.clip_retrieval_python, built, plan, started)
         sides = Sides(
             f"http://127.0.0.1:{ours_port}",
             f"http://127.0.0.1:{their_port}",
@@ -641,6 +701,7 @@ def _run(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
         "vectors": built["n"],
         "dim": built["dim"],
         "faiss": {"type": built["faiss_type"], **built["faiss_params"]},
+        "their_index": their_index,
         "k": K,
         "query": "a stored vector: GET /api/search?like=<id> vs POST /knn-service embedding_input",
         "rounds": args.rounds,

@@ -9,7 +9,7 @@ recall@10 ≥ 0.95 as the builder does; ``--kind`` forces one) and for exact sea
   one call, ``--threads`` threads);
 - ``recall_at_10`` against exact search on held-out queries;
 - ``filtered``: a selective filter (1 % and 0.1 % of the vectors, random ids) answered by each filter
-  strategy of ``faiss_index.filtered_search`` — ``subset`` (exact scores of the allowed rows),
+  strategy of ``filtered.search`` — ``subset`` (exact scores of the allowed rows),
   ``selector`` (FAISS IDSelectorBatch + proportionally more probes), ``overfetch`` (unfiltered search
   for k/selectivity results, then filtering) — with latency, recall@10 against the exact filtered
   top-10, and the share of queries that still got k results.
@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from iconosearch.index import faiss_index  # noqa: E402
+from iconosearch.index import faiss_index, filtered  # noqa: E402
 
 
 def synthetic(n: int, dim: int, *, rank: int = 64, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
@@ -121,7 +121,7 @@ def bench_filtered(
     for strategy in ("subset", "selector", "overfetch"):
 
         def run(q: np.ndarray, strategy: str = strategy) -> np.ndarray:
-            _, got, _ = faiss_index.filtered_search(
+            _, got, _ = filtered.search(
                 index, spec, vectors, q, allowed, rows, 10, strategy=strategy, selector=selector
             )
             return got

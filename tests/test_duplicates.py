@@ -74,7 +74,7 @@ def _as_sets(groups: dict[int, int]) -> set[frozenset[int]]:
     return {frozenset(g) for g in by_label.values()}
 
 
-@pytest.mark.parametrize("kind", ["ivf-sq8", "ivf-pq"])
+@pytest.mark.parametrize("kind", ["ivf-sq8", "ivf-pq", "ivf-pqfs"])
 def test_grouping_by_ivf_lists_finds_the_exact_groups(kind: str) -> None:
     rng = np.random.default_rng(3)
     vectors, ids = _data(60, 3, seed=5)  # 60 groups of 3 near-copies
@@ -86,6 +86,8 @@ def test_grouping_by_ivf_lists_finds_the_exact_groups(kind: str) -> None:
     params = {"nlist": 16, "nprobe": 4}
     if kind == "ivf-pq":
         params |= {"m": 4, **faiss_index.REFINE_PARAMS}
+    if kind == "ivf-pqfs":  # the whole-image fast-scan index of big collections
+        params |= faiss_index.fast_scan_params(32)
     spec = FaissSpec(kind, params)
     index = faiss_index.build(vectors, ids, spec)
     exact = _exact_groups(vectors, ids, 0.97)

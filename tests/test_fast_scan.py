@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iconosearch.index import faiss_index, ivf_build, regions
+from iconosearch.index import faiss_index, filtered, ivf_build, regions
 from iconosearch.index.builder import BuildOptions, write_version
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.regions import RegionSet
@@ -44,7 +44,7 @@ def test_the_fast_scan_kind_builds_tunes_saves_loads_and_filters(tmp_path: Path)
 
     rows = np.arange(0, 8000, 4)  # a quarter may be returned: more than the exact subset takes
     query = vectors[2]
-    got_scores, got, _ = faiss_index.filtered_search(
+    got_scores, got, _ = filtered.search(
         loaded, tuned, vectors, query, ids[rows], rows, 10, strategy="selector"
     )
     assert len(got) == 10 and set(got.tolist()) <= set(ids[rows].tolist())

@@ -97,7 +97,7 @@ def test_exact_below_threshold_and_approximate_recall_recorded(tmp_path: Path) -
         assert check_consistency(v).ok
 
 
-@pytest.mark.parametrize("kind", ["ivf-flat", "hnsw", "ivf-pq"])
+@pytest.mark.parametrize("kind", ["ivf-flat", "hnsw", "ivf-pq", "ivf-pqfs"])
 def test_other_index_kinds_build_and_measure_recall(tmp_path: Path, kind: str) -> None:
     # PQ with 4 sub-quantizers (dim/8 of these 32 dims) keeps its training quick.
     options = BuildOptions(kind=kind, recall_target=0.8, memory_budget=64_000)
@@ -112,10 +112,14 @@ def test_other_index_kinds_build_and_measure_recall(tmp_path: Path, kind: str) -
 def test_choose_spec_by_size_and_budget() -> None:
     assert faiss_index.choose_spec(10_000, 512).kind == "flat"
     assert faiss_index.choose_spec(30_000, 512).kind == "ivf-sq8"
-    # Past ~8 MiB of SQ8 codes scanned a query, re-ranked PQ: where it keeps the recall (dim/8 ≥ 32).
+    # Past ~8 MiB of SQ8 codes scanned a query, re-ranked fast-scan PQ: where PQ keeps the recall
+    # (dim/8 ≥ 32), with IVF-PQ's shortlist; IVF-PQ when the index is split into shards.
     fast = faiss_index.choose_spec(1_000_000, 512)
-    assert fast.kind == "ivf-pq" and faiss_index.refined(fast) and fast.params["m"] == 64
-    assert faiss_index.choose_spec(1_000_000, 768).params["m"] == 96
+    assert fast.kind == "ivf-pqfs" and faiss_index.refined(fast) and fast.params["m"] == 256
+    assert fast.params["k_factor"] == faiss_index.REFINE_K_FACTOR and "shortlist_max" not in fast.params
+    assert faiss_index.choose_spec(1_000_000, 768).params["m"] == 384
+    split = faiss_index.choose_spec(1_000_000, 768, shards=2)
+    assert split.kind == "ivf-pq" and split.params["m"] == 96 and split.params["shards"] == 2
     assert faiss_index.choose_spec(1_000_000, 128).kind == "ivf-sq8"
     assert faiss_index.choose_spec(50_000, 768).kind == "ivf-sq8"
     assert faiss_index.sq8_scan_bytes(50_000, 768) <= faiss_index.SQ8_SCAN_MAX_BYTES

@@ -1,8 +1,12 @@
 """A served (read-only) version keeps its decoded records: the second page of the same records is not
-decoded again, and what comes back equals what was stored."""
+decoded again, and what comes back equals what was stored. Search threads read it at once, each on its
+own SQLite connection."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,3 +33,42 @@ def test_decoded_records_are_kept_up_to_the_bound(tmp_path: Path, monkeypatch: p
         assert meta.records(ids[:1])[ids[0]] == first[ids[0]]
     finally:
         meta.close()
+
+
+def test_search_threads_read_on_their_own_connections_and_close_ends_them_all(tmp_path: Path) -> None:
+    items = make_items(40)
+    version = build(tmp_path, items)
+    ids = [id_to_int64(i.record.id) for i in items]
+    meta = Metadata(version.metadata_path)
+    start = threading.Barrier(4)
+    seen: dict[int, tuple[int, list]] = {}
+
+    def read(n: int) -> None:
+        start.wait(30)  # all four threads read at once
+        got = meta.records(ids[n * 10 : n * 10 + 10])
+        seen[n] = (id(meta.conn), [got[i] for i in ids[n * 10 : n * 10 + 10]])
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert len({conn for conn, _ in seen.values()}) == 4  # one connection per thread
+        assert [r for n in range(4) for r in seen[n][1]] == [i.record for i in items]
+    finally:
+        meta.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        meta.count()  # this thread's connection is closed
+    errors: list[BaseException] = []
+    late = threading.Thread(target=lambda: _catch(meta.count, errors))
+    late.start()
+    late.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError)  # no new one opens
+
+
+def _catch(fn: Callable[[], object], errors: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # the test inspects what was raised
+        errors.append(exc)

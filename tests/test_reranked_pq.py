@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from iconosearch.index import faiss_index, ivf_build
+from iconosearch.index import faiss_index, filtered, ivf_build
 from iconosearch.index.consistency import check_consistency
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.store import IndexStore
@@ -37,12 +38,13 @@ def test_pq_codes_rank_a_shortlist_that_sq8_codes_reorder() -> None:
     assert recalls[0] < 0.7 and recalls[1] > 0.9
 
 
-def test_a_reranked_version_filters_updates_and_maps_its_codes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [OPTIONS, BuildOptions(kind="ivf-pqfs")], ids=["ivf-pq", "ivf-pqfs"])
+def test_a_reranked_version_filters_updates_and_maps_its_codes(tmp_path: Path, options: BuildOptions) -> None:
     store = IndexStore(tmp_path / "indexes", "default")
     items = make_items(3000, seed=5)
-    base = write_version(store, items, MODEL, options=OPTIONS)
+    base = write_version(store, items, MODEL, options=options)
     spec = FaissSpec(base.manifest.faiss_type, dict(base.manifest.faiss_params))
-    assert spec.kind == "ivf-pq" and faiss_index.refined(spec)
+    assert spec.kind == options.kind and faiss_index.refined(spec)
     assert base.manifest.recall_at_10 is not None and base.manifest.recall_at_10 >= 0.9
 
     index = faiss_index.read(base.faiss_path, spec)
@@ -50,9 +52,7 @@ def test_a_reranked_version_filters_updates_and_maps_its_codes(tmp_path: Path) -
     ids = np.array([id_to_int64(i.record.id) for i in items], dtype=np.int64)
     rows = np.arange(0, 3000, 3)  # a third of the records may be returned
     query = vectors[1]
-    scores, found, _ = faiss_index.filtered_search(
-        index, spec, vectors, query, ids[rows], rows, 10, strategy="selector"
-    )
+    scores, found, _ = filtered.search(index, spec, vectors, query, ids[rows], rows, 10, strategy="selector")
     assert set(found.tolist()) <= set(ids[rows].tolist()) and len(found) == 10
     exact = ids[rows][np.argsort(-(vectors[rows] @ query))[:10]]
     assert len(set(found.tolist()) & set(exact.tolist())) >= 9
@@ -61,9 +61,9 @@ def test_a_reranked_version_filters_updates_and_maps_its_codes(tmp_path: Path) -
     # Refined indexes cannot remove in place: the update rebuilds from the stored vectors.
     gone = [i.record.id for i in items[:25]]
     v2 = update_version(
-        store, base, remove=gone, add=make_items(30, start=9000, seed=8), model=MODEL, options=OPTIONS
+        store, base, remove=gone, add=make_items(30, start=9000, seed=8), model=MODEL, options=options
     )
-    assert v2.manifest.faiss_type == "ivf-pq" and v2.manifest.count == 3005 and check_consistency(v2).ok
+    assert v2.manifest.faiss_type == options.kind and v2.manifest.count == 3005 and check_consistency(v2).ok
     kept = set(faiss_index.ids_of(faiss_index.read(v2.faiss_path, spec)).tolist())
     assert not kept & {id_to_int64(r) for r in gone}
 

@@ -110,7 +110,8 @@ def test_streaming_plan_fits_the_budget_and_build_adds_every_batch() -> None:
     plan = ivf_build.plan(10_000_000, 256, memory_budget=2 * 1024**3)
     assert plan.kind == "ivf-pq" and plan.params["nlist"] == 4096
     assert ivf_build.bytes_per_vector(plan, 256) * 10_000_000 + 4096 * 256 * 4 <= 2 * 1024**3
-    assert ivf_build.plan(10_000_000, 256, memory_budget=4 * 1024**3).kind == "ivf-pq"  # for speed
+    assert ivf_build.plan(10_000_000, 256, memory_budget=4 * 1024**3).kind == "ivf-pqfs"  # for speed
+    assert ivf_build.plan(10_000_000, 256, memory_budget=4 * 1024**3, shards=2).kind == "ivf-pq"
     assert ivf_build.plan(10_000_000, 128, memory_budget=4 * 1024**3).kind == "ivf-sq8"  # PQ too coarse
     # The crop index of 1M canvases × 13 crops of 64 dims (a quarter of 8 GiB) stays IVF-SQ8.
     assert ivf_build.plan(13_000_000, 64, memory_budget=2 * 1024**3).kind == "ivf-sq8"

@@ -19,6 +19,7 @@ import pytest
 from iconosearch.config import ConfigError, EncoderConfig, load_settings
 from iconosearch.index.engine import SearchEngine
 from iconosearch.models.batching import TextBatcher
+from iconosearch.models.pipeline import TextEmbeddingCache
 from iconosearch.query import Query, Term
 from tests.helpers.index_data import HashEmbedder, build, make_items
 
@@ -194,6 +195,48 @@ def test_after_close_texts_are_encoded_in_the_caller(encoder: GatedEncoder) -> N
     batcher.close()
     np.testing.assert_array_equal(batcher.embed_texts(["after"])[0], vector("after"))
     assert encoder.calls == [["before"], ["after"]]
+
+
+def test_a_prefetch_encodes_while_the_caller_works_and_embed_takes_its_vector(encoder: GatedEncoder) -> None:
+    batcher = TextBatcher(encoder, DIM)
+    cache = TextEmbeddingCache(batcher, submit=batcher.submit)
+    try:
+        encoder.gate.clear()  # the encoder is busy: a prefetch must not wait for it
+        cache.prefetch(["a  ship in a harbour", "a castle"])
+        assert encoder.entered.wait(30)
+        assert len(cache) == 0  # still encoding
+        encoder.gate.set()
+        rows = cache.embed_many(["a ship in a harbour", "a castle", "a map"])
+        np.testing.assert_allclose(rows[0], vector("a ship in a harbour"), atol=1e-6)
+        np.testing.assert_allclose(rows[2], vector("a map"), atol=1e-6)
+        # Each text encoded once: the prefetched ones were not asked again.
+        encoded = sorted(t for call in encoder.calls for t in call)
+        assert encoded == ["a castle", "a map", "a ship in a harbour"]
+        cache.prefetch(["a castle"])  # cached: nothing to encode
+        wait_until(lambda: len(cache) == 3)
+        assert sum(len(call) for call in encoder.calls) == 3 and cache.misses == 3
+    finally:
+        batcher.close()
+
+
+def test_a_failed_prefetch_is_raised_to_its_waiter_and_not_kept() -> None:
+    failing = [True]
+
+    def flaky(texts: list[str]) -> np.ndarray:
+        if failing[0]:
+            raise RuntimeError("tower exploded")
+        return np.stack([vector(t) for t in texts])
+
+    batcher = TextBatcher(flaky, DIM)
+    cache = TextEmbeddingCache(batcher, submit=batcher.submit)
+    try:
+        cache.prefetch(["x"])
+        with pytest.raises(RuntimeError, match="tower exploded"):
+            cache.embed("x")
+        failing[0] = False
+        np.testing.assert_allclose(cache.embed("x"), vector("x"), atol=1e-6)  # asked again, now it works
+    finally:
+        batcher.close()
 
 
 def test_bad_settings_are_refused() -> None:

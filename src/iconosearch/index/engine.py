@@ -22,7 +22,7 @@ from pathlib import Path
 
 from iconosearch.config import EncoderConfig, LimitsConfig
 from iconosearch.datadir import DataDir
-from iconosearch.index import faiss_index, verify
+from iconosearch.index import filtered, verify
 from iconosearch.index.loaded import IndexInfo, LoadedVersion, cache_put, parse_id, resolve_id, resolve_row
 from iconosearch.index.querying import EmbedderLoader, ModelMismatchError, QueryEncoder, validate_filters
 from iconosearch.index.ranking import (
@@ -75,7 +75,7 @@ class SearchEngine:
         limits: LimitsConfig | None = None,
         allow_url_queries: bool = False,
         filter_strategy: str = "auto",
-        subset_max: int = faiss_index.DEFAULT_SUBSET_MAX,
+        subset_max: int = filtered.DEFAULT_SUBSET_MAX,
         allow_private_urls: bool = False,
         encoder: EncoderConfig | None = None,
         search_mode: SearchMode = "hybrid",
@@ -224,8 +224,7 @@ class SearchEngine:
         with self._lock:
             for loaded in (self._current, self._previous):
                 if loaded is not None:
-                    with loaded.lock:
-                        loaded.meta.close()
+                    loaded.meta.close()
             self._current = self._previous = None
             self._encoder.close()
             self._retrieval.close()
@@ -263,25 +262,22 @@ class SearchEngine:
     def get(self, record_id: str) -> ImageRecord | None:
         """The record with this id (or an old id of it, see ``HarvestState.aliases``), or ``None``."""
         loaded = self._require()
-        with loaded.lock:
-            iid = resolve_id(loaded, record_id)
-            return loaded.meta.records([iid]).get(iid) if iid is not None else None
+        iid = resolve_id(loaded, record_id)
+        return loaded.meta.records([iid]).get(iid) if iid is not None else None
 
     def suggested_subjects(self, record_id: str) -> list[SuggestedSubject]:
         """Machine-suggested ICONCLASS subjects of ``record_id``, best first (``subjects.suggested``)."""
         loaded = self._require()
-        with loaded.lock:
-            iid = resolve_id(loaded, record_id)
-            return loaded.meta.suggestions(iid) if iid is not None else []
+        iid = resolve_id(loaded, record_id)
+        return loaded.meta.suggestions(iid) if iid is not None else []
 
     def duplicates(self, record_id: str) -> tuple[str, ...]:
         """Ids of the near-identical images of ``record_id`` (not including itself)."""
         loaded = self._require()
-        with loaded.lock:
-            iid, row = resolve_row(loaded, record_id)
-            if row is None:
-                return ()
-            members = loaded.meta.group_members([row.dup_group]).get(row.dup_group, [])
+        iid, row = resolve_row(loaded, record_id)
+        if row is None:
+            return ()
+        members = loaded.meta.group_members([row.dup_group]).get(row.dup_group, [])
         return tuple(m for m in members if iid is None or parse_id(m) != iid)
 
     def facets(self, filters: Filters) -> dict[str, dict[str, int]]:
@@ -358,6 +354,8 @@ class SearchEngine:
         matches = [fts_match_expression(keywords)] if keywords else []
         any_match = fts_any_expression(query.keyword_any)
         matches += [any_match] if any_match else []
+        # The texts encode on the encoder's thread while this one counts the hybrid words (FTS5).
+        self._encoder.prefetch(query, loaded)
         words = self._words_clause(loaded, query)
         matches += [words] if words else []
 
@@ -419,7 +417,8 @@ class SearchEngine:
         key = (expression, query.filters)
         with loaded.lock:
             found = loaded.word_counts.get(key)
-            if found is None:
-                found = loaded.meta.keyword_count(expression, query.filters, cap + 1)
+        if found is None:
+            found = loaded.meta.keyword_count(expression, query.filters, cap + 1)
+            with loaded.lock:
                 cache_put(loaded.word_counts, key, found)
         return expression if 0 < found <= cap else None

@@ -31,7 +31,8 @@ Choice by size and memory budget (overridable with ``kind``):
   rebuilds it from the stored vectors instead, as for HNSW) and is not split into shards (a filter's
   record ids are translated to rows per index). Measured at 1M × 256: README "Scaling".
 - ``ivf-pqfs``: ``ivf-pq`` (same re-ranking rules) with 4-bit codes of dim/2 sub-quantisers scanned by
-  FAISS's SIMD fast-scan kernels; only the crop index picks it (``regions.crop_kind``, measured there).
+  FAISS's SIMD fast-scan kernels: chosen instead of ``ivf-pq`` for speed where it fits (``ivf_kind``,
+  ``fast_scan_params``: half the FAISS time at 1M × 768) and for crops (``regions.crop_kind``).
 - ``hnsw``: HNSW graph (``IndexHNSWFlat``, M=32) on request; updates rebuild it (it cannot delete).
 
 All indexes carry the stable 64-bit record ids (``records.id_to_int64``) as FAISS ids. Any kind can be
@@ -92,7 +93,7 @@ def choose_spec(
     shards: int = 1,
 ) -> FaissSpec:
     """The index for ``n`` vectors of ``dim`` floats under ``memory_budget`` bytes, in ``shards``."""
-    spec = _choose_kind(n, dim, kind=kind, exact_max=exact_max, memory_budget=memory_budget)
+    spec = _choose_kind(n, dim, kind=kind, exact_max=exact_max, memory_budget=memory_budget, shards=shards)
     if shards < 1:
         raise ValueError(f"shards must be ≥ 1, got {shards}")
     return with_shards(spec, shards)
@@ -112,11 +113,13 @@ def shard_count(spec: FaissSpec) -> int:
     return int(spec.params.get("shards", 1))
 
 
-def _choose_kind(n: int, dim: int, *, kind: str | None, exact_max: int, memory_budget: int) -> FaissSpec:
+def _choose_kind(
+    n: int, dim: int, *, kind: str | None, exact_max: int, memory_budget: int, shards: int
+) -> FaissSpec:
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown FAISS index kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind is None:
-        kind = "flat" if n <= exact_max else ivf_kind(n, dim, memory_budget=memory_budget)
+        kind = "flat" if n <= exact_max else ivf_kind(n, dim, memory_budget=memory_budget, shards=shards)
     if kind == "flat":
         return FaissSpec("flat")
     if kind == "hnsw":
@@ -152,15 +155,16 @@ def sq8_scan_bytes(n: int, dim: int) -> int:
     return EXPECTED_PROBES * math.ceil(n / nlist_for(n)) * dim
 
 
-def ivf_kind(n: int, dim: int, *, memory_budget: int) -> str:
-    """``ivf-sq8`` or ``ivf-pq`` (re-ranked) for ``n`` vectors of ``dim`` dims (see module doc): PQ when
-    SQ8's codes, ids and centroids miss ``memory_budget``, or when its expected scan per query exceeds
-    ``SQ8_SCAN_MAX_BYTES`` and PQ has enough sub-quantisers to keep the recall."""
-    sq8_bytes = n * (dim + IVF_ID_BYTES) + nlist_for(n) * dim * 4
-    if sq8_bytes > memory_budget:
+def ivf_kind(n: int, dim: int, *, memory_budget: int, shards: int = 1) -> str:
+    """``ivf-sq8``, ``ivf-pqfs`` or ``ivf-pq`` for ``n`` vectors of ``dim`` dims (see module doc): PQ when
+    SQ8's codes, ids and centroids miss ``memory_budget`` (``ivf-pq``: the smallest codes), or when its
+    expected scan per query exceeds ``SQ8_SCAN_MAX_BYTES`` and PQ has enough sub-quantisers to keep the
+    recall: then fast-scan codes (dim/4 bytes, fitting wherever SQ8's dim bytes do), unless the index is
+    split into shards."""
+    if n * (dim + IVF_ID_BYTES) + nlist_for(n) * dim * 4 > memory_budget:
         return "ivf-pq"
     if sq8_scan_bytes(n, dim) > SQ8_SCAN_MAX_BYTES and dim // 8 >= MIN_PQ_SUBQUANTIZERS:
-        return "ivf-pq"
+        return "ivf-pqfs" if shards == 1 else "ivf-pq"
     return "ivf-sq8"
 
 
@@ -195,11 +199,21 @@ FAST_SCAN_SHORTLIST = 2560
 
 
 def fast_scan_params(dim: int) -> dict[str, Any]:
-    """``ivf-pqfs`` for ``dim`` (even) dims: dim/2 4-bit sub-quantisers (16 for 64 dims: recall@10 0.74)."""
+    """``ivf-pqfs`` for ``dim`` (even) dims: dim/2 4-bit sub-quantisers (16 for 64 dims: recall@10 0.74).
+    Where ``ivf-pq`` would keep the recall (dim/8 ≥ ``MIN_PQ_SUBQUANTIZERS``) its shortlist serves, as
+    these codes are twice as fine (2·dim bits against dim): at 1M × 768, nprobe 64 of 1,024, recall@24
+    was 0.973 with 32, 64 or 128 candidates a result, in 2.5 / 3.0 / 4.3 ms (``ivf-pq``: 0.966, 5.2 ms).
+    Fewer dims (the crops) re-rank the long shortlist of ``FAST_SCAN_K_FACTOR``."""
     if dim < 2 or dim % 2:
         raise ValueError(f"ivf-pqfs needs an even number of dimensions, got {dim}")
-    shortlist = {"k_factor": FAST_SCAN_K_FACTOR, "shortlist_max": FAST_SCAN_SHORTLIST}
-    return {"m": dim // 2, "refine": "sq8", **shortlist}
+    if dim // 8 >= MIN_PQ_SUBQUANTIZERS:
+        return {"m": dim // 2, **REFINE_PARAMS}
+    return {
+        "m": dim // 2,
+        "refine": "sq8",
+        "k_factor": FAST_SCAN_K_FACTOR,
+        "shortlist_max": FAST_SCAN_SHORTLIST,
+    }
 
 
 def pq_params(code_bytes: float, dim: int) -> dict[str, Any] | None:
@@ -517,84 +531,3 @@ def ivf_lists(index: Any) -> list[np.ndarray]:
         out.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64).copy())
         invlists.release_ids(lst, ptr)
     return out
-
-
-FILTER_STRATEGIES = ("auto", "subset", "selector", "overfetch")
-DEFAULT_SUBSET_MAX = 10_000
-
-
-def filtered_search(
-    index: Any,
-    spec: FaissSpec,
-    vectors: np.ndarray,
-    query: np.ndarray,
-    allowed_ids: np.ndarray,
-    allowed_rows: np.ndarray,
-    depth: int,
-    *,
-    strategy: str = "auto",
-    subset_max: int = DEFAULT_SUBSET_MAX,
-    selector: Any = None,
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Top ``depth`` of ``query`` among ``allowed_ids`` only: ``(scores, ids, exhausted)``.
-
-    Strategies (``auto`` picks ``subset`` up to ``subset_max`` allowed vectors, else ``selector``).
-    Measured with bench/search.py (ivf-sq8, 512 dims, one thread, p50, all three fill k): 1 % of 100k
-    allowed — subset 0.12 ms, selector 1.3 ms, over-fetch 14 ms; 1 % of 1M — 4.2 / 10 / 70 ms;
-    0.1 % of 1M — 0.13 / 5.6 / 75 ms; subset vs selector on a flat 100k index: 5 % 1.8 / 2.6 ms,
-    20 % 21 / 14 ms.
-    So over-fetch never wins (it must search k/selectivity deep, and on IVF also probe more lists
-    or come back short), and the exact subset beats the selector up to ~10k allowed vectors:
-
-    - ``subset``: exact scores of the allowed rows of the stored vectors (one matrix-vector product);
-    - ``selector``: FAISS ``IDSelectorBatch`` in the search, IVF probing lists in proportion to
-      the filter's selectivity so selective filters still fill k;
-    - ``overfetch``: unfiltered search for ``depth / selectivity`` results, filtered afterwards,
-      doubling until enough are found.
-
-    ``exhausted`` is True when no further results exist beyond those returned.
-    """
-    faiss = _faiss()
-    n_allowed = len(allowed_ids)
-    total = max(int(index.ntotal), 1)
-    if n_allowed == 0:
-        return np.empty(0, np.float32), np.empty(0, np.int64), True
-    if strategy == "auto":
-        strategy = "subset" if n_allowed <= subset_max else "selector"
-    q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
-    if strategy == "subset":
-        # FAISS's exhaustive kernel, not numpy: a BLAS gemv goes multi-threaded at ~1000×512 and,
-        # on shared cores, took 12–20 ms where this takes well under 1 ms (bench/search.py).
-        sub = np.ascontiguousarray(vectors[np.asarray(allowed_rows)], dtype=np.float32)
-        take = min(depth, n_allowed)
-        scores, rows = exact_knn(sub, q.reshape(1, -1), take)
-        keep = rows[0] >= 0
-        return scores[0][keep], np.asarray(allowed_ids, dtype=np.int64)[rows[0][keep]], take >= n_allowed
-    fraction = n_allowed / total
-    if strategy == "selector":
-        allowed = (
-            selector if selector is not None else faiss.IDSelectorBatch(np.asarray(allowed_ids, np.int64))
-        )
-        # A refined index's IVF stores rows under its IndexIDMap: the filter is asked about each row's
-        # record id. (``allowed`` stays referenced here: the translation holds a raw pointer to it.)
-        sel = faiss.IDSelectorTranslated(index.id_map, allowed) if refined(spec) else allowed
-        params = search_params(spec, selector=sel, fraction=fraction, depth=depth)
-        s, i = search(index, q, min(depth, n_allowed), params=params)
-        keep = i[0] >= 0
-        found = int(keep.sum())
-        return s[0][keep], i[0][keep], found < depth or found >= n_allowed
-    if strategy == "overfetch":
-        sorted_ids = np.sort(np.asarray(allowed_ids, np.int64))
-        fetch = min(total, math.ceil(depth / fraction * 1.2) + 10)
-        params = search_params(spec, fraction=fraction, depth=depth)
-        while True:
-            s, i = search(index, q, fetch, params=params)
-            s, i = s[0], i[0]
-            valid = i >= 0
-            pos = np.searchsorted(sorted_ids, i).clip(0, len(sorted_ids) - 1)
-            keep = valid & (sorted_ids[pos] == i)
-            if keep.sum() >= depth or fetch >= total or valid.sum() < fetch:
-                ks, ki = s[keep][:depth], i[keep][:depth]
-                return ks, ki, len(ki) < depth or len(ki) >= n_allowed
-            fetch = min(total, fetch * 2)
-    raise ValueError(f"unknown filter strategy {strategy!r}; choose one of {', '.join(FILTER_STRATEGIES)}")

@@ -36,7 +36,7 @@ def plan(n: int, dim: int, *, memory_budget: int, shards: int = 1) -> FaissSpec:
     the in-memory builder's choice (``faiss_index.ivf_kind``, ``faiss_index.ivf_spec``)."""
     if n < 1 or dim < 1:
         raise ValueError(f"need at least one vector and one dimension, got n={n}, dim={dim}")
-    kind = faiss_index.ivf_kind(n, dim, memory_budget=memory_budget)
+    kind = faiss_index.ivf_kind(n, dim, memory_budget=memory_budget, shards=shards)
     return faiss_index.with_shards(faiss_index.ivf_spec(kind, n, dim, memory_budget=memory_budget), shards)
 
 

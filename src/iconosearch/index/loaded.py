@@ -59,7 +59,8 @@ class LoadedVersion:
         prefetch(self.vectors)
         self.meta = Metadata(version.metadata_path)
         self.lock = threading.Lock()
-        """Serialises use of the SQLite connection (FAISS searches run concurrently)."""
+        """Guards the caches below, briefly: a miss is computed outside it (SQLite reads run on each
+        thread's own connection, FAISS searches concurrently), so two threads may compute one miss."""
         self.count = self.meta.count()
         self.groups = DuplicateGroups.of(self.meta.shared_groups())
         """Near-duplicate group of each record that has duplicates, kept in memory for collapsing."""
@@ -134,13 +135,13 @@ def cache_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
 
 
 def resolve_id(loaded: LoadedVersion, record_id: str) -> int | None:
-    """FAISS id of a record id, following the alias of an id that 0.1 gave (caller holds the lock)."""
+    """FAISS id of a record id, following the alias of an id that 0.1 gave."""
     return resolve_row(loaded, record_id)[0]
 
 
 def resolve_row(loaded: LoadedVersion, record_id: str) -> tuple[int | None, Row | None]:
     """:func:`resolve_id` and the record's stored row (``None``: no such record), in one lookup when the
-    id is current (caller holds the lock)."""
+    id is current."""
     iid = parse_id(record_id)
     row = loaded.meta.lookup([iid]).get(iid) if iid is not None else None
     if iid is None or row is not None:

@@ -37,6 +37,8 @@ from iconosearch.query import (
 
 EmbedderLoader = Callable[[str], Any]
 """``load_embedder``-like: model spec → Embedder (see ``iconosearch.models.embedder``)."""
+MAX_TEXT_CHARS = 1000
+"""The longest text term encoded (after whitespace runs became single spaces)."""
 
 
 class QueryEncoder:
@@ -123,8 +125,24 @@ class QueryEncoder:
                     threads=enc.threads,
                 )
                 self._embedder = embedder
-                self._texts = TextEmbeddingCache(self._batcher)
+                self._texts = TextEmbeddingCache(self._batcher, submit=self._batcher.submit)
             return self._embedder
+
+    def prefetch(self, query: Query, loaded: LoadedVersion) -> None:
+        """Start encoding ``query``'s texts without waiting, so the caller's other work overlaps the
+        encoder's (:meth:`query_vector` then takes the vectors); texts it would refuse are left to it."""
+        texts = [
+            " ".join(t.value.split())
+            for t in query.terms
+            if t.kind == "text" and isinstance(t.value, str) and t.weight != 0 and math.isfinite(t.weight)
+        ]
+        texts = [t for t in texts if 0 < len(t) <= MAX_TEXT_CHARS]
+        if not texts:
+            return
+        with self._lock:
+            self.get_embedder(loaded)
+            cache = self._texts
+        cache.prefetch(texts)
 
     def query_vector(self, query: Query, loaded: LoadedVersion) -> np.ndarray:
         vectors: list[np.ndarray] = []
@@ -148,16 +166,15 @@ class QueryEncoder:
             text = " ".join(text.split())
             if not text:
                 raise EmptyQueryError("a text term is empty")
-            if len(text) > 1000:
-                raise QueryError("a text term is longer than 1000 characters")
+            if len(text) > MAX_TEXT_CHARS:
+                raise QueryError(f"a text term is longer than {MAX_TEXT_CHARS} characters")
             with self._lock:  # a reload may swap the embedder: take it and its cache together
                 self.get_embedder(loaded)
                 texts = self._texts
             return np.asarray(texts.embed(text))
         if term.kind == "item":
             rid = term.value.decode() if isinstance(term.value, bytes) else term.value
-            with loaded.lock:
-                iid, row = resolve_row(loaded, rid.strip())
+            iid, row = resolve_row(loaded, rid.strip())
             if row is None:
                 raise UnknownItemError(f"no indexed item has id {rid!r}")
             if term.region is not None:
@@ -190,8 +207,7 @@ class QueryEncoder:
         from iconosearch.images import ImageRejectedError, open_image
         from iconosearch.index import regions
 
-        with loaded.lock:
-            record = loaded.meta.records([iid])[iid]
+        record = loaded.meta.records([iid])[iid]
         # The region is checked first: a malformed one is the clearer message.
         box = _detail_box(region, (record.width, record.height)) if record.width and record.height else None
         files: list[Path] = []

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from iconosearch.config import LimitsConfig
-from iconosearch.index import faiss_index, verify
+from iconosearch.index import faiss_index, filtered, verify
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.loaded import LoadedVersion, cache_put
 from iconosearch.index.ranking import (
@@ -90,7 +90,7 @@ class Retrieval:
         limits: LimitsConfig,
         *,
         filter_strategy: str = "auto",
-        subset_max: int = faiss_index.DEFAULT_SUBSET_MAX,
+        subset_max: int = filtered.DEFAULT_SUBSET_MAX,
     ) -> None:
         self.limits = limits
         self.filter_strategy = filter_strategy
@@ -118,14 +118,13 @@ class Retrieval:
         key = (filters, keywords)
         with loaded.lock:
             cached = loaded.facet_cache.get(key)
-            if cached is not None:
-                return cached
-            ids = None
-            if keywords is not None:
-                ids = loaded.meta.keyword_ranking(
-                    fts_match_expression(keywords), filters, self.limits.depth_max
-                )
-            result = count_facets(loaded.meta.facet_rows(filters, ids))
+        if cached is not None:
+            return cached
+        ids = None
+        if keywords is not None:
+            ids = loaded.meta.keyword_ranking(fts_match_expression(keywords), filters, self.limits.depth_max)
+        result = count_facets(loaded.meta.facet_rows(filters, ids))
+        with loaded.lock:
             cache_put(loaded.facet_cache, key, result)
         return result
 
@@ -193,8 +192,7 @@ class Retrieval:
             return Total(sum(matching["collection"].values()), "eq", "keywords")
         if matches:
             depth = self.limits.depth_max
-            with loaded.lock:
-                found = {i for m in matches for i in loaded.meta.keyword_ranking(m, query.filters, depth)}
+            found = {i for m in matches for i in loaded.meta.keyword_ranking(m, query.filters, depth)}
             return Total(len(found), "gte" if len(found) >= depth else "eq", "keywords")
         if thresholds is not None:
             return None
@@ -218,8 +216,7 @@ class Retrieval:
 
     def by_date(self, loaded: LoadedVersion, pool: list[Collapsed], *, descending: bool) -> list[Collapsed]:
         """``pool`` by date (start, then end year; relevance breaks ties), undated results last."""
-        with loaded.lock:
-            years = loaded.meta.years([g.id for g in pool])
+        years = loaded.meta.years([g.id for g in pool])
         dated = [g for g in pool if g.id in years]
         undated = [g for g in pool if g.id not in years]
         sign = -1 if descending else 1
@@ -235,10 +232,9 @@ class Retrieval:
         allowed = self.allowed(loaded, query.filters)
         if matches:
             # Hybrid: all rankings to fixed depths, so every page fuses the same lists.
-            with loaded.lock:
-                keyword_rankings = [
-                    loaded.meta.keyword_ranking(m, query.filters, self.limits.depth_max) for m in matches
-                ]
+            keyword_rankings = [
+                loaded.meta.keyword_ranking(m, query.filters, self.limits.depth_max) for m in matches
+            ]
             visual_ids: list[int] = []
             if qvec is not None:
                 ids, scores, _ = self.visual(
@@ -280,13 +276,14 @@ class Retrieval:
             return None
         with loaded.lock:
             cached: Allowed | None = loaded.filter_cache.get(filters)
-            if cached is None:
-                found = loaded.meta.filtered(filters)
-                assert found is not None
-                ids = np.asarray(found[0], dtype=np.int64)
-                rows = np.asarray(found[1], dtype=np.int64)
-                crop_rows = loaded.crops.allowed_rows(ids) if loaded.crops is not None else None
-                cached = Allowed(ids, rows, self._selector(ids), crop_rows, self._selector(crop_rows))
+        if cached is None:
+            found = loaded.meta.filtered(filters)
+            assert found is not None
+            ids = np.asarray(found[0], dtype=np.int64)
+            rows = np.asarray(found[1], dtype=np.int64)
+            crop_rows = loaded.crops.allowed_rows(ids) if loaded.crops is not None else None
+            cached = Allowed(ids, rows, self._selector(ids), crop_rows, self._selector(crop_rows))
+            with loaded.lock:
                 cache_put(loaded.filter_cache, filters, cached)
         return cached
 
@@ -368,7 +365,7 @@ class Retrieval:
             order = np.lexsort((found_ids, -found))
             return found_ids[order], found[order], len(found) < depth or depth >= count
         a_ids, a_rows, selector = allowed
-        s, i, exhausted = faiss_index.filtered_search(
+        s, i, exhausted = filtered.search(
             index,
             spec,
             vectors,
@@ -390,12 +387,11 @@ class Retrieval:
     ) -> tuple[Hit, ...]:
         """The page's records as hits; one whose best match is a crop carries that crop as its region."""
         ids = [c.id for c in page]
-        with loaded.lock:
-            records = loaded.meta.records(ids)
-            # Most pages hold no record with duplicates: then there is nothing to ask SQLite for.
-            shared = loaded.groups.shared(c.group for c in page) if collapse else []
-            members = loaded.meta.group_members(shared) if shared else {}
-            rows = loaded.meta.lookup(ids) if loaded.crops is not None and qvec is not None else {}
+        records = loaded.meta.records(ids)
+        # Most pages hold no record with duplicates: then there is nothing to ask SQLite for.
+        shared = loaded.groups.shared(c.group for c in page) if collapse else []
+        members = loaded.meta.group_members(shared) if shared else {}
+        rows = loaded.meta.lookup(ids) if loaded.crops is not None and qvec is not None else {}
         best = self._best_crops(loaded, {i: rows[i].row for i in ids if i in rows}, qvec)
         hits = []
         for c in page:

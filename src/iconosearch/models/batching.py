@@ -99,13 +99,14 @@ class TextBatcher:
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        futures = self._submit(texts)
+        futures = self.submit(texts)
         if futures is None:
             return np.asarray(self._encode(list(texts)), dtype=np.float32)
         return np.stack([f.result() for f in futures]).astype(np.float32, copy=False)
 
-    def _submit(self, texts: Sequence[str]) -> list[Future[np.ndarray]] | None:
-        """Queue ``texts`` (each joins an identical text in flight): one future per text; None if closed."""
+    def submit(self, texts: Sequence[str]) -> list[Future[np.ndarray]] | None:
+        """Queue ``texts`` without waiting (each joins an identical text in flight): one future per text,
+        of its ``(dim,)`` row; ``None`` once closed."""
         out = []
         with self._cond:
             if self._closed:

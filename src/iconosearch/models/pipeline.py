@@ -12,6 +12,7 @@ Query texts go through :class:`TextEmbeddingCache`, a small thread-safe LRU.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -435,10 +436,18 @@ def _embed_batch(
 class TextEmbeddingCache:
     """Embeddings of query texts, least recently used dropped first. Thread-safe.
 
-    Returned vectors are read-only views shared between callers.
+    Returned vectors are read-only views shared between callers. With ``submit`` (a
+    :class:`~iconosearch.models.batching.TextBatcher`'s), :meth:`prefetch` starts encodings without
+    waiting for them.
     """
 
-    def __init__(self, embedder: TextEmbedder, maxsize: int = 1024) -> None:
+    def __init__(
+        self,
+        embedder: TextEmbedder,
+        maxsize: int = 1024,
+        *,
+        submit: Callable[[Sequence[str]], list[Future[np.ndarray]] | None] | None = None,
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.embedder = embedder
@@ -446,6 +455,9 @@ class TextEmbeddingCache:
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._submit = submit
+        self._pending: dict[str, Future[np.ndarray]] = {}
+        """Prefetched texts still being encoded → their futures."""
         self._lock = threading.Lock()
 
     @staticmethod
@@ -457,6 +469,40 @@ class TextEmbeddingCache:
         """The ``(dim,)`` unit vector of one text."""
         return self.embed_many([text])[0]
 
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Start encoding those of ``texts`` not cached, without waiting: the caller does other work (a
+        search's keyword count) while the encoder runs, and :meth:`embed_many` then takes the vectors.
+        Does nothing without ``submit``."""
+        if self._submit is None:
+            return
+        with self._lock:
+            new = [k for k in dict.fromkeys(map(self.key, texts)) if k not in self._entries]
+            new = [k for k in new if k not in self._pending]
+        futures = self._submit(new) if new else None
+        if futures is None:
+            return
+        with self._lock:
+            self._pending.update(zip(new, futures, strict=True))
+        for key, future in zip(new, futures, strict=True):
+            future.add_done_callback(functools.partial(self._settled, key))
+
+    def _settled(self, key: str, future: Future[np.ndarray]) -> None:
+        """A prefetched text's encoding ended: keep its vector (an error is its waiter's to raise)."""
+        row = None if future.exception() is not None else _unit_row(future.result())
+        with self._lock:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+            if row is not None:
+                self.misses += 1
+                self._keep(key, row)
+
+    def _keep(self, key: str, row: np.ndarray) -> None:
+        """Cache ``row`` under ``key`` (the lock held), dropping the least recently used past maxsize."""
+        self._entries[key] = row
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
     def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         keys = [self.key(t) for t in texts]
         with self._lock:
@@ -464,6 +510,9 @@ class TextEmbeddingCache:
             for k in found:
                 self._entries.move_to_end(k)
             self.hits += sum(1 for k in keys if k in found)
+            waiting = {k: self._pending[k] for k in keys if k not in found and k in self._pending}
+        for k, future in waiting.items():  # prefetched: the vector may be a moment away
+            found[k] = _unit_row(future.result())
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
             fresh = normalise(np.asarray(self.embedder.embed_texts(missing), dtype=np.float32))
@@ -472,10 +521,7 @@ class TextEmbeddingCache:
                 self.misses += len(missing)
                 for k, row in zip(missing, fresh, strict=True):
                     found[k] = row
-                    self._entries[k] = row
-                    self._entries.move_to_end(k)
-                while len(self._entries) > self.maxsize:
-                    self._entries.popitem(last=False)
+                    self._keep(k, row)
         if not keys:
             return np.zeros((0, int(self.embedder.dim)), dtype=np.float32)
         out = np.stack([found[k] for k in keys])
@@ -489,3 +535,10 @@ class TextEmbeddingCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def _unit_row(vector: np.ndarray) -> np.ndarray:
+    """One encoder row as the cache keeps it: unit length, float32, read-only."""
+    row = normalise(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+    row.setflags(write=False)
+    return row

@@ -101,7 +101,9 @@ class UseM3Tower:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """SentencePiece ids with BOS/EOS, as the model was trained; an empty text is ``[BOS, UNK, EOS]``."""
-        ids: list[list[int]] = self.sp.encode(list(texts), add_bos=True, add_eos=True)
+        # One text at a time: SentencePiece's batch call starts a thread per core on every call, which
+        # cost 19–29 µs a short query text alone and ~280 µs under serving load, against 7 µs this way.
+        ids = [self.sp.encode(text, add_bos=True, add_eos=True) for text in texts]
         unk = self.sp.unk_id()
         return [seq if len(seq) > 2 else [seq[0], unk, seq[-1]] for seq in ids]
 
