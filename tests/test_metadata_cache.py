@@ -72,3 +72,28 @@ def _catch(fn: Callable[[], object], errors: list[BaseException]) -> None:
         fn()
     except BaseException as exc:  # the test inspects what was raised
         errors.append(exc)
+
+
+def test_closing_while_another_thread_reads_lets_that_read_finish(tmp_path: Path) -> None:
+    meta = Metadata(build(tmp_path, make_items(5)).metadata_path)
+    started = threading.Event()
+    results: list[int] = []
+    errors: list[BaseException] = []
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000)"
+        " SELECT count(*) FROM c"
+    )
+
+    def read() -> None:
+        conn = meta.conn
+        started.set()
+        results.append(conn.execute(slow).fetchone()[0])
+        _catch(meta.count, errors)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(30)
+    meta.close()  # closing the reader's connection under it crashed the process
+    reader.join(60)
+    assert results == [2000000]
+    assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError)

@@ -12,7 +12,8 @@ Choice by size and memory budget (overridable with ``kind``):
   nprobe·n/nlist codes of ``dim`` bytes, at ~1.7 GB/s on one core of this box, so it is chosen only
   while that scan, estimated with the nprobe tuning typically lands on (``EXPECTED_PROBES`` 48),
   stays under ``SQ8_SCAN_MAX_BYTES`` (8 MiB, ~5 ms), and while its codes fit the memory budget.
-  Past either, ``ivf-pq`` re-ranked by SQ8 (below) scans dim/8 bytes a vector instead. Measured with
+  Past either, PQ re-ranked by SQ8 (below) scans fewer bytes a vector instead: ``ivf-pq`` when the
+  budget is the reason (dim/8 bytes), fast-scan ``ivf-pqfs`` when speed is (dim/4). Measured with
   bench/search.py's vectors, 200k × 768, 512 lists, one thread, load ~6 (``--kind`` rows in
   docs/performance.md): SQ8 nprobe 48, recall@10 0.979, p50 8.6 ms; PQ (96 bytes) + SQ8 re-ranking
   nprobe 48, recall@10 0.976, p50 1.5 ms (2.6 ms for the top 50). At 1M × 768 SQ8 scans ~62,500 codes

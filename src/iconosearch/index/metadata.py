@@ -200,8 +200,6 @@ class Metadata:
         self._decoded: OrderedDict[int, ImageRecord] | None = OrderedDict() if readonly else None
         self._decoded_lock = threading.Lock()
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._opened_lock = threading.Lock()
         self._closed = False
         self._writer: sqlite3.Connection | None = None
         if not readonly:
@@ -219,15 +217,14 @@ class Metadata:
         an immutable file from every thread at once."""
         if self._writer is not None:
             return self._writer
+        if self._closed:
+            self._close_own()
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # immutable=1: committed versions never change, so SQLite may skip locking entirely.
             uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
-            with self._opened_lock:
-                if self._closed:  # as a closed connection says it
-                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                self._opened.append(conn)
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self._local.conn = conn
         return conn
 
@@ -254,13 +251,21 @@ class Metadata:
         return self.codec.compress(data) if self.codec is not None else data.decode()
 
     def close(self) -> None:
-        """Close every connection; a thread that reads afterwards gets SQLite's "closed database" error."""
+        """Close the writer's connection, or end reading: this thread's connection closes now, every
+        other thread's at its next use (which raises SQLite's "closed database" error) or when this
+        object goes. Closing a connection while another thread reads on it crashes the process."""
         if self._writer is not None:
             self._writer.close()
-        with self._opened_lock:
-            self._closed = True
-            for conn in self._opened:
-                conn.close()
+            return
+        self._closed = True
+        self._close_own()
+
+    def _close_own(self) -> None:
+        """Close the calling thread's read connection (its own: no other thread is using it)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
 
     # --- writing -------------------------------------------------------------------------------
     def insert(self, items: Iterable[tuple[ImageRecord, int, int, str | None]], batch: int = 5000) -> None:
