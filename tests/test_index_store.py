@@ -116,7 +116,10 @@ def test_choose_spec_by_size_and_budget() -> None:
     # (dim/8 ≥ 32), with IVF-PQ's shortlist; IVF-PQ when the index is split into shards.
     fast = faiss_index.choose_spec(1_000_000, 512)
     assert fast.kind == "ivf-pqfs" and faiss_index.refined(fast) and fast.params["m"] == 256
-    assert fast.params["k_factor"] == faiss_index.REFINE_K_FACTOR and "shortlist_max" not in fast.params
+    assert fast.params["k_factor"] == faiss_index.REFINE_K_FACTOR
+    assert fast.params["shortlist_max"] == faiss_index.PAGE_SHORTLIST
+    for depth, shortlist in ((10, 320), (64, faiss_index.PAGE_SHORTLIST), (5000, 10_000)):
+        assert faiss_index.search_params(fast, depth=depth).k_factor * depth == shortlist
     assert faiss_index.choose_spec(1_000_000, 768).params["m"] == 384
     split = faiss_index.choose_spec(1_000_000, 768, shards=2)
     assert split.kind == "ivf-pq" and split.params["m"] == 96 and split.params["shards"] == 2

@@ -195,6 +195,10 @@ FAST_SCAN_K_FACTOR = 256
 """``ivf-pqfs`` shortlist per result at k=10 (tuning's depth); recall follows the shortlist's length:
 2.6M crops × 64 dims, 2,048 lists, noisy sample queries: recall@10 0.924 / 0.948 / 0.962 with 640 /
 1,280 / 2,560 candidates (all lists probed); 0.961 at nprobe 256 with 2,560 (SQ8: 0.961 at 128)."""
+PAGE_SHORTLIST = 1024
+"""Candidates a whole-image ``ivf-pqfs`` search re-ranks at most (``shortlist_max``; never under twice
+its depth). A first page searches 64 deep: 1M × 768, 100 text queries, one thread, nprobe 48: 2,048
+candidates (32 a result) took 3.05 ms and 1,024 took 2.26 ms, with the same recall@24."""
 FAST_SCAN_SHORTLIST = 2560
 """Candidates an ``ivf-pqfs`` search of any depth re-ranks (``shortlist_max``): tuning's shortlist."""
 
@@ -203,12 +207,13 @@ def fast_scan_params(dim: int) -> dict[str, Any]:
     """``ivf-pqfs`` for ``dim`` (even) dims: dim/2 4-bit sub-quantisers (16 for 64 dims: recall@10 0.74).
     Where ``ivf-pq`` would keep the recall (dim/8 ≥ ``MIN_PQ_SUBQUANTIZERS``) its shortlist serves, as
     these codes are twice as fine (2·dim bits against dim): at 1M × 768, nprobe 64 of 1,024, recall@24
-    was 0.973 with 32, 64 or 128 candidates a result, in 2.5 / 3.0 / 4.3 ms (``ivf-pq``: 0.966, 5.2 ms).
+    was 0.973 with 32, 64 or 128 candidates a result, in 2.5 / 3.0 / 4.3 ms (``ivf-pq``: 0.966, 5.2 ms),
+    held to ``PAGE_SHORTLIST`` candidates in all.
     Fewer dims (the crops) re-rank the long shortlist of ``FAST_SCAN_K_FACTOR``."""
     if dim < 2 or dim % 2:
         raise ValueError(f"ivf-pqfs needs an even number of dimensions, got {dim}")
     if dim // 8 >= MIN_PQ_SUBQUANTIZERS:
-        return {"m": dim // 2, **REFINE_PARAMS}
+        return {"m": dim // 2, **REFINE_PARAMS, "shortlist_max": PAGE_SHORTLIST}
     return {
         "m": dim // 2,
         "refine": "sq8",
@@ -347,7 +352,7 @@ def search_params(spec: FaissSpec, *, selector: Any = None, fraction: float = 1.
         if not refined(spec):
             return ivf
         k_factor = float(spec.params["k_factor"])
-        if "shortlist_max" in spec.params:  # FAST_SCAN_SHORTLIST candidates at any depth
+        if "shortlist_max" in spec.params:  # at most that many candidates (see fast_scan_params)
             k_factor = min(k_factor, max(2.0, float(spec.params["shortlist_max"]) / depth))
         # kwargs, not attributes: FAISS's wrapper then keeps the sub-objects alive with the parameters.
         return faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=ivf)

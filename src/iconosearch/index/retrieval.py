@@ -55,7 +55,7 @@ def _shortlist_params(spec: FaissSpec, depth: int) -> Any:
     for other kinds."""
     if not faiss_index.refined(spec):
         return None
-    most = float(spec.params.get("shortlist_max", SHORTLIST_MAX))  # ivf-pqfs: FAST_SCAN_SHORTLIST
+    most = float(spec.params.get("shortlist_max", SHORTLIST_MAX))  # ivf-pqfs: its own
     k_factor = min(float(spec.params["k_factor"]), max(2.0, most / depth))
     return faiss_index.search_params(FaissSpec(spec.kind, {**spec.params, "k_factor": k_factor}))
 
@@ -311,8 +311,11 @@ class Retrieval:
         whole = (loaded.index, loaded.spec, loaded.vectors)
         a = (allowed.ids, allowed.rows, allowed.selector) if allowed is not None else None
         crops = loaded.crops
+        # A fast-scan index's shortlist stays within its ``shortlist_max`` however deep the search.
+        spec = loaded.spec
+        params = faiss_index.search_params(spec, depth=depth) if "shortlist_max" in spec.params else None
         if crops is None:
-            return self._ranking(whole, qvec, a, depth, loaded.count)
+            return self._ranking(whole, qvec, a, depth, loaded.count, params=params)
         total = len(crops)
         crop_depth = max(1, total if depth >= loaded.count else min(total, depth * CROP_DEPTH_FACTOR))
         ca = None
@@ -323,7 +326,7 @@ class Retrieval:
         # The crop search runs beside the whole-image one (FAISS releases the GIL): on two cores the
         # region path then costs the longer of the two searches, not their sum.
         crop_search = self._workers().submit(self._crop_ranking, searched, qvec, ca, crop_depth, total)
-        ids, scores, exhausted = self._ranking(whole, qvec, a, depth, loaded.count)
+        ids, scores, exhausted = self._ranking(whole, qvec, a, depth, loaded.count, params=params)
         rows, crop_scores, crops_done = crop_search.result()
         owners, best, _ = best_per_record(crops.set.ids[rows], rows, crop_scores)
         return merge_best((ids, scores), exhausted, (owners, best), crops_done)
