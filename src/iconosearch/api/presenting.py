@@ -88,7 +88,7 @@ class PresentedCache:
     Used from the event loop only, so it needs no lock.
     """
 
-    def __init__(self, maxsize: int = 2048) -> None:  # see metadata.DECODED_RECORDS for why not more
+    def __init__(self, maxsize: int = 8192) -> None:
         self.maxsize = maxsize
         self._items: OrderedDict[_Key, dict[str, Any]] = OrderedDict()
 

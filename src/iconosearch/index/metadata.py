@@ -187,11 +187,8 @@ class Row:
     content_hash: str | None
 
 
-DECODED_RECORDS = 2048
-"""Decoded records a read-only version keeps, least recently used out (~85 result pages). Not more: each
-is ~40 objects the cyclic collector walks, and 8,192 of them (330k objects) made a full collection
-take 109 ms, a pause every request in flight waits for (with the presented-results cache, 80–175 ms
-pauses under load at 1M, the 16-client p99)."""
+DECODED_RECORDS = 8192
+"""Decoded records a read-only version keeps, least recently used out (a few result pages' worth)."""
 
 
 class Metadata:
