@@ -248,12 +248,12 @@ async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -
         return _load.Request("GET", "/api/search?" + urlencode({"q": _next_query(), "k": 24}))
 
     async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
-        batches_before, answered_before = await _batch_counters(client), await _answered_within(client)
+        before = await _server_counters(client)
         server_cpu = _cpu_s(server_pid)
         run = await _load.closed_loop(base, concurrency, seconds, search)
         server_cpu = _cpu_s(server_pid) - server_cpu
-        batches = {k: v - batches_before[k] for k, v in (await _batch_counters(client)).items()}
-        answered = {k: v - answered_before[k] for k, v in (await _answered_within(client)).items()}
+        counted = {k: v - before[k] for k, v in (await _server_counters(client)).items()}
+    answered = {le: counted[f"within_{le}"] for le in ("50", "100", "250", "all")}
     latencies = run.latencies()
     pct = _percentiles_ms(latencies)
     done = max(1, len(run.answers))
@@ -272,26 +272,22 @@ async def _level(base: str, concurrency: int, seconds: float, server_pid: int) -
         # The server's own view (its request histogram, from the request reaching the app to the
         # answer leaving it): what share it answered within 50 / 100 / 250 ms.
         "server_answered_within_ms": {
-            le: round(n / answered["+Inf"], 4) if answered["+Inf"] else None
+            le: round(n / answered["all"], 4) if answered["all"] else None
             for le, n in answered.items()
-            if le != "+Inf"
+            if le != "all"
         },
-        "text_batches": int(batches["batches"]),
-        "mean_text_batch": round(batches["texts"] / batches["batches"], 2) if batches["batches"] else None,
+        "text_batches": int(counted["batches"]),
+        "mean_text_batch": round(counted["texts"] / counted["batches"], 2) if counted["batches"] else None,
     }
 
 
-async def _batch_counters(client: httpx.AsyncClient) -> dict[str, float]:
-    """The server's text-batching counters (``/metrics``): batches run and distinct texts encoded."""
+async def _server_counters(client: httpx.AsyncClient) -> dict[str, float]:
+    """From one read of the server's ``/metrics``: its text batches and the distinct texts they encoded,
+    and its ``GET /api/search`` answers so far within 50, 100 and 250 ms (its request histogram) and
+    in all."""
     text = (await client.get("/metrics")).text
-    found = dict(re.findall(r"^iconosearch_text_batch(es|_texts) ([0-9.e+]+)$", text, re.MULTILINE))
-    return {"batches": float(found.get("es", 0)), "texts": float(found.get("_texts", 0))}
-
-
-async def _answered_within(client: httpx.AsyncClient) -> dict[str, float]:
-    """``GET /api/search`` answers so far by the server's histogram: within 50, 100, 250 ms, and all."""
-    text = (await client.get("/metrics")).text
-    found = dict(
+    batches = dict(re.findall(r"^iconosearch_text_batch(es|_texts) ([0-9.e+]+)$", text, re.MULTILINE))
+    answered = dict(
         re.findall(
             r'^iconosearch_http_request_duration_seconds_bucket\{le="([^"]+)",method="GET",'
             r'route="/api/search"\} ([0-9.e+]+)$',
@@ -299,8 +295,12 @@ async def _answered_within(client: httpx.AsyncClient) -> dict[str, float]:
             re.MULTILINE,
         )
     )
-    buckets = {"50": "0.05", "100": "0.1", "250": "0.25", "+Inf": "+Inf"}
-    return {key: float(found.get(le, 0)) for key, le in buckets.items()}
+    buckets = {"within_50": "0.05", "within_100": "0.1", "within_250": "0.25", "within_all": "+Inf"}
+    return {
+        "batches": float(batches.get("es", 0)),
+        "texts": float(batches.get("_texts", 0)),
+        **{key: float(answered.get(le, 0)) for key, le in buckets.items()},
+    }
 
 
 def _encode_ceiling(batches: tuple[int, ...] = (1, 2, 4, 8, 16), rounds: int = 5) -> dict:

@@ -6,9 +6,10 @@ import mmap
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from iconosearch.index.store import IndexStoreError, IndexVersion
 from iconosearch.query import Filters
 from iconosearch.records import id_to_int64
 from iconosearch.relevance import Calibration, load_calibration
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,20 @@ class LoadedVersion:
     def name(self) -> str:
         return self.manifest.version
 
+    def cached(self, cache: OrderedDict[K, V], key: K, compute: Callable[[], V]) -> V:
+        """``cache[key]``, or ``compute()`` kept there (least recently used out past ``_CACHE_SIZE``).
+        The lock is held only for the lookup and the insert, never while computing (SQLite, FAISS)."""
+        with self.lock:
+            found = cache.get(key)
+        if found is None:
+            found = compute()
+            with self.lock:
+                cache[key] = found
+                cache.move_to_end(key)
+                while len(cache) > _CACHE_SIZE:
+                    cache.popitem(last=False)
+        return found
+
 
 class LoadedCrops:
     """The region embeddings of one version: their FAISS index and each crop's record and box."""
@@ -103,7 +121,6 @@ class LoadedCrops:
         self.order = np.argsort(crops.ids, kind="stable")
         """Crop rows sorted by record id, so that one record's crops are a slice of it."""
         self.sorted_ids = crops.ids[self.order]
-        self.filter_cache: OrderedDict[Filters, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.set)
@@ -125,13 +142,6 @@ def prefetch(array: np.ndarray) -> None:
     mapped = getattr(array, "_mmap", None)
     if mapped is not None and hasattr(mmap, "MADV_WILLNEED"):
         mapped.madvise(mmap.MADV_WILLNEED)
-
-
-def cache_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
 
 
 def resolve_id(loaded: LoadedVersion, record_id: str) -> int | None:

@@ -41,6 +41,12 @@ MAX_TEXT_CHARS = 1000
 """The longest text term encoded (after whitespace runs became single spaces)."""
 
 
+def _query_text(term: Term) -> str:
+    """A text term's text as it is encoded and cached: whitespace runs made single spaces."""
+    value = term.value.decode() if isinstance(term.value, bytes) else term.value
+    return " ".join(value.split())
+
+
 class QueryEncoder:
     """The model of the served version (loaded on first use) and the query vectors it makes."""
 
@@ -131,12 +137,8 @@ class QueryEncoder:
     def prefetch(self, query: Query, loaded: LoadedVersion) -> None:
         """Start encoding ``query``'s texts without waiting, so the caller's other work overlaps the
         encoder's (:meth:`query_vector` then takes the vectors); texts it would refuse are left to it."""
-        texts = [
-            " ".join(t.value.split())
-            for t in query.terms
-            if t.kind == "text" and isinstance(t.value, str) and t.weight != 0 and math.isfinite(t.weight)
-        ]
-        texts = [t for t in texts if 0 < len(t) <= MAX_TEXT_CHARS]
+        wanted = [t for t in query.terms if t.kind == "text" and t.weight != 0 and math.isfinite(t.weight)]
+        texts = [text for text in map(_query_text, wanted) if 0 < len(text) <= MAX_TEXT_CHARS]
         if not texts:
             return
         with self._lock:
@@ -162,8 +164,7 @@ class QueryEncoder:
         if term.region is not None and term.kind != "item":
             raise InvalidRegionError(f"only an item term can have a region, not a {term.kind} term")
         if term.kind == "text":
-            text = term.value.decode() if isinstance(term.value, bytes) else term.value
-            text = " ".join(text.split())
+            text = _query_text(term)
             if not text:
                 raise EmptyQueryError("a text term is empty")
             if len(text) > MAX_TEXT_CHARS:

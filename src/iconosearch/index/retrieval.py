@@ -16,7 +16,7 @@ import numpy as np
 from iconosearch.config import LimitsConfig
 from iconosearch.index import faiss_index, filtered, verify
 from iconosearch.index.faiss_index import FaissSpec
-from iconosearch.index.loaded import LoadedVersion, cache_put
+from iconosearch.index.loaded import LoadedVersion
 from iconosearch.index.ranking import (
     Collapsed,
     collapse_duplicates,
@@ -55,9 +55,9 @@ def _shortlist_params(spec: FaissSpec, depth: int) -> Any:
     for other kinds."""
     if not faiss_index.refined(spec):
         return None
-    most = float(spec.params.get("shortlist_max", SHORTLIST_MAX))  # ivf-pqfs: its own
-    k_factor = min(float(spec.params["k_factor"]), max(2.0, most / depth))
-    return faiss_index.search_params(FaissSpec(spec.kind, {**spec.params, "k_factor": k_factor}))
+    return faiss_index.search_params(
+        FaissSpec(spec.kind, {"shortlist_max": SHORTLIST_MAX, **spec.params}), depth=depth
+    )
 
 
 class Allowed(NamedTuple):
@@ -115,18 +115,16 @@ class Retrieval:
         self, loaded: LoadedVersion, filters: Filters, keywords: str | None
     ) -> dict[str, dict[str, int]]:
         """Facet counts of the records matching ``filters`` (and ``keywords``), cached per version."""
-        key = (filters, keywords)
-        with loaded.lock:
-            cached = loaded.facet_cache.get(key)
-        if cached is not None:
-            return cached
-        ids = None
-        if keywords is not None:
-            ids = loaded.meta.keyword_ranking(fts_match_expression(keywords), filters, self.limits.depth_max)
-        result = count_facets(loaded.meta.facet_rows(filters, ids))
-        with loaded.lock:
-            cache_put(loaded.facet_cache, key, result)
-        return result
+
+        def count() -> dict[str, dict[str, int]]:
+            ids = None
+            if keywords is not None:
+                ids = loaded.meta.keyword_ranking(
+                    fts_match_expression(keywords), filters, self.limits.depth_max
+                )
+            return count_facets(loaded.meta.facet_rows(filters, ids))
+
+        return loaded.cached(loaded.facet_cache, (filters, keywords), count)
 
     def first_page(
         self,
@@ -274,18 +272,17 @@ class Retrieval:
         """The records (and crops) ``filters`` allow, cached per version; ``None``: no filters."""
         if filters == Filters():
             return None
-        with loaded.lock:
-            cached: Allowed | None = loaded.filter_cache.get(filters)
-        if cached is None:
+
+        def find() -> Allowed:
             found = loaded.meta.filtered(filters)
             assert found is not None
             ids = np.asarray(found[0], dtype=np.int64)
             rows = np.asarray(found[1], dtype=np.int64)
             crop_rows = loaded.crops.allowed_rows(ids) if loaded.crops is not None else None
-            cached = Allowed(ids, rows, self._selector(ids), crop_rows, self._selector(crop_rows))
-            with loaded.lock:
-                cache_put(loaded.filter_cache, filters, cached)
-        return cached
+            return Allowed(ids, rows, self._selector(ids), crop_rows, self._selector(crop_rows))
+
+        allowed: Allowed = loaded.cached(loaded.filter_cache, filters, find)
+        return allowed
 
     def _selector(self, ids: np.ndarray | None) -> Any:
         if ids is None or len(ids) <= self.subset_max or self.filter_strategy not in ("auto", "selector"):

@@ -476,8 +476,8 @@ class TextEmbeddingCache:
         if self._submit is None:
             return
         with self._lock:
-            new = [k for k in dict.fromkeys(map(self.key, texts)) if k not in self._entries]
-            new = [k for k in new if k not in self._pending]
+            keys = dict.fromkeys(map(self.key, texts))
+            new = [k for k in keys if k not in self._entries and k not in self._pending]
         futures = self._submit(new) if new else None
         if futures is None:
             return
