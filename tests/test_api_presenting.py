@@ -221,5 +221,39 @@ def test_presented_results_equal_the_validated_schema_dump() -> None:
             assert presented == validated
 
 
+def test_cached_presentations_give_the_same_documents_and_cost_the_collector_nothing() -> None:
+    """A shown record is kept serialised and spliced with the hit's own fields: the document must be
+    the one an uncached presenter makes, for each field selection, hit and region hit alike."""
+    import gc
+
+    from iconosearch.api.presenting import PresentedCache
+    from iconosearch.records import Provider
+
+    records = [
+        _record(providers=(Provider(label={"en": ["Museum"]}, homepage="https://museum.example/"),)),
+        _record(id="fedcba9876543210", region="10,20,30,40", image_region="10,20,30,40"),
+    ]
+    page = SearchPage(
+        hits=(
+            Hit(record=records[0], score=0.61234, duplicates=("aaaaaaaaaaaaaaaa",)),
+            Hit(record=records[1], score=0.4, matched_region=True),
+        ),
+        next_cursor=None,
+        index_version="v1",
+    )
+    cache = PresentedCache()
+    cached = Presenter(base_url="https://s.example", viewers=ViewerConfig(), cache=cache)
+    fresh = Presenter(base_url="https://s.example", viewers=ViewerConfig())
+    for fields in ((), ("links",), ("full",), ("viewers", "iiif")):
+        want = fresh.search_document(page, sort="relevance", facets=None, started=0.0, fields=fields)
+        for _ in range(2):  # the first fills the cache, the second reads it
+            got = cached.search_document(page, sort="relevance", facets=None, started=0.0, fields=fields)
+            assert got["results"] == want["results"]
+        assert [r["duplicates"]["size"] for r in got["results"]] == [2, 1]
+        assert got["results"][1]["matched_region"] is True
+    assert len(cache._items) == 8  # two records, four selections
+    assert not any(gc.is_tracked(v) for v in cache._items.values())
+
+
 def _page(record: ImageRecord) -> SearchPage:
     return SearchPage(hits=(Hit(record=record, score=0.5),), next_cursor=None, index_version="v1")

@@ -1,9 +1,10 @@
-"""A served (read-only) version keeps its decoded records: the second page of the same records is not
-decoded again, and what comes back equals what was stored. Search threads read it at once, each on its
-own SQLite connection."""
+"""A served (read-only) version keeps its records read and decompressed: the second page of the same
+records is not read again, and what comes back equals what was stored. Search threads read it at once,
+each on its own SQLite connection."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -17,20 +18,30 @@ from iconosearch.records import id_to_int64
 from tests.helpers.index_data import build, make_items
 
 
-def test_decoded_records_are_kept_up_to_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_records_are_kept_up_to_the_bound_untracked_by_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     items = make_items(30)
     version = build(tmp_path, items)
     ids = [id_to_int64(i.record.id) for i in items]
     meta = Metadata(version.metadata_path)
+    reads: list[str] = []
+    meta.conn.set_trace_callback(reads.append)
     try:
         first = meta.records(ids[:10])
-        again = meta.records(ids[:10])
-        assert all(again[i] is first[i] for i in ids[:10])  # not decoded a second time
         assert [first[i] for i in ids[:10]] == [i.record for i in items[:10]]
-        monkeypatch.setattr(metadata, "DECODED_RECORDS", 5)
+        assert len(reads) == 1
+        assert meta.records(ids[:10]) == first
+        assert len(reads) == 1  # kept: not read again
+        # What is kept costs the garbage collector nothing (a decoded record is ~40 tracked objects).
+        kept = meta._cached
+        assert kept is not None and len(kept) == 10
+        assert not any(gc.is_tracked(v) for v in kept.values())
+        monkeypatch.setattr(metadata, "CACHED_RECORDS", 5)
         meta.records(ids[10:20])
-        assert meta.records(ids[:1])[ids[0]] is not first[ids[0]]  # pushed out, decoded afresh
-        assert meta.records(ids[:1])[ids[0]] == first[ids[0]]
+        assert len(reads) == 2
+        assert meta.records(ids[:1])[ids[0]] == first[ids[0]]  # pushed out, read afresh
+        assert len(reads) == 3
     finally:
         meta.close()
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from iconosearch.api import schemas as s
 from iconosearch.api.content_state import content_state, encode_content_state
 from iconosearch.config import ViewerConfig
@@ -72,36 +74,40 @@ def left_out(fields: Iterable[str]) -> frozenset[str]:
     return _OPTIONAL - frozenset().union(*(FIELD_GROUPS.get(f, frozenset()) for f in asked))
 
 
-_Key = (
-    tuple[str, str | None, str, str | None, str | None]
-    | tuple[str, str | None, str, str | None, str | None, frozenset[str]]
-)
-"""(service URL, index version, record id, region, image region[, the fields left out])."""
+_Key = tuple[str, str | None, str, str | None, str | None, frozenset[str]]
+"""(service URL, index version, record id, region, image region, the fields left out)."""
 
 
 class PresentedCache:
-    """The presented results (JSON-ready dicts) of recently shown records, least recently used out.
+    """The presented results of recently shown records, serialised, least recently used out.
 
-    Keyed by service URL, index version, record id and the region shown: a record never changes
-    within a version, so it is presented (thumbnail, Content State, links) and validated once, not on
-    every search.
+    Keyed by service URL, index version, record id, the region shown and the fields left out: a record
+    never changes within a version, so it is presented (thumbnail, Content State, links) once, not on
+    every search. Kept as JSON bytes, not dicts: a presented dict is ~20 objects the garbage collector
+    tracks, and full collections walking thousands of them paused a loaded server for tens of ms.
     Used from the event loop only, so it needs no lock.
     """
 
     def __init__(self, maxsize: int = 8192) -> None:
         self.maxsize = maxsize
-        self._items: OrderedDict[_Key, dict[str, Any]] = OrderedDict()
+        self._items: OrderedDict[_Key, bytes] = OrderedDict()
 
-    def get(self, key: _Key) -> dict[str, Any] | None:
+    def get(self, key: _Key) -> bytes | None:
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
         return found
 
-    def put(self, key: _Key, value: dict[str, Any]) -> None:
+    def put(self, key: _Key, value: bytes) -> None:
         self._items[key] = value
         if len(self._items) > self.maxsize:
             self._items.popitem(last=False)
+
+
+def _merged(obj: bytes, more: bytes) -> orjson.Fragment:
+    """Two serialised JSON objects (``{...}``, neither empty) as one, without decoding either: orjson
+    has no merge, and decoding the cached part again is what the cache is there to save."""
+    return orjson.Fragment(obj[:-1] + b"," + more[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,54 @@ class Presenter:
     viewers: ViewerConfig
     cache: PresentedCache | None = None
 
+    def search_json(
+        self,
+        page: SearchPage,
+        *,
+        sort: str,
+        facets: dict[str, dict[str, int]] | None,
+        started: float,
+        fields: Iterable[str] = (),
+        exclude: str | None = None,
+    ) -> bytes:
+        """The ``GET /api/search`` document (``s.SearchResponse``) of a result page, serialised.
+        ``started`` is the ``time.perf_counter()`` at which answering began. Built from cached
+        presented records, never re-validated."""
+        omit = left_out(fields)
+        # A hit that matched a detail keeps its viewer links: they open on that detail, which the item's
+        # own links (GET /api/items/{id}) cannot do, so a client could not rebuild them later.
+        omit_detail = omit - FIELD_GROUPS["viewers"]
+        results = []
+        for h in page.hits:
+            if exclude is not None and h.record.id == exclude:
+                continue
+            per_hit = {
+                "score": round(h.score, 4),
+                "relevance": page.thresholds.band(h.score) if page.thresholds is not None else None,
+                "duplicates": {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)},
+                "matched_region": h.matched_region,
+            }
+            dropped = omit_detail if h.matched_region else omit
+            shown = self._projected(h.record, page.index_version, dropped)
+            results.append(_merged(shown, orjson.dumps(per_hit)))
+        t = page.total
+        return orjson.dumps(
+            {
+                "results": results,
+                "templates": self.templates(),
+                "total": {"count": t.count, "relation": t.relation, "basis": t.basis} if t else None,
+                "sort": sort,
+                "next_cursor": page.next_cursor,
+                "index_version": page.index_version,
+                "timings": {
+                    "embed_ms": round(page.embed_ms, 2),
+                    "search_ms": round(page.search_ms, 2),
+                    "total_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+                "facets": facets,
+            }
+        )
+
     def search_document(
         self,
         page: SearchPage,
@@ -123,68 +177,30 @@ class Presenter:
         fields: Iterable[str] = (),
         exclude: str | None = None,
     ) -> dict[str, Any]:
-        """The ``GET /api/search`` document (``s.SearchResponse``, JSON-ready) of a result page;
-        ``iconosearch search --json`` prints the same one. ``started`` is the ``time.perf_counter()``
-        at which answering began. Built from cached presented records, never re-validated."""
-        omit = left_out(fields)
-        # A hit that matched a detail keeps its viewer links: they open on that detail, which the item's
-        # own links (GET /api/items/{id}) cannot do, so a client could not rebuild them later.
-        omit_detail = omit - FIELD_GROUPS["viewers"]
-        results = []
-        for h in page.hits:
-            if exclude is not None and h.record.id == exclude:
-                continue
-            dropped = omit_detail if h.matched_region else omit
-            results.append(
-                {
-                    **self._projected(h.record, page.index_version, dropped),
-                    "score": round(h.score, 4),
-                    "relevance": page.thresholds.band(h.score) if page.thresholds is not None else None,
-                    "duplicates": {"size": len(h.duplicates) + 1, "ids": list(h.duplicates)},
-                    "matched_region": h.matched_region,
-                }
-            )
-        t = page.total
-        return {
-            "results": results,
-            "templates": self.templates(),
-            "total": {"count": t.count, "relation": t.relation, "basis": t.basis} if t else None,
-            "sort": sort,
-            "next_cursor": page.next_cursor,
-            "index_version": page.index_version,
-            "timings": {
-                "embed_ms": round(page.embed_ms, 2),
-                "search_ms": round(page.search_ms, 2),
-                "total_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-            "facets": facets,
-        }
+        """:meth:`search_json`'s document as a dict (``iconosearch search --json``, the API's examples)."""
+        document: dict[str, Any] = orjson.loads(
+            self.search_json(page, sort=sort, facets=facets, started=started, fields=fields, exclude=exclude)
+        )
+        return document
 
-    def _projected(self, record: ImageRecord, version: str | None, dropped: frozenset[str]) -> dict[str, Any]:
-        """The presented record less the ``dropped`` fields, cached per selection too: nearly every
-        request asks the compact default, so the per-hit work is one dict merge, not a filtered copy."""
+    def _projected(self, record: ImageRecord, version: str | None, dropped: frozenset[str]) -> bytes:
+        """The presented record less the ``dropped`` fields, serialised, cached per selection: nearly
+        every request asks the compact default, so a shown record costs one splice of bytes."""
         key = (self.base_url, version, record.id, record.region, record.image_region, dropped)
-        found = self.cache.get(key) if self.cache is not None else None
-        if found is None:
-            found = {k: v for k, v in self._presented(record, version).items() if k not in dropped}
-            if "links" in dropped:
-                # The institution's name is what a result card shows; its pages come with the links.
-                found["providers"] = [{"label": p["label"]} for p in found["providers"]]
-            if self.cache is not None:
-                self.cache.put(key, found)
-        return found
-
-    def _presented(self, record: ImageRecord, version: str | None) -> dict[str, Any]:
-        # A region hit carries its best crop in the record (region, image_region): part of the key.
-        key = (self.base_url, version, record.id, record.region, record.image_region)
         found = self.cache.get(key) if self.cache is not None else None
         if found is None:
             # Plain dicts, not an ``s.Result`` validated and dumped again: a result not yet cached is
             # presented on the search path, and validation was most of its cost (tests check that both
             # give the same document).
-            found = {k: v for k, v in self._common(record, None, ()).items() if k not in _PER_HIT}
-            # A provider's unknown id, homepage or logo is left out, not sent as null in every result.
-            found["providers"] = [{k: v for k, v in p.items() if v is not None} for p in found["providers"]]
+            common = self._common(record, None, ())
+            presented = {k: v for k, v in common.items() if k not in _PER_HIT and k not in dropped}
+            # A provider's unknown id, homepage or logo is left out, not sent as null in every result;
+            # its name is what a result card shows, and its pages come with the links.
+            keep = {"label"} if "links" in dropped else {"label", "id", "homepage", "logo"}
+            presented["providers"] = [
+                {k: v for k, v in p.items() if k in keep and v is not None} for p in common["providers"]
+            ]
+            found = orjson.dumps(presented)
             if self.cache is not None:
                 self.cache.put(key, found)
         return found

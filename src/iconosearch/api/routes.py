@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-import orjson
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
@@ -114,10 +113,10 @@ async def _respond(
     FastAPI's response-model path would validate every result again on every request."""
     start = time.perf_counter()
     page, counts = await _search(ctx, query, facets=facets)
-    doc = ctx.presenter(request).search_document(
+    body = ctx.presenter(request).search_json(
         page, sort=query.sort, facets=counts, started=start, fields=fields, exclude=exclude
     )
-    return Response(orjson.dumps(doc), media_type="application/json")
+    return Response(body, media_type="application/json")
 
 
 @router.get(
