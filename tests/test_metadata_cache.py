@@ -1,5 +1,5 @@
-"""A served (read-only) version keeps its records read and decompressed: the second page of the same
-records is not read again, and what comes back equals what was stored. Search threads read it at once,
+"""A served (read-only) version keeps its records, a few decoded and more as JSON: the second page of the
+same records is not read again, and what comes back equals what was stored. Search threads read it at once,
 each on its own SQLite connection."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from iconosearch.records import id_to_int64
 from tests.helpers.index_data import build, make_items
 
 
-def test_records_are_kept_up_to_the_bound_untracked_by_the_collector(
+def test_records_are_kept_few_decoded_more_as_untracked_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = make_items(30)
@@ -27,21 +27,26 @@ def test_records_are_kept_up_to_the_bound_untracked_by_the_collector(
     meta = Metadata(version.metadata_path)
     reads: list[str] = []
     meta.conn.set_trace_callback(reads.append)
+    monkeypatch.setattr(metadata, "DECODED_RECORDS", 5)
+    monkeypatch.setattr(metadata, "CACHED_RECORDS", 15)
     try:
         first = meta.records(ids[:10])
+        assert list(first) == ids[:10]
         assert [first[i] for i in ids[:10]] == [i.record for i in items[:10]]
         assert len(reads) == 1
-        assert meta.records(ids[:10]) == first
-        assert len(reads) == 1  # kept: not read again
-        # What is kept costs the garbage collector nothing (a decoded record is ~40 tracked objects).
-        kept = meta._cached
-        assert kept is not None and len(kept) == 10
-        assert not any(gc.is_tracked(v) for v in kept.values())
-        monkeypatch.setattr(metadata, "CACHED_RECORDS", 5)
-        meta.records(ids[10:20])
+        again = meta.records(ids[5:10])
+        assert all(again[i] is first[i] for i in ids[5:10])  # kept decoded: not read, not decoded
+        assert len(reads) == 1
+        meta.records(ids[10:20])  # pushes ids[:5] out of the JSON, ids[5:15] out of the decoded
         assert len(reads) == 2
-        assert meta.records(ids[:1])[ids[0]] == first[ids[0]]  # pushed out, read afresh
+        kept = meta.records(ids[5:6])[ids[5]]
+        assert kept == first[ids[5]] and kept is not first[ids[5]]  # decoded again from kept JSON
+        assert len(reads) == 2
+        assert meta.records(ids[:1])[ids[0]] == first[ids[0]]  # pushed out of both: read again
         assert len(reads) == 3
+        # The JSON costs the garbage collector nothing (a decoded record is ~40 tracked objects).
+        assert len(meta._cached) == 15
+        assert not any(gc.is_tracked(v) for v in meta._cached.values())
     finally:
         meta.close()
 

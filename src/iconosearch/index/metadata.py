@@ -176,6 +176,13 @@ def _json(data: str | bytes, codec: RecordCodec | None) -> bytes:
     return codec.decompress(data)
 
 
+def _keep(cache: OrderedDict[int, Any], new: Mapping[int, Any], bound: int) -> None:
+    """Add ``new`` to an LRU ``cache`` and trim it to ``bound``."""
+    cache.update(new)
+    while len(cache) > bound:
+        cache.popitem(last=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One stored record with what the engine needs besides the record itself."""
@@ -185,9 +192,10 @@ class Row:
     content_hash: str | None
 
 
+DECODED_RECORDS = 1024
+"""Records a read-only version keeps decoded, least recently used out: the most shown ones."""
 CACHED_RECORDS = 8192
-"""Records a read-only version keeps read and decompressed, least recently used out (a few hundred
-result pages)."""
+"""Records it keeps read and decompressed (JSON), least recently used out: a few hundred result pages."""
 
 
 class Metadata:
@@ -195,12 +203,14 @@ class Metadata:
 
     def __init__(self, path: Path, *, readonly: bool = True) -> None:
         self.path = path
-        # A committed version never changes: its records' JSON can be kept (search threads share it).
-        # Kept as bytes, not as decoded records: a decoded record is about 40 objects the garbage
-        # collector tracks, so 8,192 of them made every full collection walk 330k objects and pause the
-        # server for 80-175 ms under load; bytes are not tracked at all. Decoding costs ~28 us a record,
-        # reading and decompressing it ~80 us.
-        self._cached: OrderedDict[int, bytes] | None = OrderedDict() if readonly else None
+        # A committed version never changes: its records can be kept (search threads share them). Few
+        # decoded, more as JSON bytes: a decoded record is about 40 objects the garbage collector
+        # tracks, and 8,192 of them made every full collection walk 330k objects, pausing the server for
+        # 80-175 ms under load at 1M; bytes are not tracked. Decoding JSON costs ~28 us a record,
+        # reading and decompressing it ~80 us, a decoded record nothing: on a small index (all kept) a
+        # page of 24 decoded afresh cost 16 % of the throughput.
+        self._decoded: OrderedDict[int, ImageRecord] | None = OrderedDict() if readonly else None
+        self._cached: OrderedDict[int, bytes] = OrderedDict()
         self._cached_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
@@ -424,27 +434,33 @@ class Metadata:
         return out
 
     def records(self, int_ids: Sequence[int]) -> dict[int, ImageRecord]:
+        decoded, cached = self._decoded, self._cached
+        out: dict[int, ImageRecord] = {}
         found: dict[int, bytes] = {}
-        cache = self._cached
-        if cache is not None:
+        if decoded is not None:
             with self._cached_lock:
                 for iid in int_ids:
-                    if (data := cache.get(iid)) is not None:
-                        cache.move_to_end(iid)
+                    if (record := decoded.get(iid)) is not None:
+                        decoded.move_to_end(iid)
+                        out[iid] = record
+                    elif (data := cached.get(iid)) is not None:
+                        cached.move_to_end(iid)
                         found[iid] = data
-        missing = [i for i in int_ids if i not in found]
+        missing = [i for i in int_ids if i not in out and i not in found]
+        read: dict[int, bytes] = {}
         for chunk in _chunks(missing):
             q = f"SELECT int_id, data FROM records WHERE int_id IN ({_marks(chunk)})"  # noqa: S608
             for iid, data in self.conn.execute(q, chunk):
-                found[iid] = _json(data, self.codec)
-        if cache is not None and missing:
+                read[iid] = _json(data, self.codec)
+        raw = found | read
+        order = [iid for iid in dict.fromkeys(int_ids) if iid in raw]
+        fresh = {iid: record_from_dict(orjson.loads(raw[iid])) for iid in order}
+        if decoded is not None and fresh:
             with self._cached_lock:
-                for iid in missing:
-                    if iid in found:
-                        cache[iid] = found[iid]
-                while len(cache) > CACHED_RECORDS:
-                    cache.popitem(last=False)
-        return {iid: record_from_dict(orjson.loads(data)) for iid, data in found.items()}
+                _keep(cached, read, CACHED_RECORDS)
+                _keep(decoded, fresh, DECODED_RECORDS)
+        out |= fresh
+        return {iid: out[iid] for iid in int_ids if iid in out}
 
     def years(self, int_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """``(year_start, year_end)`` of the dated records among ``int_ids``."""
