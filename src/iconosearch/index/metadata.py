@@ -203,12 +203,9 @@ class Metadata:
 
     def __init__(self, path: Path, *, readonly: bool = True) -> None:
         self.path = path
-        # A committed version never changes: its records can be kept (search threads share them). Few
-        # decoded, more as JSON bytes: a decoded record is about 40 objects the garbage collector
-        # tracks, and 8,192 of them made every full collection walk 330k objects, pausing the server for
-        # 80-175 ms under load at 1M; bytes are not tracked. Decoding JSON costs ~28 us a record,
-        # reading and decompressing it ~80 us, a decoded record nothing: on a small index (all kept) a
-        # page of 24 decoded afresh cost 16 % of the throughput.
+        # A committed version never changes, so search threads share its kept records: few decoded
+        # (~40 objects each the garbage collector walks: 8,192 made 80-175 ms pauses at 1M), more as
+        # JSON bytes, which it does not track (docs/performance.md, third pass).
         self._decoded: OrderedDict[int, ImageRecord] | None = OrderedDict() if readonly else None
         self._cached: OrderedDict[int, bytes] = OrderedDict()
         self._cached_lock = threading.Lock()
@@ -224,10 +221,8 @@ class Metadata:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """The writer's connection; read-only, the calling thread's own. One connection shared by the
-        search threads under a lock made them queue for it: at 1M records and 16 clients, the search
-        threads spent two thirds of their time waiting for that lock (py-spy), while SQLite can read
-        an immutable file from every thread at once."""
+        """The writer's connection; read-only, the calling thread's own: one shared under a lock kept
+        search threads waiting two thirds of their time (py-spy, 1M, 16 clients)."""
         if self._writer is not None:
             return self._writer
         if self._closed:
