@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from iconosearch.api.iiif_search import search_manifest
 from iconosearch.api.presenting import Presenter
 from iconosearch.config import ViewerConfig
@@ -40,11 +42,13 @@ _result = _presenter.result(EXAMPLE_RECORD, 0.3127, ())
 
 SEARCH_EXAMPLE: dict[str, Any] = {
     # The compact default (no fields=), presented as a search presents it: see presenting.FIELD_GROUPS.
-    **_presenter.search_document(
-        SearchPage(hits=(Hit(EXAMPLE_RECORD, 0.3127),), next_cursor="eyJ2IjoxLCJvIjoyNH0"),
-        sort="relevance",
-        facets=None,
-        started=0.0,
+    **orjson.loads(
+        _presenter.search_json(
+            SearchPage(hits=(Hit(EXAMPLE_RECORD, 0.3127),), next_cursor="eyJ2IjoxLCJvIjoyNH0"),
+            sort="relevance",
+            facets=None,
+            started=0.0,
+        )
     ),
     "index_version": "20250101T120000Z",
     "timings": {"embed_ms": 8.1, "search_ms": 1.2, "total_ms": 11.0},

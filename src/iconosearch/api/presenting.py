@@ -129,9 +129,10 @@ class Presenter:
         fields: Iterable[str] = (),
         exclude: str | None = None,
     ) -> bytes:
-        """The ``GET /api/search`` document (``s.SearchResponse``) of a result page, serialised.
-        ``started`` is the ``time.perf_counter()`` at which answering began. Built from cached
-        presented records, never re-validated."""
+        """The ``GET /api/search`` document (``s.SearchResponse``) of a result page, serialised;
+        ``iconosearch search --json`` and the API's examples decode it. ``started`` is the
+        ``time.perf_counter()`` at which answering began. Built from cached presented records, never
+        re-validated."""
         omit = left_out(fields)
         # A hit that matched a detail keeps its viewer links: they open on that detail, which the item's
         # own links (GET /api/items/{id}) cannot do, so a client could not rebuild them later.
@@ -166,22 +167,6 @@ class Presenter:
                 "facets": facets,
             }
         )
-
-    def search_document(
-        self,
-        page: SearchPage,
-        *,
-        sort: str,
-        facets: dict[str, dict[str, int]] | None,
-        started: float,
-        fields: Iterable[str] = (),
-        exclude: str | None = None,
-    ) -> dict[str, Any]:
-        """:meth:`search_json`'s document as a dict (``iconosearch search --json``, the API's examples)."""
-        document: dict[str, Any] = orjson.loads(
-            self.search_json(page, sort=sort, facets=facets, started=started, fields=fields, exclude=exclude)
-        )
-        return document
 
     def _projected(self, record: ImageRecord, version: str | None, dropped: frozenset[str]) -> bytes:
         """The presented record less the ``dropped`` fields, serialised, cached per selection: nearly

@@ -169,7 +169,8 @@ def _emit_api_document(settings: Settings, page: SearchPage, query: Query, start
     server = settings.server
     base = server.public_url or f"http://{server.host}:{server.port}"
     presenter = Presenter(base_url=base.rstrip("/"), viewers=server.viewers)
-    doc = presenter.search_document(page, sort=query.sort, facets=page.facets or None, started=started)
+    body = presenter.search_json(page, sort=query.sort, facets=page.facets or None, started=started)
+    doc = orjson.loads(body)
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
