@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from iconosearch.index import regions
@@ -151,6 +152,8 @@ def build_index(
         build.progress("harvest", 0, len(names))
         with writing("opening the harvest state", data.state_db):  # WAL needs room even to read
             harvested = _read_harvest(data.state_db, names)
+        texts = _text_queries(embedder, [r for r, _, _ in harvested.items])
+        build = dataclasses.replace(build, options=dataclasses.replace(build.options, text_queries=texts))
         build.progress("harvest", len(names), len(names))
         base = build.store.current() if incremental else None
         if base is None:
@@ -167,6 +170,28 @@ def _with_subject_labels(
     from iconosearch.subjects.suggested import load_labels
 
     return dataclasses.replace(options, subject_labels=load_labels(embedder, cache_dir))
+
+
+TEXT_TUNE_QUERIES = 200
+"""Captions that tuning asks as text queries (as many as its noisy stored vectors)."""
+
+
+def _text_queries(embedder: Any, records: Sequence[ImageRecord]) -> Callable[[], np.ndarray]:
+    """Makes the text vectors of the first caption of up to ``TEXT_TUNE_QUERIES`` records, spread evenly
+    over them (so a rebuild of the same records tunes alike). Text is what researchers search with, and
+    it sits across the modality gap from the images (``faiss_index.tune``)."""
+
+    def make() -> np.ndarray:
+        captions = [next((v for vs in r.caption.values() for v in vs if v.strip()), "") for r in records]
+        texts = [c for c in captions if c]
+        picked = texts[:: max(1, len(texts) // TEXT_TUNE_QUERIES)][:TEXT_TUNE_QUERIES]
+        if not picked:
+            return np.empty((0, int(embedder.dim)), dtype=np.float32)
+        vectors = np.asarray(embedder.embed_texts(picked), dtype=np.float32)
+        normalised: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return normalised
+
+    return make
 
 
 def _full_build(build: _Build, harvested: _Harvested) -> IndexVersion:

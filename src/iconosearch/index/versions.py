@@ -65,6 +65,9 @@ class BuildOptions:
     """Split the FAISS index into this many shards, searched and merged exactly (``index.sharded``)."""
     subject_labels: SubjectLabels | None = None
     """When given (``[subjects] suggest``), every new vector gets its machine-suggested subjects."""
+    text_queries: Callable[[], np.ndarray] | None = None
+    """Makes text vectors (captions of some records) that tuning holds to the recall target too, beside
+    noisy stored vectors (``faiss_index.tune``); called only for an approximate index."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +243,9 @@ def _write_faiss(
         spec = faiss_index.choose_spec(n, dim, kind="flat", shards=options.shards)
     progress("faiss", 0, n)
     index = faiss_index.build(vectors, ids, spec)
-    spec, recall = faiss_index.tune(index, vectors, ids, spec, target=options.recall_target)
+    spec, recall = faiss_index.tune(
+        index, vectors, ids, spec, target=options.recall_target, text_queries=options.text_queries
+    )
     faiss_index.write(index, staging / file)
     progress("faiss", n, n)
     return index, spec, recall
@@ -455,7 +460,12 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
             recall = m.recall_at_10
             if spec.kind != "flat":
                 spec, recall = faiss_index.tune(
-                    index, new_vectors, new_ids, spec, target=update.options.recall_target
+                    index,
+                    new_vectors,
+                    new_ids,
+                    spec,
+                    target=update.options.recall_target,
+                    text_queries=update.options.text_queries,
                 )
             faiss_index.write(index, staging / "vectors.faiss")
             progress("faiss", len(new_ids), len(new_ids))
