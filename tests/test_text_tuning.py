@@ -11,8 +11,9 @@ import numpy as np
 
 from iconosearch.index import faiss_index
 from iconosearch.index.builder import TEXT_TUNE_QUERIES, _text_queries
-from iconosearch.index.versions import BuildOptions, EmbeddedRecord
-from tests.helpers.index_data import HashEmbedder, build, make_record
+from iconosearch.index.store import IndexStore
+from iconosearch.index.versions import BuildOptions, EmbeddedRecord, update_version
+from tests.helpers.index_data import MODEL, HashEmbedder, build, make_record
 
 DIM, CLUSTERS, N = 32, 300, 12_000
 
@@ -70,6 +71,15 @@ def test_a_built_version_is_tuned_for_text_and_an_exact_one_never_asks(tmp_path:
     assert asked == [1] and tuned > plain and recall is not None and recall >= 0.95
     probes("flat", BuildOptions(kind="flat", text_queries=text_queries))
     assert asked == [1]  # exact search has nothing to tune
+    # An update re-tunes the approximate index it changes, with the text queries too.
+    store = IndexStore(tmp_path / "plain" / "indexes", "default")
+    base = store.current()
+    assert base is not None
+    extra = [EmbeddedRecord(make_record(N + i), f"x{i}", vectors[i]) for i in range(10)]
+    options = BuildOptions(kind="ivf-sq8", text_queries=text_queries)
+    updated = update_version(store, base, add=extra, model=MODEL, options=options).manifest
+    assert updated.changes_since_compaction == 10  # updated in place, not rebuilt
+    assert asked == [1, 1] and int(updated.faiss_params["nprobe"]) > plain
 
 
 def test_text_queries_are_captions_spread_over_the_records() -> None:

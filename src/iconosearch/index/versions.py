@@ -459,13 +459,9 @@ def _write_update(update: _Update, *, switch: bool, progress: Progress) -> Index
                 faiss_index.add(index, new_vectors[first_new:], add_ids)
             recall = m.recall_at_10
             if spec.kind != "flat":
+                o = update.options
                 spec, recall = faiss_index.tune(
-                    index,
-                    new_vectors,
-                    new_ids,
-                    spec,
-                    target=update.options.recall_target,
-                    text_queries=update.options.text_queries,
+                    index, new_vectors, new_ids, spec, target=o.recall_target, text_queries=o.text_queries
                 )
             faiss_index.write(index, staging / "vectors.faiss")
             progress("faiss", len(new_ids), len(new_ids))
