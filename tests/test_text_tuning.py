@@ -5,12 +5,14 @@ mean of three clusters' centres pushed along one direction no image has."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from iconosearch.index import faiss_index
+from iconosearch.index import faiss_index, regions
 from iconosearch.index.builder import TEXT_TUNE_QUERIES, _text_queries
+from iconosearch.index.regions import RegionSet
 from iconosearch.index.store import IndexStore
 from iconosearch.index.versions import BuildOptions, EmbeddedRecord, update_version
 from tests.helpers.index_data import MODEL, HashEmbedder, build, make_record
@@ -96,3 +98,23 @@ def test_text_queries_are_captions_spread_over_the_records() -> None:
     assert np.allclose(made, expected, atol=1e-6)
     none = _text_queries(embedder, [make_record(9, caption="")])()
     assert none.shape == (0, DIM)
+
+
+def test_a_streamed_crop_index_is_tuned_for_text_too(tmp_path: Path) -> None:
+    vectors, _, texts = _space()
+    boxes = np.tile(np.array([[0.0, 0.0, 0.5, 0.5]], np.float32), (N, 1))
+    ids = np.arange(N, dtype=np.int64) // 4  # four crops an image
+    parts = [
+        RegionSet(vectors[s : s + 3000], ids[s : s + 3000], boxes[s : s + 3000]) for s in range(0, N, 3000)
+    ]
+
+    def probes(folder: str, text_queries: Callable[[], np.ndarray] | None) -> int:
+        (tmp_path / folder).mkdir()
+        stream = regions.CropStream(N, DIM, vectors[::4], lambda: parts)
+        info = regions.write_streamed(
+            tmp_path / folder, stream, memory_budget=1 << 30, recall_target=0.95, text_queries=text_queries
+        )
+        assert info["faiss_type"].startswith("ivf")
+        return int(info["faiss_params"]["nprobe"])
+
+    assert probes("text", lambda: texts) > probes("plain", None)  # 128 and 8 here

@@ -201,15 +201,21 @@ def crop_kind(n: int, dim: int, *, memory_budget: int, exact_max: int = 0, shard
 
 
 def write_streamed(
-    folder: Path, stream: CropStream, *, memory_budget: int, recall_target: float
+    folder: Path,
+    stream: CropStream,
+    *,
+    memory_budget: int,
+    recall_target: float,
+    text_queries: Callable[[], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write a version's region files from ``stream`` in one pass, holding one batch of float vectors.
 
     The index is :func:`crop_kind`'s, else planned by :func:`ivf_build.plan`, under ``memory_budget``
     (the caller gives the crop share); the vectors go to a memory-mapped float16 ``regions.npy`` as they
     pass, and each batch's exact top 10 for :data:`TUNE_QUERIES` queries drawn from the sample is merged
-    on the way, so nprobe is tuned against exact search without a second pass. Returns the manifest's
-    ``regions`` entry.
+    on the way, so nprobe is tuned against exact search without a second pass; so are the text vectors
+    ``text_queries`` makes, which must reach the target too (``faiss_index.tune``). Returns the
+    manifest's ``regions`` entry.
     """
     from iconosearch.index import faiss_index, ivf_build
 
@@ -219,7 +225,9 @@ def write_streamed(
         spec = ivf_build.plan(n, dim, memory_budget=memory_budget)
     else:
         spec = faiss_index.ivf_spec(kind, n, dim, memory_budget=memory_budget)
-    queries = faiss_index.sample_queries(stream.sample, TUNE_QUERIES, seed=11)
+    noisy = faiss_index.sample_queries(stream.sample, TUNE_QUERIES, seed=11)
+    texts = text_queries() if text_queries is not None else noisy[:0]
+    queries = np.vstack([noisy, texts]).astype(np.float32)
     fmt = np.lib.format
     vectors = fmt.open_memmap(folder / VECTORS_FILE, mode="w+", dtype=np.float16, shape=(n, dim))
     ids = fmt.open_memmap(folder / IDS_FILE, mode="w+", dtype=np.int64, shape=(n,))
@@ -246,8 +254,10 @@ def write_streamed(
         raise ValueError(f"the crop stream gave {done} crops, not the {n} it announced")
     for array in (vectors, ids, boxes):
         array.flush()
-    spec, recall = faiss_index.tune_against(index, spec, queries, top[1], target=recall_target)
-    spec, guard = capped(index, spec, recall, target=recall_target, tuning=lambda: (queries, top[1]))
+    exact, k = top[1], len(noisy)
+    also = [(texts, exact[k:])] if len(texts) else []
+    spec, recall = faiss_index.tune_against(index, spec, noisy, exact[:k], target=recall_target, also=also)
+    spec, guard = capped(index, spec, recall, target=recall_target, tuning=lambda: (noisy, exact[:k]))
     faiss_index.write(index, folder / FAISS_FILE)
     return {"count": n, "faiss_type": spec.kind, "faiss_params": dict(spec.params), **guard}
 

@@ -262,7 +262,11 @@ def _write_regions(
     if isinstance(crops, CropStream):
         progress("regions index", 0, len(crops))
         info = regions.write_streamed(
-            staging, crops, memory_budget=budget, recall_target=options.recall_target
+            staging,
+            crops,
+            memory_budget=budget,
+            recall_target=options.recall_target,
+            text_queries=options.text_queries,
         )
         progress("regions index", len(crops), len(crops))
         return info
