@@ -96,6 +96,9 @@ def test_text_queries_are_captions_spread_over_the_records() -> None:
     picked = [with_caption[j].caption for j in range(0, step * TEXT_TUNE_QUERIES, step)]
     expected = embedder.embed_texts([next(iter(c.values()))[0] for c in picked])
     assert np.allclose(made, expected, atol=1e-6)
+    calls = embedder.text_calls
+    texts = _text_queries(embedder, records)
+    assert texts() is texts() and embedder.text_calls == calls + 1  # made once, for every index
     none = _text_queries(embedder, [make_record(9, caption="")])()
     assert none.shape == (0, DIM)
 

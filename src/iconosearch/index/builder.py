@@ -8,6 +8,7 @@ written, updated and compacted).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,8 +180,10 @@ TEXT_TUNE_QUERIES = 200
 def _text_queries(embedder: Any, records: Sequence[ImageRecord]) -> Callable[[], np.ndarray]:
     """Makes the text vectors of the first caption of up to ``TEXT_TUNE_QUERIES`` records, spread evenly
     over them (so a rebuild of the same records tunes alike). Text is what researchers search with, and
-    it sits across the modality gap from the images (``faiss_index.tune``)."""
+    it sits across the modality gap from the images (``faiss_index.tune``). Made once, on first use:
+    the image index and the crop index of a version both tune with them."""
 
+    @functools.cache
     def make() -> np.ndarray:
         captions = [next((v for vs in r.caption.values() for v in vs if v.strip()), "") for r in records]
         texts = [c for c in captions if c]
