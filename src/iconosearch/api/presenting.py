@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import orjson
 
+from iconosearch import lru
 from iconosearch.api import schemas as s
 from iconosearch.api.content_state import content_state, encode_content_state
 from iconosearch.config import ViewerConfig
@@ -99,9 +100,7 @@ class PresentedCache:
         return found
 
     def put(self, key: _Key, value: bytes) -> None:
-        self._items[key] = value
-        if len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
+        lru.keep(self._items, {key: value}, self.maxsize)
 
 
 def _merged(obj: bytes, more: bytes) -> orjson.Fragment:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from iconosearch import lru
 from iconosearch.index import faiss_index, regions, verify
 from iconosearch.index.faiss_index import FaissSpec
 from iconosearch.index.metadata import Metadata, Row
@@ -95,10 +96,7 @@ class LoadedVersion:
         if found is None:
             found = compute()
             with self.lock:
-                cache[key] = found
-                cache.move_to_end(key)
-                while len(cache) > _CACHE_SIZE:
-                    cache.popitem(last=False)
+                lru.keep(cache, {key: found}, _CACHE_SIZE)
         return found
 
 

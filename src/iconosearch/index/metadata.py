@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import zstandard
 
+from iconosearch import lru
 from iconosearch.query import Filters, InvalidFilterError
 from iconosearch.records import NO_LANG, ImageRecord, id_to_int64, record_from_dict
 from iconosearch.rights import rights_class
@@ -174,13 +175,6 @@ def _json(data: str | bytes, codec: RecordCodec | None) -> bytes:
     if codec is None:
         raise sqlite3.DatabaseError("a compressed record in a metadata file without its codec")
     return codec.decompress(data)
-
-
-def _keep(cache: OrderedDict[int, Any], new: Mapping[int, Any], bound: int) -> None:
-    """Add ``new`` to an LRU ``cache`` and trim it to ``bound``."""
-    cache.update(new)
-    while len(cache) > bound:
-        cache.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,8 +446,8 @@ class Metadata:
         fresh = {iid: record_from_dict(orjson.loads(raw[iid])) for iid in order}
         if decoded is not None and fresh:
             with self._cached_lock:
-                _keep(cached, read, CACHED_RECORDS)
-                _keep(decoded, fresh, DECODED_RECORDS)
+                lru.keep(cached, read, CACHED_RECORDS)
+                lru.keep(decoded, fresh, DECODED_RECORDS)
         out |= fresh
         return {iid: out[iid] for iid in int_ids if iid in out}
 

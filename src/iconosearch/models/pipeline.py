@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from PIL import Image
 
+from iconosearch import lru
 from iconosearch.images import ImageRejectedError, open_image
 from iconosearch.models.precision import autocast
 
@@ -494,14 +495,7 @@ class TextEmbeddingCache:
                 del self._pending[key]
             if row is not None:
                 self.misses += 1
-                self._keep(key, row)
-
-    def _keep(self, key: str, row: np.ndarray) -> None:
-        """Cache ``row`` under ``key`` (the lock held), dropping the least recently used past maxsize."""
-        self._entries[key] = row
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
+                lru.keep(self._entries, {key: row}, self.maxsize)
 
     def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         keys = [self.key(t) for t in texts]
@@ -519,9 +513,9 @@ class TextEmbeddingCache:
             fresh.setflags(write=False)
             with self._lock:
                 self.misses += len(missing)
-                for k, row in zip(missing, fresh, strict=True):
-                    found[k] = row
-                    self._keep(k, row)
+                kept = dict(zip(missing, fresh, strict=True))
+                found.update(kept)
+                lru.keep(self._entries, kept, self.maxsize)
         if not keys:
             return np.zeros((0, int(self.embedder.dim)), dtype=np.float32)
         out = np.stack([found[k] for k in keys])
